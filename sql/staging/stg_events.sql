@@ -1,0 +1,56 @@
+-- stg_events: accepted events as the metrics see them.
+-- grain: one row per accepted, de-duplicated event (METRICS.md §0).
+-- `local_date` is the event's date in the run's reporting timezone (which may
+-- differ from the timezone the `events` partitions were written with), and
+-- events after the as-of date are dropped here, once, for every model (§10.13).
+with events as (
+    select * from events
+),
+
+params as (
+    select as_of, timezone from params
+),
+
+localized as (
+    select
+        events.event_id,
+        events.event_type,
+        events.customer_id,
+        events.occurred_at,
+        tenure_local_date(events.occurred_at, params.timezone) as local_date,
+        events.subscription_id,
+        events.plan,
+        events.mrr,
+        events.currency,
+        events.seats,
+        events.amount,
+        events.payment_id,
+        events.feature,
+        events.user_id,
+        events.quantity,
+        events.ticket_id,
+        events.priority,
+        events.score,
+        events.campaign_id,
+        events.name,
+        events.segment,
+        events.country,
+        events.industry,
+        events.owner,
+        events.reason,
+        events.comment,
+        params.as_of
+    from events
+    cross join params
+),
+
+final as (
+    select * from localized where local_date <= as_of
+)
+
+select
+    event_id, event_type, customer_id, occurred_at, local_date,
+    subscription_id, plan, mrr, currency, seats, amount, payment_id,
+    feature, user_id, quantity, ticket_id, priority, score, campaign_id,
+    name, segment, country, industry, owner, reason, comment
+from final

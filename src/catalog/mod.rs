@@ -1,0 +1,310 @@
+//! The model catalog: SQL models found under `sql/`, their layer, and the
+//! dependency graph inferred from the tables each one reads. It parses SQL but
+//! never plans or runs it (that is `engine`'s job).
+
+use datafusion::prelude::SessionContext;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Tables every model may read that are not models: the ingested tables and
+/// the run parameters.
+pub const SOURCES: [&str; 3] = ["events", "rejects", "params"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    Staging,
+    Intermediate,
+    Marts,
+}
+
+impl Layer {
+    fn from_dir(dir: &str) -> Option<Layer> {
+        match dir {
+            "staging" => Some(Layer::Staging),
+            "intermediate" => Some(Layer::Intermediate),
+            "marts" => Some(Layer::Marts),
+            _ => None,
+        }
+    }
+
+    pub fn dir(self) -> &'static str {
+        match self {
+            Layer::Staging => "staging",
+            Layer::Intermediate => "intermediate",
+            Layer::Marts => "marts",
+        }
+    }
+}
+
+/// One SQL model: a single `select` whose result is the table `name`.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: String,
+    pub layer: Layer,
+    pub file: PathBuf,
+    pub sql: String,
+    /// Models this one reads (sources excluded).
+    pub depends_on: BTreeSet<String>,
+}
+
+/// A data check: a query that returns the rows breaking a rule; any row fails
+/// the run before anything is published.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub file: PathBuf,
+    pub sql: String,
+    pub depends_on: BTreeSet<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+/// Every model and check of a project, in a valid build order.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// Models in topological order (ties by name).
+    pub models: Vec<Model>,
+    pub checks: Vec<Check>,
+}
+
+impl Catalog {
+    /// Read `sql_dir`, parse each file, and order the graph. Every problem is
+    /// reported at once, naming the file.
+    pub fn load(sql_dir: &Path) -> Result<Catalog, CatalogError> {
+        let mut problems = Vec::new();
+        let mut files = Vec::new();
+        collect_sql_files(sql_dir, &mut files, &mut problems);
+        files.sort();
+        let ctx = SessionContext::new();
+        let mut models: BTreeMap<String, Model> = BTreeMap::new();
+        let mut checks = Vec::new();
+        for file in files {
+            let rel = file.strip_prefix(sql_dir).unwrap_or(&file);
+            let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().to_string()).collect();
+            let name = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let sql = match std::fs::read_to_string(&file) {
+                Ok(s) => s,
+                Err(e) => {
+                    problems.push(format!("{}: cannot read ({e})", file.display()));
+                    continue;
+                }
+            };
+            let refs = match table_references(&ctx, &sql) {
+                Ok(r) => r,
+                Err(e) => {
+                    problems.push(format!("{}: {e}", file.display()));
+                    continue;
+                }
+            };
+            if parts.len() == 2 && parts[0] == "checks" {
+                checks.push(Check {
+                    name,
+                    file: file.clone(),
+                    sql,
+                    depends_on: refs,
+                });
+                continue;
+            }
+            let layer = match (parts.len(), parts.first().and_then(|d| Layer::from_dir(d))) {
+                (2, Some(layer)) => layer,
+                _ => {
+                    problems.push(format!(
+                        "{}: a model must be sql/staging/*.sql, sql/intermediate/*.sql or sql/marts/*.sql (checks: sql/checks/*.sql)",
+                        file.display()
+                    ));
+                    continue;
+                }
+            };
+            if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                problems.push(format!("{}: model name {name:?} must be lowercase letters, digits and '_'", file.display()));
+                continue;
+            }
+            if SOURCES.contains(&name.as_str()) {
+                problems.push(format!("{}: model name {name:?} is reserved for a source table", file.display()));
+                continue;
+            }
+            if let Some(other) = models.get(&name) {
+                problems.push(format!("{}: model {name:?} is also defined by {}", file.display(), other.file.display()));
+                continue;
+            }
+            models.insert(
+                name.clone(),
+                Model {
+                    name,
+                    layer,
+                    file,
+                    sql,
+                    depends_on: refs,
+                },
+            );
+        }
+        // Unknown tables.
+        for m in models.values() {
+            for r in &m.depends_on {
+                if !models.contains_key(r) && !SOURCES.contains(&r.as_str()) {
+                    problems.push(format!("{}: model {:?} reads unknown table {r:?}", m.file.display(), m.name));
+                }
+            }
+        }
+        for c in &checks {
+            for r in &c.depends_on {
+                if !models.contains_key(r) && !SOURCES.contains(&r.as_str()) {
+                    problems.push(format!("{}: check {:?} reads unknown table {r:?}", c.file.display(), c.name));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(CatalogError::Invalid(problems));
+        }
+        for m in models.values_mut() {
+            m.depends_on.retain(|r| !SOURCES.contains(&r.as_str()));
+        }
+        for c in &mut checks {
+            c.depends_on.retain(|r| !SOURCES.contains(&r.as_str()));
+        }
+        let ordered = topo_sort(models)?;
+        Ok(Catalog { models: ordered, checks })
+    }
+
+    pub fn model(&self, name: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// The models a pipeline builds: those its patterns select (`*`,
+    /// `layer/*`, a name, or `layer/name`) and everything upstream of them, in
+    /// build order. Unknown names are errors.
+    pub fn select(&self, patterns: &[String]) -> Result<Vec<&Model>, String> {
+        let mut wanted: BTreeSet<&str> = BTreeSet::new();
+        for p in patterns {
+            let before = wanted.len();
+            let mut matched = false;
+            for m in &self.models {
+                let hit = match p.split_once('/') {
+                    _ if p == "*" => true,
+                    Some((layer, "*")) => m.layer.dir() == layer,
+                    Some((layer, name)) => m.layer.dir() == layer && m.name == name,
+                    None => m.name == *p,
+                };
+                if hit {
+                    matched = true;
+                    wanted.insert(&m.name);
+                }
+            }
+            if !matched && before == wanted.len() {
+                return Err(format!("models: {p:?} matches no model in sql/"));
+            }
+        }
+        // Upstream closure, walking the build order backwards.
+        for m in self.models.iter().rev() {
+            if wanted.contains(m.name.as_str()) {
+                for d in &m.depends_on {
+                    wanted.insert(d);
+                }
+            }
+        }
+        Ok(self.models.iter().filter(|m| wanted.contains(m.name.as_str())).collect())
+    }
+}
+
+fn collect_sql_files(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<String>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(format!("{}: cannot read the SQL folder ({e}); set project.sql_dir in the config", dir.display()));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_sql_files(&path, out, problems);
+        } else if path.extension().is_some_and(|x| x == "sql") {
+            out.push(path);
+        }
+    }
+}
+
+/// The tables a single-statement SQL text reads (CTE names excluded).
+fn table_references(ctx: &SessionContext, sql: &str) -> Result<BTreeSet<String>, String> {
+    let state = ctx.state();
+    let mut statements = datafusion::sql::parser::DFParser::parse_sql(sql).map_err(|e| format!("cannot parse SQL: {e}"))?;
+    if statements.len() != 1 {
+        return Err(format!("must hold exactly one SQL statement, found {}", statements.len()));
+    }
+    let statement = statements.pop_front().ok_or("empty SQL file")?;
+    let refs = state
+        .resolve_table_references(&statement)
+        .map_err(|e| format!("cannot resolve tables: {e}"))?;
+    Ok(refs.iter().map(|r| r.table().to_string()).collect())
+}
+
+fn topo_sort(models: BTreeMap<String, Model>) -> Result<Vec<Model>, CatalogError> {
+    let mut remaining = models;
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut order = Vec::new();
+    while !remaining.is_empty() {
+        let ready: Vec<String> = remaining
+            .values()
+            .filter(|m| m.depends_on.iter().all(|d| done.contains(d)))
+            .map(|m| m.name.clone())
+            .collect();
+        if ready.is_empty() {
+            let names: Vec<String> = remaining.values().map(|m| format!("{} ({})", m.name, m.file.display())).collect();
+            return Err(CatalogError::Invalid(vec![format!(
+                "models form a cycle; none of these can run first: {}",
+                names.join(", ")
+            )]));
+        }
+        for name in ready {
+            if let Some(m) = remaining.remove(&name) {
+                done.insert(name);
+                order.push(m);
+            }
+        }
+    }
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, sql: &str) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, sql).expect("write");
+    }
+
+    #[test]
+    fn orders_models_and_ignores_ctes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "marts/b.sql", "with x as (select * from a) select * from x");
+        write(dir.path(), "staging/a.sql", "select * from events");
+        write(dir.path(), "checks/b_ok.sql", "select * from b where 1 = 0");
+        let c = Catalog::load(dir.path()).expect("catalog");
+        let names: Vec<&str> = c.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(c.checks.len(), 1);
+        let sel: Vec<&str> = c.select(&["marts/*".into()]).expect("select").iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(sel, ["a", "b"]);
+        assert!(c.select(&["nope".into()]).is_err());
+    }
+
+    #[test]
+    fn reports_cycles_and_unknown_tables() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "marts/a.sql", "select * from b");
+        write(dir.path(), "marts/b.sql", "select * from a");
+        let err = Catalog::load(dir.path()).expect_err("cycle").to_string();
+        assert!(err.contains("cycle"), "{err}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "marts/a.sql", "select * from mrr_montly");
+        let err = Catalog::load(dir.path()).expect_err("unknown").to_string();
+        assert!(err.contains("unknown table \"mrr_montly\""), "{err}");
+    }
+}

@@ -1,0 +1,132 @@
+//! Raw serde types of `config/tenure.toml` and `pipelines/*.toml`: exactly what
+//! the files may say, nothing validated yet. Every struct denies unknown fields
+//! so that a typo is an error, never a silent default. The doc comments are
+//! the config reference (the README repeats them).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `config/tenure.toml`: where data lives and how metrics are computed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub project: RawProject,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub reporting: RawReporting,
+    #[serde(default)]
+    pub ingest: RawIngest,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProject {
+    /// Folder of pipeline definitions, relative to the config file. Default `../pipelines`.
+    pub pipelines_dir: Option<String>,
+    /// Folder of SQL models, relative to the config file. Default `../sql`.
+    pub sql_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// URL (or local path, relative to the config file) of the raw event prefix.
+    pub raw: Option<String>,
+    /// URL (or local path, relative to the config file) of the warehouse: the
+    /// Delta tables, run reports and ingest manifest live below it.
+    pub warehouse: Option<String>,
+    /// S3-compatible endpoint, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Object store region, e.g. `us-east-1`.
+    pub region: Option<String>,
+    /// Allow plain HTTP to the endpoint (test servers only).
+    pub allow_http: Option<bool>,
+    /// Further object_store options by their names (`aws_access_key_id`,
+    /// `google_service_account`, `azure_storage_account_name`, ...). Values may
+    /// use `${VAR}` to read an environment variable; secrets belong there.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReporting {
+    /// IANA timezone of local dates and calendar months. Default `UTC`.
+    pub timezone: Option<String>,
+    /// ISO 4217 reporting currency; events in another currency are rejected. Default `USD`.
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    /// Fail the run (committing nothing) when more than this fraction of the
+    /// rows read is rejected, or of the objects read is unreadable. 0..1;
+    /// default 1.0, which never fails.
+    pub max_reject_rate: Option<f64>,
+    /// Objects decoded in parallel. Default: the number of cores.
+    pub parallelism: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Days of the "recent succeeded payment" activity window (METRICS.md §3). Default 90.
+    pub activity_window_days: Option<i64>,
+    #[serde(default)]
+    pub health: RawHealth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// Component weights (METRICS.md §7); need not sum to 1.
+    #[serde(default)]
+    pub weights: RawWeights,
+    /// Distinct active days in 30 days that score 100 on `usage`. Default 20.
+    pub target_active_days: Option<f64>,
+    /// Distinct features in 30 days that score 100 on `breadth`. Default 5.
+    pub target_features: Option<f64>,
+    /// Lowest score of the green band. Default 70.
+    pub band_green: Option<f64>,
+    /// Lowest score of the yellow band. Default 40.
+    pub band_yellow: Option<f64>,
+    /// A drop of at least this many points lists a customer as at risk. Default 15.
+    pub score_drop_threshold: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeights {
+    pub usage: Option<f64>,
+    pub breadth: Option<f64>,
+    pub trend: Option<f64>,
+    pub sentiment: Option<f64>,
+    pub support: Option<f64>,
+    pub billing: Option<f64>,
+    pub email: Option<f64>,
+}
+
+/// `pipelines/<name>.toml`: what runs, and when.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    /// Unique pipeline name (defaults to the file stem).
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// Cron expression (5 fields: minute hour day-of-month month day-of-week).
+    pub schedule: Option<String>,
+    /// IANA timezone the schedule is read in. Default: the reporting timezone.
+    pub timezone: Option<String>,
+    /// Models to build: names, `layer/*` (e.g. `marts/*`) or `*`. Their
+    /// upstream models are built too. Default `["*"]`.
+    pub models: Option<Vec<String>>,
+    /// Missed schedules after downtime: `latest`, `all` or `none`. Default `latest`.
+    pub catch_up: Option<String>,
+    /// Whether this pipeline ingests new raw objects before building. Default true.
+    pub ingest: Option<bool>,
+}

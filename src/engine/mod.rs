@@ -1,0 +1,141 @@
+//! The DataFusion engine of one run: a SessionContext with tenure's UDFs, the
+//! one-row `params` table (run parameters reach SQL as data, never pasted into
+//! SQL text), the source tables, and materialising one model. Read-only
+//! querying of published tables (`tenure query`) goes through here too.
+
+mod udf;
+
+use crate::catalog::{Layer, Model};
+use crate::config::Config;
+use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use chrono::NaiveDate;
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use std::sync::Arc;
+
+pub use udf::local_date_udf;
+
+/// The run parameters models read from `params`.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub as_of: NaiveDate,
+    pub timezone: String,
+    pub currency: String,
+    pub activity_window_days: i64,
+    pub health: crate::config::Health,
+}
+
+impl Params {
+    pub fn from_config(config: &Config, as_of: NaiveDate) -> Params {
+        Params {
+            as_of,
+            timezone: config.timezone.name().to_string(),
+            currency: config.currency.clone(),
+            activity_window_days: config.activity_window_days,
+            health: config.health.clone(),
+        }
+    }
+
+    /// The one-row `params` table.
+    pub fn batch(&self) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let h = &self.health;
+        let days = (self.as_of - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32;
+        let f = |name: &str| Field::new(name, DataType::Float64, false);
+        let mut fields = vec![
+            Field::new("as_of", DataType::Date32, false),
+            Field::new("timezone", DataType::Utf8, false),
+            Field::new("currency", DataType::Utf8, false),
+            Field::new("activity_window_days", DataType::Int64, false),
+        ];
+        let floats = [
+            ("weight_usage", h.weight_usage),
+            ("weight_breadth", h.weight_breadth),
+            ("weight_trend", h.weight_trend),
+            ("weight_sentiment", h.weight_sentiment),
+            ("weight_support", h.weight_support),
+            ("weight_billing", h.weight_billing),
+            ("weight_email", h.weight_email),
+            ("target_active_days", h.target_active_days),
+            ("target_features", h.target_features),
+            ("band_green", h.band_green),
+            ("band_yellow", h.band_yellow),
+            ("score_drop_threshold", h.score_drop_threshold),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Date32Array::from(vec![days])),
+            Arc::new(StringArray::from(vec![self.timezone.clone()])),
+            Arc::new(StringArray::from(vec![self.currency.clone()])),
+            Arc::new(Int64Array::from(vec![self.activity_window_days])),
+        ];
+        for (name, v) in floats {
+            fields.push(f(name));
+            columns.push(Arc::new(Float64Array::from(vec![v])));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+    }
+}
+
+/// A fresh session with tenure's functions registered.
+pub fn session() -> SessionContext {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let config = SessionConfig::new()
+        .with_target_partitions(cores)
+        .with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_udf(local_date_udf());
+    ctx
+}
+
+/// Options that keep SQL from a user read-only: no DDL, DML or `SET`/`COPY`.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+pub fn register_batch(ctx: &SessionContext, name: &str, batches: Vec<RecordBatch>, schema: arrow::datatypes::SchemaRef) -> datafusion::error::Result<()> {
+    let table = MemTable::try_new(schema, vec![batches])?;
+    ctx.deregister_table(name)?;
+    ctx.register_table(name, Arc::new(table))?;
+    Ok(())
+}
+
+/// The outcome of building one model.
+pub struct Built {
+    pub batches: Vec<RecordBatch>,
+    pub schema: arrow::datatypes::SchemaRef,
+    pub rows: usize,
+}
+
+/// Build one model. Staging models become views (they are cheap projections of
+/// `events`); the others are computed once and held in memory.
+pub async fn build(ctx: &SessionContext, model: &Model) -> datafusion::error::Result<Option<Built>> {
+    let df = ctx.sql_with_options(&model.sql, read_only()).await?;
+    let df_schema = df.schema().as_arrow().clone();
+    if model.layer == Layer::Staging {
+        ctx.deregister_table(&model.name)?;
+        ctx.register_table(&model.name, df.into_view())?;
+        return Ok(None);
+    }
+    let batches = df.collect().await?;
+    // The batches' own schema (DataFusion's logical nullability can differ).
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => Arc::new(df_schema),
+    };
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    register_batch(ctx, &model.name, batches.clone(), schema.clone())?;
+    Ok(Some(Built { batches, schema, rows }))
+}
+
+/// Plan a model without running it (for `tenure validate`), then register an
+/// empty table of its output schema so downstream models can be planned.
+pub async fn plan(ctx: &SessionContext, model: &Model) -> datafusion::error::Result<()> {
+    let df = ctx.sql_with_options(&model.sql, read_only()).await?;
+    let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    df.create_physical_plan().await?;
+    register_batch(ctx, &model.name, vec![], schema)
+}

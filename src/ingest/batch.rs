@@ -1,0 +1,301 @@
+//! The Arrow shape of the `events` and `rejects` tables (EVENTS.md rule 15) and
+//! builders that turn validated events and rejected rows into record batches.
+//! Also the row hashes that de-duplication compares, computed from the typed
+//! columns so that new rows and rows read back from `events` hash alike.
+
+use super::validate::ValidEvent;
+use arrow::array::{
+    ArrayRef, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::row::{RowConverter, SortField};
+use std::sync::{Arc, LazyLock};
+
+pub const MONEY: DataType = DataType::Decimal128(38, 4);
+
+pub fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// Columns of `events` that carry the event's payload: what "differs" compares
+/// for conflicting duplicates (EVENTS.md rule 13). Lineage and the derived
+/// `event_date` are not payload.
+pub const PAYLOAD_COLUMNS: [&str; 25] = [
+    "event_id", "event_type", "customer_id", "occurred_at", "subscription_id", "plan", "mrr",
+    "currency", "seats", "amount", "payment_id", "feature", "user_id", "quantity", "ticket_id",
+    "priority", "score", "campaign_id", "name", "segment", "country", "industry", "owner",
+    "reason", "comment",
+];
+
+pub static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let s = |n: &str| Field::new(n, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("event_type", DataType::Utf8, false),
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("occurred_at", utc_micros(), false),
+        Field::new("event_date", DataType::Date32, false),
+        s("subscription_id"),
+        s("plan"),
+        Field::new("mrr", MONEY, true),
+        s("currency"),
+        Field::new("seats", DataType::Int64, true),
+        Field::new("amount", MONEY, true),
+        s("payment_id"),
+        s("feature"),
+        s("user_id"),
+        Field::new("quantity", DataType::Float64, true),
+        s("ticket_id"),
+        s("priority"),
+        Field::new("score", DataType::Int64, true),
+        s("campaign_id"),
+        s("name"),
+        s("segment"),
+        s("country"),
+        s("industry"),
+        s("owner"),
+        s("reason"),
+        s("comment"),
+        Field::new("source_object", DataType::Utf8, false),
+        Field::new("source_row", DataType::Int64, false),
+        Field::new("run_id", DataType::Utf8, false),
+    ]))
+});
+
+pub static REJECTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("source_object", DataType::Utf8, false),
+        Field::new("source_row", DataType::Int64, false),
+        Field::new("raw", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, true),
+        Field::new("run_id", DataType::Utf8, false),
+    ]))
+});
+
+/// Accumulates accepted events of one object.
+pub struct EventBuilder {
+    strings: Vec<StringBuilder>,
+    occurred_at: TimestampMicrosecondBuilder,
+    event_date: Date32Builder,
+    mrr: Decimal128Builder,
+    amount: Decimal128Builder,
+    seats: Int64Builder,
+    quantity: Float64Builder,
+    score: Int64Builder,
+    source_row: Int64Builder,
+    len: usize,
+}
+
+// Positions in `strings`.
+const S_EVENT_ID: usize = 0;
+const S_EVENT_TYPE: usize = 1;
+const S_CUSTOMER_ID: usize = 2;
+const S_SUBSCRIPTION_ID: usize = 3;
+const S_PLAN: usize = 4;
+const S_CURRENCY: usize = 5;
+const S_PAYMENT_ID: usize = 6;
+const S_FEATURE: usize = 7;
+const S_USER_ID: usize = 8;
+const S_TICKET_ID: usize = 9;
+const S_PRIORITY: usize = 10;
+const S_CAMPAIGN_ID: usize = 11;
+const S_NAME: usize = 12;
+const S_SEGMENT: usize = 13;
+const S_COUNTRY: usize = 14;
+const S_INDUSTRY: usize = 15;
+const S_OWNER: usize = 16;
+const S_REASON: usize = 17;
+const S_COMMENT: usize = 18;
+const S_SOURCE_OBJECT: usize = 19;
+const S_RUN_ID: usize = 20;
+const STRING_COLUMNS: usize = 21;
+
+impl Default for EventBuilder {
+    fn default() -> Self {
+        let money = || Decimal128Builder::new().with_data_type(MONEY);
+        EventBuilder {
+            strings: (0..STRING_COLUMNS).map(|_| StringBuilder::new()).collect(),
+            occurred_at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            event_date: Date32Builder::new(),
+            mrr: money(),
+            amount: money(),
+            seats: Int64Builder::new(),
+            quantity: Float64Builder::new(),
+            score: Int64Builder::new(),
+            source_row: Int64Builder::new(),
+            len: 0,
+        }
+    }
+}
+
+impl EventBuilder {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn push(&mut self, ev: &ValidEvent, event_date: i32, source_object: &str, source_row: i64, run_id: &str) {
+        let s = &mut self.strings;
+        s[S_EVENT_ID].append_value(&ev.event_id);
+        s[S_EVENT_TYPE].append_value(&ev.event_type);
+        s[S_CUSTOMER_ID].append_value(&ev.customer_id);
+        for (i, v) in [
+            (S_SUBSCRIPTION_ID, &ev.subscription_id),
+            (S_PLAN, &ev.plan),
+            (S_CURRENCY, &ev.currency),
+            (S_PAYMENT_ID, &ev.payment_id),
+            (S_FEATURE, &ev.feature),
+            (S_USER_ID, &ev.user_id),
+            (S_TICKET_ID, &ev.ticket_id),
+            (S_PRIORITY, &ev.priority),
+            (S_CAMPAIGN_ID, &ev.campaign_id),
+            (S_NAME, &ev.name),
+            (S_SEGMENT, &ev.segment),
+            (S_COUNTRY, &ev.country),
+            (S_INDUSTRY, &ev.industry),
+            (S_OWNER, &ev.owner),
+            (S_REASON, &ev.reason),
+            (S_COMMENT, &ev.comment),
+        ] {
+            s[i].append_option(v.as_deref());
+        }
+        s[S_SOURCE_OBJECT].append_value(source_object);
+        s[S_RUN_ID].append_value(run_id);
+        self.occurred_at.append_value(ev.occurred_at);
+        self.event_date.append_value(event_date);
+        self.mrr.append_option(ev.mrr);
+        self.amount.append_option(ev.amount);
+        self.seats.append_option(ev.seats);
+        self.quantity.append_option(ev.quantity);
+        self.score.append_option(ev.score);
+        self.source_row.append_value(source_row);
+        self.len += 1;
+    }
+
+    pub fn finish(&mut self) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let mut s: Vec<ArrayRef> = self
+            .strings
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        let mut take = |i: usize| std::mem::replace(&mut s[i], Arc::new(arrow::array::NullArray::new(0)));
+        let columns: Vec<ArrayRef> = vec![
+            take(S_EVENT_ID),
+            take(S_EVENT_TYPE),
+            take(S_CUSTOMER_ID),
+            Arc::new(self.occurred_at.finish()),
+            Arc::new(self.event_date.finish()),
+            take(S_SUBSCRIPTION_ID),
+            take(S_PLAN),
+            Arc::new(self.mrr.finish()),
+            take(S_CURRENCY),
+            Arc::new(self.seats.finish()),
+            Arc::new(self.amount.finish()),
+            take(S_PAYMENT_ID),
+            take(S_FEATURE),
+            take(S_USER_ID),
+            Arc::new(self.quantity.finish()),
+            take(S_TICKET_ID),
+            take(S_PRIORITY),
+            Arc::new(self.score.finish()),
+            take(S_CAMPAIGN_ID),
+            take(S_NAME),
+            take(S_SEGMENT),
+            take(S_COUNTRY),
+            take(S_INDUSTRY),
+            take(S_OWNER),
+            take(S_REASON),
+            take(S_COMMENT),
+            take(S_SOURCE_OBJECT),
+            Arc::new(self.source_row.finish()),
+            take(S_RUN_ID),
+        ];
+        self.len = 0;
+        RecordBatch::try_new(EVENTS_SCHEMA.clone(), columns)
+    }
+}
+
+/// One rejected row.
+#[derive(Debug, Clone)]
+pub struct RejectRow {
+    pub source_row: i64,
+    pub raw: String,
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+pub fn rejects_batch(source_object: &str, rows: &[RejectRow], run_id: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut object = StringBuilder::new();
+    let mut row = Int64Builder::new();
+    let mut raw = StringBuilder::new();
+    let mut reason = StringBuilder::new();
+    let mut detail = StringBuilder::new();
+    let mut run = StringBuilder::new();
+    for r in rows {
+        object.append_value(source_object);
+        row.append_value(r.source_row);
+        raw.append_value(&r.raw);
+        reason.append_value(r.reason);
+        detail.append_value(&r.detail);
+        run.append_value(run_id);
+    }
+    RecordBatch::try_new(
+        REJECTS_SCHEMA.clone(),
+        vec![
+            Arc::new(object.finish()),
+            Arc::new(row.finish()),
+            Arc::new(raw.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(detail.finish()),
+            Arc::new(run.finish()),
+        ],
+    )
+}
+
+/// The key of an event for de-duplication: a 128-bit hash of its `event_id`,
+/// and a 64-bit hash of its typed payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowKey {
+    pub id: u128,
+    pub payload: u64,
+}
+
+/// Row keys of a batch that has the payload columns of `events` (by name).
+pub fn row_keys(batch: &RecordBatch) -> Result<Vec<RowKey>, arrow::error::ArrowError> {
+    let columns: Vec<ArrayRef> = PAYLOAD_COLUMNS
+        .iter()
+        .map(|name| {
+            let array = batch.column_by_name(name).cloned().ok_or_else(|| {
+                arrow::error::ArrowError::SchemaError(format!("events has no column {name}"))
+            })?;
+            let target = EVENTS_SCHEMA.field_with_name(name)?.data_type().clone();
+            if array.data_type() == &target {
+                Ok(array)
+            } else {
+                arrow::compute::cast(&array, &target)
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let converter = RowConverter::new(
+        columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect(),
+    )?;
+    let rows = converter.convert_columns(&columns)?;
+    let ids = columns[0].as_any().downcast_ref::<arrow::array::StringArray>();
+    let mut keys = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let id = ids.map(|a| a.value(i)).unwrap_or_default();
+        keys.push(RowKey {
+            id: xxhash_rust::xxh3::xxh3_128(id.as_bytes()),
+            payload: xxhash_rust::xxh3::xxh3_64(rows.row(i).as_ref()),
+        });
+    }
+    Ok(keys)
+}

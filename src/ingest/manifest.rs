@@ -1,0 +1,132 @@
+//! The ingest manifest: which raw objects were ingested, by which run, with
+//! their identity (size, ETag, last-modified). One JSON entry per ingest
+//! sequence under `<warehouse>/_tenure/ingest/`; an entry counts only when the
+//! `events` table carries its sequence (see the `ingest` module docs).
+
+use super::IngestError;
+use crate::storage::Location;
+use deltalake::kernel::Add;
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The identity of one raw object when it was ingested.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ObjectId {
+    pub path: String,
+    pub size: u64,
+    pub e_tag: Option<String>,
+    pub last_modified: String,
+    #[serde(default)]
+    pub run_id: Option<String>,
+}
+
+impl ObjectId {
+    pub fn of(relative: &str, meta: &object_store::ObjectMeta) -> Self {
+        ObjectId {
+            path: relative.to_string(),
+            size: meta.size,
+            e_tag: meta.e_tag.clone(),
+            last_modified: meta.last_modified.to_rfc3339(),
+            run_id: None,
+        }
+    }
+
+    /// Same object content: same size, and same ETag when both have one,
+    /// else the same last-modified time.
+    pub fn same_content(&self, other: &ObjectId) -> bool {
+        if self.size != other.size {
+            return false;
+        }
+        match (&self.e_tag, &other.e_tag) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.last_modified == other.last_modified,
+        }
+    }
+}
+
+/// One ingest sequence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    pub sequence: i64,
+    pub run_id: String,
+    pub objects: Vec<ObjectId>,
+    /// Data files of `rejects` written by this sequence, committed after `events`.
+    pub rejects_files: Vec<Add>,
+}
+
+pub struct Manifest {
+    location: Location,
+}
+
+impl Manifest {
+    pub fn new(location: Location) -> Self {
+        Manifest { location }
+    }
+
+    fn entry_name(sequence: i64) -> String {
+        format!("{sequence:020}.json")
+    }
+
+    fn err(&self, name: &str, message: impl Into<String>) -> IngestError {
+        IngestError::Manifest {
+            path: format!("{}/{}", self.location.display(), name),
+            message: message.into(),
+        }
+    }
+
+    pub async fn write_entry(&self, entry: &ManifestEntry) -> Result<(), IngestError> {
+        let name = Self::entry_name(entry.sequence);
+        let body = serde_json::to_vec(entry).map_err(|e| self.err(&name, e.to_string()))?;
+        self.location
+            .store
+            .put(&self.location.path(&name), PutPayload::from(body))
+            .await
+            .map_err(|e| self.err(&name, format!("cannot write: {e}")))?;
+        Ok(())
+    }
+
+    pub async fn read_entry(&self, sequence: i64) -> Result<ManifestEntry, IngestError> {
+        let name = Self::entry_name(sequence);
+        let bytes = self
+            .location
+            .store
+            .get(&self.location.path(&name))
+            .await
+            .map_err(|e| self.err(&name, format!("cannot read: {e}")))?
+            .bytes()
+            .await
+            .map_err(|e| self.err(&name, format!("cannot read: {e}")))?;
+        serde_json::from_slice(&bytes).map_err(|e| self.err(&name, format!("is not a manifest entry: {e}")))
+    }
+
+    /// Every object of the entries up to `committed`, by path (the latest wins).
+    pub async fn load_committed(&self, committed: i64) -> Result<HashMap<String, ObjectId>, IngestError> {
+        let mut out = HashMap::new();
+        if committed == 0 {
+            return Ok(out);
+        }
+        let listed: Vec<object_store::ObjectMeta> = self
+            .location
+            .store
+            .list(Some(&self.location.prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.err("", format!("cannot list: {e}")))?;
+        let mut sequences: Vec<i64> = listed
+            .iter()
+            .filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok())
+            .filter(|s| *s <= committed)
+            .collect();
+        sequences.sort_unstable();
+        for s in sequences {
+            let entry = self.read_entry(s).await?;
+            for mut o in entry.objects {
+                o.run_id = Some(entry.run_id.clone());
+                out.insert(o.path.clone(), o);
+            }
+        }
+        Ok(out)
+    }
+}

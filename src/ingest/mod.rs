@@ -1,0 +1,677 @@
+//! Ingest: discover new raw objects, decode, validate, de-duplicate, and append
+//! to the `events` and `rejects` Delta tables, exactly as EVENTS.md says.
+//!
+//! Atomicity. Data files of both tables are written first (invisible until
+//! committed). Then a manifest entry for this ingest (sequence `N`: the
+//! objects, their identity, and the `rejects` files) is written under
+//! `<warehouse>/_tenure/ingest/`, and `events` is committed with the Delta
+//! application transaction `(tenure.ingest, N)`: that commit is the moment the
+//! objects count as ingested. `rejects` is committed next with the same
+//! transaction id. A manifest entry counts only when `events` carries its
+//! sequence, so a crash before the events commit leaves nothing ingested, and a
+//! crash between the two commits is repaired at the start of the next run by
+//! committing the recorded `rejects` files. Nothing is ever ingested twice or lost.
+
+pub mod batch;
+pub mod decode;
+pub mod fields;
+mod manifest;
+pub mod validate;
+
+use crate::storage::{Location, Storage, StorageError};
+use batch::{EventBuilder, RejectRow, RowKey};
+use bytes::Bytes;
+use chrono_tz::Tz;
+use decode::{Compression, Format};
+use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::{Action, Add, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::DeltaTable;
+use futures::{StreamExt, TryStreamExt};
+use manifest::{Manifest, ManifestEntry, ObjectId};
+use serde::Serialize;
+use object_store::ObjectStoreExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The Delta application id of ingest commits.
+pub const APP_ID: &str = "tenure.ingest";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("{url}: cannot list raw objects: {source}")]
+    List {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{url}: cannot read object {path}: {source}")]
+    Read {
+        url: String,
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{table}: {source}")]
+    Delta {
+        table: String,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+    #[error("{table}: {source}")]
+    Arrow {
+        table: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error("{table}: cannot read existing events: {source}")]
+    Query {
+        table: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    #[error("ingest manifest {path}: {message}")]
+    Manifest { path: String, message: String },
+    #[error("reject threshold crossed: {what} is {rate:.3}, above ingest.max_reject_rate {max}; nothing was committed (fix the input or raise the threshold)")]
+    Threshold { what: String, rate: f64, max: f64 },
+    #[error("a decoding task failed: {0}")]
+    Task(String),
+}
+
+/// What ingest needs to know.
+pub struct IngestOptions<'a> {
+    pub run_id: &'a str,
+    pub timezone: Tz,
+    pub currency: &'a str,
+    pub max_reject_rate: f64,
+    pub parallelism: usize,
+    pub progress: Option<&'a indicatif::ProgressBar>,
+}
+
+/// Counts of one object (EVENTS.md "Conservation").
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct ObjectReport {
+    pub path: String,
+    pub format: Option<Format>,
+    pub compression: Option<Compression>,
+    pub status: String,
+    pub bytes: u64,
+    pub rows_read: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub conflicting_duplicates: u64,
+    pub rejects_by_reason: BTreeMap<String, u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Totals {
+    pub rows_read: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub conflicting_duplicates: u64,
+    pub objects_ingested: u64,
+    pub objects_unreadable: u64,
+    pub objects_skipped: u64,
+    pub objects_ignored: u64,
+    pub objects_already_ingested: u64,
+    pub objects_changed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangedObject {
+    pub path: String,
+    pub ingested_size: u64,
+    pub size: u64,
+    pub ingested_e_tag: Option<String>,
+    pub e_tag: Option<String>,
+    pub ingested_by_run: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Unreadable {
+    pub path: String,
+    pub error: String,
+}
+
+/// The ingest part of the run report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestReport {
+    pub raw: String,
+    pub sequence: Option<i64>,
+    pub totals: Totals,
+    pub rejects_by_reason: BTreeMap<String, u64>,
+    pub objects: Vec<ObjectReport>,
+    pub skipped_objects: Vec<String>,
+    pub ignored_objects: Vec<String>,
+    pub unreadable_objects: Vec<Unreadable>,
+    pub changed_objects: Vec<ChangedObject>,
+    pub events_version: Option<i64>,
+    pub rejects_version: Option<i64>,
+    pub recovered_sequence: Option<i64>,
+    pub seconds: f64,
+}
+
+/// The warehouse tables ingest writes.
+pub struct Tables {
+    pub events: Location,
+    pub rejects: Location,
+    pub manifest: Location,
+}
+
+impl Tables {
+    pub fn in_warehouse(warehouse: &Location) -> Tables {
+        Tables {
+            events: warehouse.join("events"),
+            rejects: warehouse.join("rejects"),
+            manifest: warehouse.join("_tenure/ingest"),
+        }
+    }
+}
+
+fn delta_err(table: &Location) -> impl Fn(deltalake::DeltaTableError) -> IngestError + '_ {
+    move |source| IngestError::Delta {
+        table: table.display(),
+        source,
+    }
+}
+
+/// Open a table, creating it empty with `schema` when it does not exist.
+pub async fn open_or_create(
+    storage: &Storage,
+    location: &Location,
+    schema: &arrow::datatypes::Schema,
+    partition_by: &[&str],
+) -> Result<DeltaTable, IngestError> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+    let table = storage.delta_table(location).await?;
+    if table.version().is_some() {
+        return Ok(table);
+    }
+    let struct_type: deltalake::kernel::StructType = schema.try_into_kernel().map_err(|e| IngestError::Arrow {
+        table: location.display(),
+        source: e,
+    })?;
+    let mut create = deltalake::operations::create::CreateBuilder::default()
+        .with_log_store(table.log_store())
+        .with_columns(struct_type.fields().cloned())
+        .with_save_mode(SaveMode::Ignore);
+    if !partition_by.is_empty() {
+        create = create.with_partition_columns(partition_by.iter().map(|s| s.to_string()));
+    }
+    create.await.map_err(delta_err(location))
+}
+
+/// The latest `tenure.ingest` transaction sequence of a table (0 if none).
+async fn sequence_of(table: &DeltaTable, location: &Location) -> Result<i64, IngestError> {
+    let snapshot = table.snapshot().map_err(delta_err(location))?;
+    Ok(snapshot
+        .transaction_version(table.log_store().as_ref(), APP_ID)
+        .await
+        .map_err(delta_err(location))?
+        .unwrap_or(0))
+}
+
+async fn commit(
+    table: &DeltaTable,
+    location: &Location,
+    adds: Vec<Add>,
+    sequence: i64,
+    run_id: &str,
+    partition_by: Option<Vec<String>>,
+) -> Result<i64, IngestError> {
+    let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+    actions.push(Action::Txn(Transaction::new(APP_ID, sequence)));
+    let metadata = std::collections::HashMap::from([
+        ("tenure.run_id".to_string(), serde_json::Value::from(run_id)),
+        ("tenure.ingest_sequence".to_string(), serde_json::Value::from(sequence)),
+    ]);
+    let snapshot = table.snapshot().map_err(delta_err(location))?;
+    let done = CommitBuilder::default()
+        .with_actions(actions)
+        .with_app_metadata(metadata)
+        .build(
+            Some(snapshot),
+            table.log_store(),
+            DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by,
+                predicate: None,
+            },
+        )
+        .await
+        .map_err(delta_err(location))?;
+    Ok(done.version() as i64)
+}
+
+/// One discovered raw object.
+#[derive(Debug, Clone)]
+struct Discovered {
+    relative: String,
+    meta: object_store::ObjectMeta,
+    format: Format,
+    compression: Compression,
+}
+
+/// What happened to one object during decoding and validation.
+struct Decoded {
+    identity: ObjectId,
+    report: ObjectReport,
+    events: Option<arrow::array::RecordBatch>,
+    keys: Vec<RowKey>,
+    rejects: Vec<RejectRow>,
+}
+
+/// Ingest every new object under `raw` into the tables of `warehouse`.
+pub async fn ingest(
+    storage: &Storage,
+    raw: &Location,
+    warehouse: &Location,
+    opts: &IngestOptions<'_>,
+) -> Result<IngestReport, IngestError> {
+    let started = std::time::Instant::now();
+    let tables = Tables::in_warehouse(warehouse);
+    let mut report = IngestReport {
+        raw: raw.display(),
+        ..Default::default()
+    };
+    let events = open_or_create(storage, &tables.events, &batch::EVENTS_SCHEMA, &["event_date"]).await?;
+    let rejects_table = open_or_create(storage, &tables.rejects, &batch::REJECTS_SCHEMA, &[]).await?;
+    let committed = sequence_of(&events, &tables.events).await?;
+    let mut rejects_table = rejects_table;
+
+    // Repair a run that crashed between its two commits.
+    let rejects_sequence = sequence_of(&rejects_table, &tables.rejects).await?;
+    let manifest = Manifest::new(tables.manifest.clone());
+    if rejects_sequence < committed {
+        let entry = manifest.read_entry(committed).await?;
+        commit(&rejects_table, &tables.rejects, entry.rejects_files, committed, &entry.run_id, None).await?;
+        rejects_table = storage.delta_table(&tables.rejects).await?;
+        report.recovered_sequence = Some(committed);
+        tracing::warn!(sequence = committed, run_id = %entry.run_id, "recovered the rejects commit of an interrupted run");
+    }
+
+    let ingested = manifest.load_committed(committed).await?;
+    let found = discover(raw, &mut report).await?;
+
+    let mut new_objects = Vec::new();
+    for obj in found {
+        match ingested.get(&obj.relative) {
+            None => new_objects.push(obj),
+            Some(prior) => {
+                let now = ObjectId::of(&obj.relative, &obj.meta);
+                if prior.same_content(&now) {
+                    report.totals.objects_already_ingested += 1;
+                } else {
+                    tracing::warn!(object = %obj.relative, "object changed after it was ingested; it is not read again");
+                    report.changed_objects.push(ChangedObject {
+                        path: obj.relative.clone(),
+                        ingested_size: prior.size,
+                        size: now.size,
+                        ingested_e_tag: prior.e_tag.clone(),
+                        e_tag: now.e_tag.clone(),
+                        ingested_by_run: prior.run_id.clone().unwrap_or_default(),
+                    });
+                }
+            }
+        }
+    }
+    report.totals.objects_changed = report.changed_objects.len() as u64;
+    if new_objects.is_empty() {
+        tracing::info!(raw = %raw.display(), "no new raw objects");
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+
+    let mut seen = load_seen(&events, &tables.events).await?;
+    if let Some(pb) = opts.progress {
+        pb.set_length(new_objects.len() as u64);
+        pb.set_message("ingesting");
+    }
+
+    let mut writer = RecordBatchWriter::for_table(&events).map_err(delta_err(&tables.events))?;
+    let mut rejects_writer = RecordBatchWriter::for_table(&rejects_table).map_err(delta_err(&tables.rejects))?;
+    let mut event_adds: Vec<Add> = Vec::new();
+    let mut manifest_objects = Vec::new();
+    let tz = opts.timezone;
+    let currency: Arc<str> = Arc::from(opts.currency);
+    let run_id: Arc<str> = Arc::from(opts.run_id);
+    let mut buffered_rows = 0usize;
+
+    let mut decoded_stream = futures::stream::iter(new_objects.into_iter().map(|obj| {
+        let store = raw.store.clone();
+        let currency = currency.clone();
+        let run_id = run_id.clone();
+        let url = raw.display();
+        async move {
+            let bytes = store
+                .get(&obj.meta.location)
+                .await
+                .map_err(|source| IngestError::Read {
+                    url: url.clone(),
+                    path: obj.relative.clone(),
+                    source,
+                })?
+                .bytes()
+                .await
+                .map_err(|source| IngestError::Read {
+                    url,
+                    path: obj.relative.clone(),
+                    source,
+                })?;
+            let decoded = tokio::task::spawn_blocking(move || {
+                decode_object(&obj, bytes, tz, &currency, &run_id)
+            })
+            .await
+            .map_err(|e| IngestError::Task(e.to_string()))?;
+            Ok::<_, IngestError>((decoded, ()))
+        }
+    }))
+    .buffered(opts.parallelism.max(1));
+
+    while let Some(result) = decoded_stream.next().await {
+        let (mut decoded, ()) = result?;
+        let path = decoded.report.path.clone();
+        if decoded.report.status == "unreadable" {
+            tracing::warn!(object = %path, error = decoded.report.error.as_deref().unwrap_or(""), "object is unreadable; none of its rows are counted");
+            report.unreadable_objects.push(Unreadable {
+                path: path.clone(),
+                error: decoded.report.error.clone().unwrap_or_default(),
+            });
+            report.objects.push(decoded.report);
+            if let Some(pb) = opts.progress {
+                pb.inc(1);
+            }
+            continue;
+        }
+        if let Some(batch) = decoded.events.take() {
+            let mut keep = Vec::with_capacity(decoded.keys.len());
+            for key in &decoded.keys {
+                match seen.get(&key.id) {
+                    Some(payload) => {
+                        decoded.report.duplicates += 1;
+                        if *payload != key.payload {
+                            decoded.report.conflicting_duplicates += 1;
+                        }
+                        keep.push(false);
+                    }
+                    None => {
+                        seen.insert(key.id, key.payload);
+                        keep.push(true);
+                    }
+                }
+            }
+            decoded.report.accepted = decoded.keys.len() as u64 - decoded.report.duplicates;
+            let mask = arrow::array::BooleanArray::from(keep);
+            let kept = arrow::compute::filter_record_batch(&batch, &mask).map_err(|source| IngestError::Arrow {
+                table: tables.events.display(),
+                source,
+            })?;
+            if kept.num_rows() > 0 {
+                buffered_rows += kept.num_rows();
+                writer.write(kept).await.map_err(delta_err(&tables.events))?;
+                if buffered_rows >= 2_000_000 {
+                    event_adds.extend(writer.flush().await.map_err(delta_err(&tables.events))?);
+                    buffered_rows = 0;
+                }
+            }
+        }
+        if !decoded.rejects.is_empty() {
+            let b = batch::rejects_batch(&path, &decoded.rejects, opts.run_id).map_err(|source| IngestError::Arrow {
+                table: tables.rejects.display(),
+                source,
+            })?;
+            rejects_writer.write(b).await.map_err(delta_err(&tables.rejects))?;
+        }
+        let meta = &decoded.report;
+        tracing::debug!(object = %path, rows_read = meta.rows_read, accepted = meta.accepted, rejected = meta.rejected, duplicates = meta.duplicates, "object ingested");
+        if let Some(pb) = opts.progress {
+            pb.inc(1);
+        }
+        manifest_objects.push(decoded.identity.clone());
+        report.objects.push(decoded.report);
+    }
+    drop(decoded_stream);
+
+    // Totals.
+    for o in &report.objects {
+        let t = &mut report.totals;
+        if o.status == "unreadable" {
+            t.objects_unreadable += 1;
+            continue;
+        }
+        t.objects_ingested += 1;
+        t.rows_read += o.rows_read;
+        t.accepted += o.accepted;
+        t.rejected += o.rejected;
+        t.duplicates += o.duplicates;
+        t.conflicting_duplicates += o.conflicting_duplicates;
+        for (reason, n) in &o.rejects_by_reason {
+            *report.rejects_by_reason.entry(reason.clone()).or_default() += n;
+        }
+    }
+    let t = &report.totals;
+    let row_rate = if t.rows_read > 0 { t.rejected as f64 / t.rows_read as f64 } else { 0.0 };
+    let read = t.objects_ingested + t.objects_unreadable;
+    let object_rate = if read > 0 { t.objects_unreadable as f64 / read as f64 } else { 0.0 };
+    for (what, rate) in [("the share of rejected rows", row_rate), ("the share of unreadable objects", object_rate)] {
+        if rate > opts.max_reject_rate {
+            writer.reset();
+            rejects_writer.reset();
+            return Err(IngestError::Threshold {
+                what: what.to_string(),
+                rate,
+                max: opts.max_reject_rate,
+            });
+        }
+    }
+
+    event_adds.extend(writer.flush().await.map_err(delta_err(&tables.events))?);
+    let rejects_adds = rejects_writer.flush().await.map_err(delta_err(&tables.rejects))?;
+
+    if manifest_objects.is_empty() {
+        // Only unreadable objects: nothing to record, they are retried next run.
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+
+    let sequence = committed + 1;
+    let entry = ManifestEntry {
+        sequence,
+        run_id: opts.run_id.to_string(),
+        objects: manifest_objects,
+        rejects_files: rejects_adds.clone(),
+    };
+    manifest.write_entry(&entry).await?;
+    crate::failpoint("ingest:after_manifest");
+    let events_version = commit(
+        &events,
+        &tables.events,
+        event_adds,
+        sequence,
+        opts.run_id,
+        Some(vec!["event_date".to_string()]),
+    )
+    .await?;
+    crate::failpoint("ingest:after_events_commit");
+    let rejects_version = commit(&rejects_table, &tables.rejects, rejects_adds, sequence, opts.run_id, None).await?;
+    report.sequence = Some(sequence);
+    report.events_version = Some(events_version);
+    report.rejects_version = Some(rejects_version);
+    report.seconds = started.elapsed().as_secs_f64();
+    let t = &report.totals;
+    tracing::info!(
+        objects = t.objects_ingested,
+        rows_read = t.rows_read,
+        accepted = t.accepted,
+        rejected = t.rejected,
+        duplicates = t.duplicates,
+        conflicting_duplicates = t.conflicting_duplicates,
+        "ingest committed"
+    );
+    Ok(report)
+}
+
+/// List the raw prefix: readable objects sorted by path byte order; ignored and
+/// skipped ones go to the report.
+async fn discover(raw: &Location, report: &mut IngestReport) -> Result<Vec<Discovered>, IngestError> {
+    let listed: Vec<object_store::ObjectMeta> = raw
+        .store
+        .list(Some(&raw.prefix))
+        .try_collect()
+        .await
+        .map_err(|source| IngestError::List {
+            url: raw.display(),
+            source,
+        })?;
+    let mut found = Vec::new();
+    for meta in listed {
+        let Some(relative) = raw.relative(&meta.location) else { continue };
+        if relative.is_empty() {
+            continue;
+        }
+        if relative.split('/').any(|seg| seg.starts_with('_') || seg.starts_with('.')) {
+            report.ignored_objects.push(relative);
+            continue;
+        }
+        match decode::detect(&relative) {
+            Some((format, compression)) => found.push(Discovered {
+                relative,
+                meta,
+                format,
+                compression,
+            }),
+            None => report.skipped_objects.push(relative),
+        }
+    }
+    found.sort_by(|a, b| a.relative.as_bytes().cmp(b.relative.as_bytes()));
+    report.ignored_objects.sort();
+    report.skipped_objects.sort();
+    report.totals.objects_ignored = report.ignored_objects.len() as u64;
+    report.totals.objects_skipped = report.skipped_objects.len() as u64;
+    Ok(found)
+}
+
+/// Decode and validate one object (blocking; runs on the blocking pool).
+fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id: &str) -> Decoded {
+    let identity = ObjectId::of(&obj.relative, &obj.meta);
+    let mut report = ObjectReport {
+        path: obj.relative.clone(),
+        format: Some(obj.format),
+        compression: Some(obj.compression),
+        status: "ingested".into(),
+        bytes: obj.meta.size,
+        ..Default::default()
+    };
+    let mut builder = EventBuilder::default();
+    let mut rejects = Vec::new();
+    let mut rows_read = 0u64;
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    let result = decode::decode(bytes, obj.format, obj.compression, &mut |row| {
+        rows_read += 1;
+        let outcome = match row.record {
+            Err(detail) => Err(validate::Rejection::new(validate::Reason::Malformed, detail)),
+            Ok(record) => validate::validate(&record, currency),
+        };
+        match outcome {
+            Ok(ev) => {
+                let date = local_date_days(ev.occurred_at, tz);
+                builder.push(&ev, date, &obj.relative, row.number, run_id);
+            }
+            Err(rejection) => {
+                *reasons.entry(rejection.reason.code().to_string()).or_default() += 1;
+                rejects.push(RejectRow {
+                    source_row: row.number,
+                    raw: (row.raw)(),
+                    reason: rejection.reason.code(),
+                    detail: rejection.detail,
+                });
+            }
+        }
+    });
+    if let Err(e) = result {
+        report.status = "unreadable".into();
+        report.error = Some(e.to_string());
+        return Decoded {
+            identity,
+            report,
+            events: None,
+            keys: Vec::new(),
+            rejects: Vec::new(),
+        };
+    }
+    report.rows_read = rows_read;
+    report.rejected = rejects.len() as u64;
+    report.rejects_by_reason = reasons;
+    let (events, keys) = if builder.is_empty() {
+        (None, Vec::new())
+    } else {
+        match builder.finish().and_then(|b| batch::row_keys(&b).map(|k| (b, k))) {
+            Ok((b, k)) => (Some(b), k),
+            Err(e) => {
+                report.status = "unreadable".into();
+                report.error = Some(format!("internal: cannot build events: {e}"));
+                return Decoded {
+                    identity,
+                    report,
+                    events: None,
+                    keys: Vec::new(),
+                    rejects: Vec::new(),
+                };
+            }
+        }
+    };
+    Decoded {
+        identity,
+        report,
+        events,
+        keys,
+        rejects,
+    }
+}
+
+/// Days since 1970-01-01 of the local date of an instant in `tz`.
+pub fn local_date_days(micros: i64, tz: Tz) -> i32 {
+    let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
+    let local = utc.with_timezone(&tz).date_naive();
+    (local - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
+}
+
+/// Keys of every event already in `events` (for de-duplication across runs).
+async fn load_seen(
+    events: &DeltaTable,
+    location: &Location,
+) -> Result<hashbrown::HashMap<u128, u64>, IngestError> {
+    let mut seen = hashbrown::HashMap::new();
+    if events.snapshot().map(|s| s.log_data().num_files()).unwrap_or(0) == 0 {
+        return Ok(seen);
+    }
+    let query_err = |source| IngestError::Query {
+        table: location.display(),
+        source,
+    };
+    let ctx = datafusion::prelude::SessionContext::new();
+    events
+        .update_datafusion_session(&ctx.state())
+        .map_err(delta_err(location))?;
+    let provider = events.table_provider().await.map_err(query_err)?;
+    ctx.register_table("events", provider).map_err(query_err)?;
+    let columns = batch::PAYLOAD_COLUMNS.join(", ");
+    let df = ctx.sql(&format!("select {columns} from events")).await.map_err(query_err)?;
+    let mut stream = df.execute_stream().await.map_err(query_err)?;
+    while let Some(b) = stream.next().await {
+        let b = b.map_err(query_err)?;
+        for key in batch::row_keys(&b).map_err(|source| IngestError::Arrow {
+            table: location.display(),
+            source,
+        })? {
+            seen.insert(key.id, key.payload);
+        }
+    }
+    Ok(seen)
+}

@@ -1,0 +1,671 @@
+//! Validation of one decoded row against EVENTS.md: the reason codes, in the
+//! order of precise rule 11, and the typed values of an accepted event. Pure
+//! functions of the row and the reporting currency; no I/O, no de-duplication
+//! (that is `dedupe`'s job, after validation: rule 12).
+
+use super::fields::{Field, Kind, RawRecord, TypeFamily, Value};
+use chrono::{NaiveDate, NaiveTime};
+
+/// A stable reason code of the `rejects` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Malformed,
+    MissingField,
+    UnknownEventType,
+    BadTimestamp,
+    BadNumber,
+    NegativeAmount,
+    ScoreOutOfRange,
+    BadPriority,
+    UnsupportedCurrency,
+}
+
+impl Reason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::MissingField => "missing_field",
+            Reason::UnknownEventType => "unknown_event_type",
+            Reason::BadTimestamp => "bad_timestamp",
+            Reason::BadNumber => "bad_number",
+            Reason::NegativeAmount => "negative_amount",
+            Reason::ScoreOutOfRange => "score_out_of_range",
+            Reason::BadPriority => "bad_priority",
+            Reason::UnsupportedCurrency => "unsupported_currency",
+        }
+    }
+}
+
+/// Why a row was rejected: the code, and a sentence naming the field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The typed values of an accepted event (the `events` columns but lineage).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ValidEvent {
+    pub event_id: String,
+    pub event_type: String,
+    pub customer_id: String,
+    /// Microseconds since the epoch, UTC.
+    pub occurred_at: i64,
+    pub subscription_id: Option<String>,
+    pub plan: Option<String>,
+    /// Money scaled by 10^4 (Decimal128(38, 4)).
+    pub mrr: Option<i128>,
+    pub currency: Option<String>,
+    pub seats: Option<i64>,
+    pub amount: Option<i128>,
+    pub payment_id: Option<String>,
+    pub feature: Option<String>,
+    pub user_id: Option<String>,
+    pub quantity: Option<f64>,
+    pub ticket_id: Option<String>,
+    pub priority: Option<String>,
+    pub score: Option<i64>,
+    pub campaign_id: Option<String>,
+    pub name: Option<String>,
+    pub segment: Option<String>,
+    pub country: Option<String>,
+    pub industry: Option<String>,
+    pub owner: Option<String>,
+    pub reason: Option<String>,
+    pub comment: Option<String>,
+}
+
+const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
+
+/// Validate one row. `currency` is the reporting currency, upper-case.
+pub fn validate(row: &RawRecord<'_>, currency: &str) -> Result<ValidEvent, Rejection> {
+    // 1. malformed: a boolean, object or array where a string is expected.
+    let family = match row.get(Field::EventType) {
+        Value::Text(t) => TypeFamily::of(t),
+        Value::Number(t) => TypeFamily::of(t),
+        _ => None,
+    };
+    let envelope = [
+        Field::EventId,
+        Field::EventType,
+        Field::CustomerId,
+        Field::OccurredAt,
+    ];
+    let string_fields = envelope
+        .iter()
+        .copied()
+        .chain(family.into_iter().flat_map(|f| f.declared()))
+        .filter(|f| matches!(f.kind(), Kind::Text | Kind::Timestamp));
+    for field in string_fields {
+        if matches!(row.get(field), Value::Bool(_) | Value::Compound) {
+            return Err(Rejection::new(
+                Reason::Malformed,
+                format!("{} is not a string", field.name()),
+            ));
+        }
+    }
+
+    // 2. missing_field (envelope).
+    for field in envelope {
+        if *row.get(field) == Value::Missing {
+            return Err(Rejection::new(
+                Reason::MissingField,
+                format!("{} is missing", field.name()),
+            ));
+        }
+    }
+
+    // 3. unknown_event_type.
+    let event_type = text_of(row.get(Field::EventType)).unwrap_or_default();
+    let Some(family) = family else {
+        return Err(Rejection::new(
+            Reason::UnknownEventType,
+            format!("unknown event_type {event_type:?}"),
+        ));
+    };
+
+    // 4. bad_timestamp.
+    let occurred_at = match row.get(Field::OccurredAt) {
+        Value::Instant(us) => *us,
+        other => {
+            let text = text_of(other).unwrap_or_default();
+            parse_timestamp(&text).ok_or_else(|| {
+                Rejection::new(
+                    Reason::BadTimestamp,
+                    format!("occurred_at {text:?} is not an RFC 3339 timestamp"),
+                )
+            })?
+        }
+    };
+
+    // 5. missing_field (type-specific).
+    for &field in family.required() {
+        if *row.get(field) == Value::Missing {
+            return Err(Rejection::new(
+                Reason::MissingField,
+                format!("{} is required on {event_type}", field.name()),
+            ));
+        }
+    }
+
+    // 6. bad_number, then 7. negative_amount and 8. score_out_of_range.
+    let mut numbers = Numbers::default();
+    for field in family.declared() {
+        let value = row.get(field);
+        if *value == Value::Missing {
+            continue;
+        }
+        let bad = || {
+            Rejection::new(
+                Reason::BadNumber,
+                format!("{} {} is not a valid number", field.name(), describe(value)),
+            )
+        };
+        match field.kind() {
+            Kind::Money => {
+                let parsed = number_text(value, true).and_then(parse_money).ok_or_else(bad)?;
+                if field == Field::Mrr {
+                    numbers.mrr = Some(parsed);
+                } else {
+                    numbers.amount = Some(parsed);
+                }
+            }
+            Kind::Integer => {
+                let parsed = number_text(value, false)
+                    .and_then(parse_integer)
+                    .and_then(|i| match i {
+                        Integer::Small(v) => i64::try_from(v).ok(),
+                        Integer::Huge(_) => None,
+                    })
+                    .ok_or_else(bad)?;
+                numbers.seats = Some(parsed);
+            }
+            Kind::Score => {
+                numbers.score = Some(number_text(value, false).and_then(parse_integer).ok_or_else(bad)?);
+            }
+            Kind::Float => {
+                numbers.quantity = Some(number_text(value, false).and_then(parse_float).ok_or_else(bad)?);
+            }
+            Kind::Text | Kind::Timestamp => {}
+        }
+    }
+    for (field, value) in [(Field::Mrr, numbers.mrr), (Field::Amount, numbers.amount)] {
+        if value.is_some_and(|v| v < 0) {
+            return Err(Rejection::new(
+                Reason::NegativeAmount,
+                format!("{} is negative", field.name()),
+            ));
+        }
+    }
+    let score = match numbers.score {
+        None => None,
+        Some(score) => {
+            let range = if family == TypeFamily::SurveyNps { 0..=10 } else { 1..=5 };
+            match score {
+                Integer::Small(v) if range.contains(&v) => Some(v as i64),
+                _ => {
+                    return Err(Rejection::new(
+                        Reason::ScoreOutOfRange,
+                        format!("score is outside {}..{}", range.start(), range.end()),
+                    ))
+                }
+            }
+        }
+    };
+
+    // 9. bad_priority.
+    let priority = if family == TypeFamily::Support {
+        match text_of(row.get(Field::Priority)) {
+            None => Some("normal".to_string()),
+            Some(p) => {
+                let lower = p.to_ascii_lowercase();
+                if !PRIORITIES.contains(&lower.as_str()) {
+                    return Err(Rejection::new(
+                        Reason::BadPriority,
+                        format!("priority {p:?} is not one of low, normal, high, urgent"),
+                    ));
+                }
+                Some(lower)
+            }
+        }
+    } else {
+        None
+    };
+
+    // 10. unsupported_currency.
+    let currency = if family.declares(Field::Currency) {
+        match text_of(row.get(Field::Currency)) {
+            None => Some(currency.to_string()),
+            Some(c) => {
+                let upper = c.to_ascii_uppercase();
+                if upper != currency {
+                    return Err(Rejection::new(
+                        Reason::UnsupportedCurrency,
+                        format!("currency {c:?} is not the reporting currency {currency}"),
+                    ));
+                }
+                Some(upper)
+            }
+        }
+    } else {
+        None
+    };
+
+    let text = |field: Field| {
+        if family.declares(field) {
+            text_of(row.get(field))
+        } else {
+            None
+        }
+    };
+    Ok(ValidEvent {
+        event_id: text_of(row.get(Field::EventId)).unwrap_or_default(),
+        event_type,
+        customer_id: text_of(row.get(Field::CustomerId)).unwrap_or_default(),
+        occurred_at,
+        subscription_id: text(Field::SubscriptionId),
+        plan: text(Field::Plan),
+        mrr: numbers.mrr,
+        currency,
+        seats: numbers.seats,
+        amount: numbers.amount,
+        payment_id: text(Field::PaymentId),
+        feature: text(Field::Feature),
+        user_id: text(Field::UserId),
+        quantity: numbers.quantity,
+        ticket_id: text(Field::TicketId),
+        priority,
+        score,
+        campaign_id: text(Field::CampaignId),
+        name: text(Field::Name),
+        segment: text(Field::Segment),
+        country: text(Field::Country),
+        industry: text(Field::Industry),
+        owner: text(Field::Owner),
+        reason: text(Field::Reason),
+        comment: text(Field::Comment),
+    })
+}
+
+#[derive(Default)]
+struct Numbers {
+    mrr: Option<i128>,
+    amount: Option<i128>,
+    seats: Option<i64>,
+    score: Option<Integer>,
+    quantity: Option<f64>,
+}
+
+/// The string a value stands for in a string field (numbers as their JSON text,
+/// rule 5; typed instants in RFC 3339).
+fn text_of(value: &Value<'_>) -> Option<String> {
+    match value {
+        Value::Text(t) | Value::Number(t) => Some(t.to_string()),
+        Value::Instant(us) => chrono::DateTime::from_timestamp_micros(*us)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        Value::Missing | Value::Bool(_) | Value::Compound => None,
+    }
+}
+
+fn describe(value: &Value<'_>) -> String {
+    match value {
+        Value::Text(t) => format!("{t:?}"),
+        Value::Number(t) => t.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Compound => "(object or array)".to_string(),
+        Value::Instant(_) => "(timestamp)".to_string(),
+        Value::Missing => "(missing)".to_string(),
+    }
+}
+
+/// The numeric text of a value: a number token, or a string in the grammar of
+/// rule 7 (money: no exponent) or rule 8 (other numbers).
+fn number_text<'v>(value: &'v Value<'_>, money: bool) -> Option<&'v str> {
+    match value {
+        Value::Number(t) => Some(t),
+        Value::Text(t) if numeric_string(t, !money) => Some(t),
+        _ => None,
+    }
+}
+
+/// `-?\d+(\.\d+)?([eE][+-]?\d+)?` (the exponent only when allowed).
+fn numeric_string(s: &str, allow_exponent: bool) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    if b.first() == Some(&b'-') {
+        i += 1;
+    }
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i > start
+    };
+    if !digits(&mut i) {
+        return false;
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if allow_exponent && matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// A decimal number as sign, significant digits and a power of ten:
+/// value = (-1)^negative × digits × 10^exponent, digits without leading or
+/// trailing zeros (empty for zero).
+#[derive(Debug, PartialEq)]
+struct Decimal {
+    negative: bool,
+    digits: String,
+    exponent: i64,
+}
+
+fn parse_decimal(s: &str) -> Option<Decimal> {
+    if !numeric_string(s, true) {
+        return None;
+    }
+    let (negative, rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, "0"),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // Exponents beyond any representable range saturate; that keeps the
+    // arithmetic below from overflowing and still classifies the value.
+    let exp: i64 = exp.parse().unwrap_or(if exp.starts_with('-') {
+        -(1 << 40)
+    } else {
+        1 << 40
+    });
+    let mut digits: String = int_part.chars().chain(frac_part.chars()).collect();
+    let mut exponent = exp.saturating_sub(frac_part.len() as i64);
+    let trimmed = digits.trim_start_matches('0').len();
+    digits.drain(..digits.len() - trimmed);
+    while digits.ends_with('0') {
+        digits.pop();
+        exponent += 1;
+    }
+    if digits.is_empty() {
+        exponent = 0;
+    }
+    Some(Decimal {
+        negative: negative && !digits.is_empty(),
+        digits,
+        exponent,
+    })
+}
+
+/// Money: exactly representable with 4 fractional digits, |v| < 10^34; `-0` is 0.
+fn parse_money(s: &str) -> Option<i128> {
+    let d = parse_decimal(s)?;
+    if d.digits.is_empty() {
+        return Some(0);
+    }
+    if d.exponent < -4 || d.digits.len() as i64 + d.exponent + 4 > 38 {
+        return None;
+    }
+    let mut scaled: i128 = d.digits.parse().ok()?;
+    for _ in 0..(d.exponent + 4) {
+        scaled = scaled.checked_mul(10)?;
+    }
+    Some(if d.negative { -scaled } else { scaled })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Integer {
+    Small(i128),
+    /// Integral but beyond i128 (a well-formed, out-of-range score).
+    Huge(bool),
+}
+
+/// An integral value such as `9`, `9.0`, `"9.0"` or `9e0`.
+fn parse_integer(s: &str) -> Option<Integer> {
+    let d = parse_decimal(s)?;
+    if d.digits.is_empty() {
+        return Some(Integer::Small(0));
+    }
+    if d.exponent < 0 {
+        return None;
+    }
+    if d.digits.len() as i64 + d.exponent > 37 {
+        return Some(Integer::Huge(d.negative));
+    }
+    let mut v: i128 = d.digits.parse().ok()?;
+    for _ in 0..d.exponent {
+        v *= 10;
+    }
+    Some(Integer::Small(if d.negative { -v } else { v }))
+}
+
+fn parse_float(s: &str) -> Option<f64> {
+    parse_decimal(s)?;
+    let v: f64 = s.parse().ok()?;
+    if v.is_finite() {
+        Some(if v == 0.0 { 0.0 } else { v })
+    } else {
+        None
+    }
+}
+
+/// `YYYY-MM-DD(T|t| )HH:MM:SS[.fraction][Z|z|±HH:MM|±HHMM]` to microseconds
+/// since the epoch, UTC (rule 6). No offset means UTC; fractions beyond
+/// microseconds are truncated; `:60` and date-only values are rejected.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = b.get(range)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let (h, m, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    let mut i = 19;
+    let mut micros = 0u32;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        let frac = &s[start..i.min(start + 6)];
+        micros = frac.parse::<u32>().ok()? * 10u32.pow(6 - frac.len() as u32);
+    }
+    let offset_seconds: i64 = match &b[i..] {
+        [] | [b'Z'] | [b'z'] => 0,
+        [sign @ (b'+' | b'-'), rest @ ..] => {
+            let (oh, om) = match rest {
+                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => {
+                    let digits = [*h1, *h2, *m1, *m2];
+                    if !digits.iter().all(u8::is_ascii_digit) {
+                        return None;
+                    }
+                    (
+                        ((h1 - b'0') * 10 + (h2 - b'0')) as i64,
+                        ((m1 - b'0') * 10 + (m2 - b'0')) as i64,
+                    )
+                }
+                _ => return None,
+            };
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let sign = if *sign == b'-' { -1 } else { 1 };
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return None,
+    };
+    let time = NaiveTime::from_hms_micro_opt(h, m, sec, micros)?;
+    let local = date.and_time(time).and_utc().timestamp_micros();
+    local.checked_sub(offset_seconds * 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn row(pairs: &[(&str, Value<'static>)]) -> RawRecord<'static> {
+        let mut r = RawRecord::default();
+        for (k, v) in pairs {
+            r.set(Field::from_name(k).expect("known field"), v.clone());
+        }
+        r
+    }
+    fn t(s: &'static str) -> Value<'static> {
+        Value::Text(Cow::Borrowed(s))
+    }
+    fn n(s: &'static str) -> Value<'static> {
+        Value::Number(Cow::Borrowed(s))
+    }
+    fn envelope(event_type: &'static str) -> Vec<(&'static str, Value<'static>)> {
+        vec![
+            ("event_id", t("e1")),
+            ("event_type", t(event_type)),
+            ("customer_id", t("c1")),
+            ("occurred_at", t("2026-03-14T09:12:00+09:00")),
+        ]
+    }
+    fn reason(pairs: Vec<(&'static str, Value<'static>)>) -> Option<Reason> {
+        validate(&row(&pairs), "USD").err().map(|r| r.reason)
+    }
+
+    #[test]
+    fn money_rules() {
+        assert_eq!(parse_money("99.90"), Some(999_000));
+        assert_eq!(parse_money("1e2"), Some(1_000_000));
+        assert_eq!(parse_money("1.50000"), Some(15_000));
+        assert_eq!(parse_money("1.23456"), None);
+        assert_eq!(parse_money("-0"), Some(0));
+        assert_eq!(parse_money("-0.5"), Some(-5_000));
+        assert_eq!(parse_money("12345e-4"), Some(12_345));
+        assert_eq!(parse_money("9999999999999999999999999999999999.9999"), Some(99_999_999_999_999_999_999_999_999_999_999_999_999));
+        assert_eq!(parse_money("10000000000000000000000000000000000"), None);
+        assert_eq!(parse_money("1e34"), None);
+        assert_eq!(parse_money("0e999999999999999999999"), Some(0));
+        assert_eq!(parse_money("1e-99999999999999999999"), None);
+    }
+
+    #[test]
+    fn number_grammar() {
+        assert!(numeric_string("9.0", true));
+        assert!(!numeric_string("+5", true));
+        assert!(!numeric_string(" 5", true));
+        assert!(!numeric_string(".5", true));
+        assert!(!numeric_string("5.", true));
+        assert!(!numeric_string("1e5", false));
+        assert_eq!(parse_integer("9.0"), Some(Integer::Small(9)));
+        assert_eq!(parse_integer("90e-1"), Some(Integer::Small(9)));
+        assert_eq!(parse_integer("9.5"), None);
+        assert_eq!(parse_integer("1e400"), Some(Integer::Huge(false)));
+        assert_eq!(parse_float("1e400"), None);
+    }
+
+    #[test]
+    fn timestamps() {
+        let base = parse_timestamp("2026-03-14T00:12:00Z").expect("valid");
+        assert_eq!(parse_timestamp("2026-03-14T09:12:00+09:00"), Some(base));
+        assert_eq!(parse_timestamp("2026-03-14t09:12:00+0900"), Some(base));
+        assert_eq!(parse_timestamp("2026-03-14 00:12:00"), Some(base));
+        assert_eq!(parse_timestamp("2026-03-14T00:12:00z"), Some(base));
+        assert_eq!(parse_timestamp("2026-03-14T00:12:00.1234567Z"), Some(base + 123_456));
+        assert_eq!(parse_timestamp("2026-03-14"), None);
+        assert_eq!(parse_timestamp("2026-03-14T23:59:60Z"), None);
+        assert_eq!(parse_timestamp("2026-03-14T00:12:00+24:00"), None);
+        assert_eq!(parse_timestamp("2026-02-30T00:12:00Z"), None);
+        assert_eq!(parse_timestamp("2026-03-14T00:12:00."), None);
+        assert_eq!(parse_timestamp("2026-03-14T00:12:00 Z"), None);
+    }
+
+    #[test]
+    fn reason_order() {
+        // malformed beats a missing envelope field.
+        let mut r = envelope("subscription.started");
+        r.retain(|(k, _)| *k != "customer_id");
+        r.push(("plan", Value::Bool(true)));
+        assert_eq!(reason(r), Some(Reason::Malformed));
+        // a boolean on an undeclared field is ignored (rule 9).
+        let mut r = envelope("usage.login");
+        r.push(("plan", Value::Bool(true)));
+        r.push(("mrr", t("abc")));
+        assert_eq!(reason(r), None);
+        // bad timestamp before type-specific missing field.
+        let mut r = envelope("payment.succeeded");
+        r[3] = ("occurred_at", t("2026-03-14"));
+        assert_eq!(reason(r), Some(Reason::BadTimestamp));
+        // bad_number before negative_amount before currency.
+        let mut r = envelope("payment.succeeded");
+        r.push(("amount", n("-5")));
+        r.push(("currency", t("EUR")));
+        assert_eq!(reason(r), Some(Reason::NegativeAmount));
+        let mut r = envelope("survey.nps");
+        r.push(("score", t("11")));
+        assert_eq!(reason(r), Some(Reason::ScoreOutOfRange));
+        let mut r = envelope("survey.csat");
+        r.push(("score", Value::Bool(true)));
+        assert_eq!(reason(r), Some(Reason::BadNumber));
+        let mut r = envelope("support.ticket_opened");
+        r.push(("ticket_id", t("t1")));
+        r.push(("priority", t("asap")));
+        assert_eq!(reason(r), Some(Reason::BadPriority));
+        assert_eq!(reason(envelope("usage.")), None);
+        assert_eq!(reason(envelope("Usage.login")), Some(Reason::UnknownEventType));
+    }
+
+    #[test]
+    fn accepted_values_are_normalised() {
+        let mut r = envelope("support.ticket_opened");
+        r.push(("ticket_id", n("123")));
+        r.push(("priority", t("HIGH")));
+        let ev = validate(&row(&r), "USD").expect("valid");
+        assert_eq!(ev.ticket_id.as_deref(), Some("123"));
+        assert_eq!(ev.priority.as_deref(), Some("high"));
+        let mut r = envelope("payment.refunded");
+        r.push(("amount", t("10")));
+        r.push(("currency", t("usd")));
+        r.push(("priority", t("nonsense")));
+        let ev = validate(&row(&r), "USD").expect("valid");
+        assert_eq!(ev.currency.as_deref(), Some("USD"));
+        assert_eq!(ev.priority, None);
+        assert_eq!(ev.amount, Some(100_000));
+    }
+}

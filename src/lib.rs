@@ -1,0 +1,26 @@
+//! tenure: a batch pipeline from raw customer events to the retention numbers
+//! a company runs on (MRR movements, NDR/GRR, cohorts, health scores).
+//!
+//! Raw objects are ingested from object storage into the Delta tables
+//! `events` and `rejects` ([`ingest`]), SQL models from `sql/` are run in
+//! dependency order by DataFusion ([`catalog`], [`engine`]), and the marts are
+//! published as Delta tables ([`publish`]) by one run ([`pipeline`]).
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod ingest;
+pub mod pipeline;
+pub mod publish;
+pub mod query;
+pub mod storage;
+
+/// Crash-test hook: when the environment variable `TENURE_FAILPOINT` names
+/// this point, the process aborts here, as if killed.
+pub fn failpoint(name: &str) {
+    if std::env::var("TENURE_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+}

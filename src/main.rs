@@ -1,0 +1,44 @@
+//! The `tenure` binary: parse the command line, set up logging, call the
+//! library, print the error chain, and turn the result into an exit code.
+
+use clap::Parser;
+use std::process::ExitCode;
+use tenure::cli::{Cli, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("TENURE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,deltalake_core=off,delta_kernel=off,buoyant_kernel=off,tenure={level}")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_target(false).init(),
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(tenure::cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut lines = vec![e.to_string()];
+            for cause in e.chain().skip(1) {
+                let text = cause.to_string();
+                if !lines.iter().any(|l| l.contains(&text)) {
+                    lines.push(text);
+                }
+            }
+            eprintln!("error: {}", lines.join("\n  caused by: "));
+            ExitCode::FAILURE
+        }
+    }
+}

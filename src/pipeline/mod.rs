@@ -1,0 +1,376 @@
+//! One run of a pipeline: ingest new raw objects -> build the selected models
+//! in dependency order -> run the checks -> publish the marts -> write the
+//! run report. A failed step stops the run before anything is published; the
+//! report is written either way.
+
+pub mod report;
+
+use crate::catalog::{Catalog, Layer};
+use crate::config::{Pipeline, Project};
+use crate::engine::{self, Params};
+use crate::ingest::{self, IngestOptions};
+use crate::publish;
+use crate::storage::{Location, Storage};
+use chrono::NaiveDate;
+use report::{CheckResult, RunReport, Step};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Setup(String),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("ingest failed: {0}")]
+    Ingest(#[from] ingest::IngestError),
+    #[error("model {model} ({file}): {source}")]
+    Model {
+        model: String,
+        file: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    #[error("check {check} failed: {rows} offending row(s), e.g. {examples}; nothing was published")]
+    Check { check: String, rows: u64, examples: String },
+    #[error("check {check} ({file}) could not run: {source}")]
+    CheckError {
+        check: String,
+        file: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    #[error(transparent)]
+    Publish(#[from] publish::PublishError),
+    #[error("cannot read the {table} table: {source}")]
+    Source {
+        table: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+}
+
+impl RunError {
+    /// Configuration and SQL mistakes; retrying does not help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            RunError::Setup(_) | RunError::Catalog(_) | RunError::Model { .. } | RunError::Check { .. } | RunError::CheckError { .. }
+        )
+    }
+}
+
+/// The reading of wall time; the only place that asks the system clock.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub pipeline: Option<String>,
+    pub as_of: Option<NaiveDate>,
+    pub trigger: String,
+    pub progress: bool,
+}
+
+/// The outcome of a run: its report, and the error if it failed.
+pub struct Outcome {
+    pub report: RunReport,
+    pub report_path: Option<String>,
+    pub error: Option<RunError>,
+}
+
+pub fn new_run_id(clock: &dyn Clock) -> String {
+    let now = clock.now();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", now.format("%Y%m%dT%H%M%S%3fZ"), &suffix[..8])
+}
+
+/// Run a pipeline of `project` once.
+pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Result<Outcome, RunError> {
+    let config = &project.config;
+    let pipeline = project.pipeline(opts.pipeline.as_deref()).map_err(RunError::Setup)?.clone();
+    let storage = Storage::new(config.storage.clone());
+    let raw = storage.location(&config.raw)?;
+    let warehouse = storage.location(&config.warehouse)?;
+    let as_of = opts
+        .as_of
+        .unwrap_or_else(|| clock.now().with_timezone(&config.timezone).date_naive());
+    let started = Instant::now();
+    let mut report = RunReport {
+        run_id: new_run_id(clock),
+        pipeline: pipeline.name.clone(),
+        trigger: if opts.trigger.is_empty() { "manual".into() } else { opts.trigger.clone() },
+        status: "running".into(),
+        as_of: as_of.to_string(),
+        timezone: config.timezone.name().to_string(),
+        currency: config.currency.clone(),
+        raw: raw.display(),
+        warehouse: warehouse.display(),
+        started_at: clock.now().to_rfc3339(),
+        finished_at: None,
+        seconds: 0.0,
+        ingest: None,
+        steps: Vec::new(),
+        checks: Vec::new(),
+        tables: Vec::new(),
+        error: None,
+    };
+    tracing::info!(pipeline = %pipeline.name, run_id = %report.run_id, as_of = %as_of, timezone = %report.timezone, "run started");
+    let result = run_steps(project, &pipeline, &storage, &raw, &warehouse, as_of, opts, &mut report).await;
+    report.seconds = started.elapsed().as_secs_f64();
+    report.finished_at = Some(clock.now().to_rfc3339());
+    let error = match result {
+        Ok(()) => {
+            report.status = "succeeded".into();
+            None
+        }
+        Err(e) => {
+            report.status = "failed".into();
+            report.error = Some(error_chain(&e));
+            Some(e)
+        }
+    };
+    let report_path = match report.write(&warehouse).await {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!(error = %e, "run report not written");
+            None
+        }
+    };
+    Ok(Outcome {
+        report,
+        report_path,
+        error,
+    })
+}
+
+/// An error and its sources, outermost first.
+pub fn error_chain(e: &dyn std::error::Error) -> Vec<String> {
+    let mut out = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.iter().any(|o| o.contains(&text)) {
+            out.push(text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn progress_bar(enabled: bool) -> Option<indicatif::ProgressBar> {
+    if !enabled {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg:12} [{bar:40}] {pos}/{len} {elapsed}") {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    Some(pb)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_steps(
+    project: &Project,
+    pipeline: &Pipeline,
+    storage: &Storage,
+    raw: &Location,
+    warehouse: &Location,
+    as_of: NaiveDate,
+    opts: &RunOptions,
+    report: &mut RunReport,
+) -> Result<(), RunError> {
+    let config = &project.config;
+    let catalog = Catalog::load(&config.sql_dir)?;
+    let models = catalog.select(&pipeline.models).map_err(|e| RunError::Setup(format!("{}: {e}", pipeline.file.display())))?;
+
+    // 1. Ingest.
+    if pipeline.ingest {
+        let t = Instant::now();
+        let pb = progress_bar(opts.progress);
+        let ingest_report = ingest::ingest(
+            storage,
+            raw,
+            warehouse,
+            &IngestOptions {
+                run_id: &report.run_id,
+                timezone: config.timezone,
+                currency: &config.currency,
+                max_reject_rate: config.max_reject_rate,
+                parallelism: config.parallelism,
+                progress: pb.as_ref(),
+            },
+        )
+        .await;
+        if let Some(pb) = pb {
+            pb.finish_and_clear();
+        }
+        let ingest_report = ingest_report?;
+        report.steps.push(Step {
+            name: "ingest".into(),
+            seconds: t.elapsed().as_secs_f64(),
+            rows: Some(ingest_report.totals.accepted),
+        });
+        report.ingest = Some(ingest_report);
+    }
+
+    // 2. Models.
+    let ctx = engine::session();
+    register_sources(&ctx, storage, warehouse).await?;
+    let params = Params::from_config(config, as_of)
+        .batch()
+        .map_err(|e| RunError::Setup(format!("cannot build the params table: {e}")))?;
+    engine::register_batch(&ctx, "params", vec![params.clone()], params.schema()).map_err(|source| RunError::Source {
+        table: "params".into(),
+        source,
+    })?;
+    let mut marts = Vec::new();
+    let mut built_names = std::collections::BTreeSet::new();
+    for model in &models {
+        let t = Instant::now();
+        let built = engine::build(&ctx, model).await.map_err(|source| RunError::Model {
+            model: model.name.clone(),
+            file: model.file.display().to_string(),
+            source,
+        })?;
+        built_names.insert(model.name.clone());
+        let rows = built.as_ref().map(|b| b.rows as u64);
+        tracing::info!(model = %model.name, rows = rows.unwrap_or(0), seconds = t.elapsed().as_secs_f64(), "model built");
+        report.steps.push(Step {
+            name: format!("model:{}", model.name),
+            seconds: t.elapsed().as_secs_f64(),
+            rows,
+        });
+        if let (Layer::Marts, Some(built)) = (model.layer, built) {
+            marts.push((model.name.clone(), built));
+        }
+    }
+
+    // 3. Checks, before anything is published.
+    let t = Instant::now();
+    for check in &catalog.checks {
+        if !check.depends_on.iter().all(|d| built_names.contains(d)) {
+            continue;
+        }
+        let err = |source| RunError::CheckError {
+            check: check.name.clone(),
+            file: check.file.display().to_string(),
+            source,
+        };
+        let df = ctx.sql_with_options(&check.sql, engine::read_only()).await.map_err(err)?;
+        let batches = df.collect().await.map_err(err)?;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let examples = examples(&batches, 3);
+        report.checks.push(CheckResult {
+            name: check.name.clone(),
+            passed: rows == 0,
+            failing_rows: rows,
+            examples: examples.clone(),
+        });
+        if rows > 0 {
+            return Err(RunError::Check {
+                check: check.name.clone(),
+                rows,
+                examples: examples.join("; "),
+            });
+        }
+    }
+    if !catalog.checks.is_empty() {
+        report.steps.push(Step {
+            name: "checks".into(),
+            seconds: t.elapsed().as_secs_f64(),
+            rows: None,
+        });
+    }
+
+    // 4. Publish.
+    let t = Instant::now();
+    for (name, built) in marts {
+        crate::failpoint(&format!("publish:{name}"));
+        let published = publish::overwrite(
+            storage,
+            &publish::mart_location(warehouse, &name),
+            &name,
+            built.schema,
+            built.batches,
+            &report.run_id,
+        )
+        .await?;
+        tracing::info!(table = %name, version = published.version, rows = published.rows, "table published");
+        report.tables.push(published);
+    }
+    report.steps.push(Step {
+        name: "publish".into(),
+        seconds: t.elapsed().as_secs_f64(),
+        rows: None,
+    });
+    if let Some(ing) = &report.ingest {
+        for (name, version) in [("events", ing.events_version), ("rejects", ing.rejects_version)] {
+            if let Some(v) = version {
+                report.tables.push(publish::Published {
+                    name: name.into(),
+                    location: warehouse.join(name).display(),
+                    version: v,
+                    rows: if name == "events" { ing.totals.accepted } else { ing.totals.rejected },
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Register `events` and `rejects` (Delta) in a session, creating them empty
+/// if no run has ingested yet.
+pub async fn register_sources(
+    ctx: &datafusion::prelude::SessionContext,
+    storage: &Storage,
+    warehouse: &Location,
+) -> Result<(), RunError> {
+    let tables = ingest::Tables::in_warehouse(warehouse);
+    for (name, location, schema, partition) in [
+        ("events", &tables.events, ingest::batch::EVENTS_SCHEMA.clone(), vec!["event_date"]),
+        ("rejects", &tables.rejects, ingest::batch::REJECTS_SCHEMA.clone(), vec![]),
+    ] {
+        let table = ingest::open_or_create(storage, location, &schema, &partition).await?;
+        let err = |source| RunError::Source {
+            table: name.into(),
+            source,
+        };
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| err(datafusion::error::DataFusionError::External(Box::new(e))))?;
+        let provider = table.table_provider().await.map_err(err)?;
+        ctx.register_table(name, provider).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn examples(batches: &[arrow::array::RecordBatch], n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in batches {
+        let schema = b.schema();
+        for row in 0..b.num_rows() {
+            if out.len() >= n {
+                return out;
+            }
+            let cells: Vec<String> = (0..b.num_columns())
+                .map(|c| {
+                    let v = arrow::util::display::array_value_to_string(b.column(c), row).unwrap_or_default();
+                    format!("{}={}", schema.field(c).name(), v)
+                })
+                .collect();
+            out.push(cells.join(", "));
+        }
+    }
+    out
+}

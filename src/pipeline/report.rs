@@ -1,0 +1,63 @@
+//! The run report: what one run did, written as JSON under
+//! `<warehouse>/_runs/<run_id>.json` whether the run succeeded or failed.
+
+use crate::ingest::IngestReport;
+use crate::publish::Published;
+use crate::storage::Location;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub passed: bool,
+    pub failing_rows: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub pipeline: String,
+    pub trigger: String,
+    pub status: String,
+    pub as_of: String,
+    pub timezone: String,
+    pub currency: String,
+    pub raw: String,
+    pub warehouse: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub seconds: f64,
+    pub ingest: Option<IngestReport>,
+    pub steps: Vec<Step>,
+    pub checks: Vec<CheckResult>,
+    pub tables: Vec<Published>,
+    /// The error and its causes, outermost first, when the run failed.
+    pub error: Option<Vec<String>>,
+}
+
+pub const RUNS_DIR: &str = "_runs";
+
+impl RunReport {
+    pub async fn write(&self, warehouse: &Location) -> Result<String, String> {
+        let name = format!("{}.json", self.run_id);
+        let path = warehouse.path(&format!("{RUNS_DIR}/{name}"));
+        let body = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        warehouse
+            .store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(|e| format!("{}: cannot write the run report: {e}", warehouse.join(RUNS_DIR).display()))?;
+        Ok(format!("{}/{RUNS_DIR}/{name}", warehouse.display().trim_end_matches('/')))
+    }
+}
