@@ -4,7 +4,7 @@
 use crate::config::{self, Overrides, Project};
 use crate::pipeline::{self, Clock, RunOptions, SystemClock};
 use anyhow::{anyhow, bail, Context};
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -40,6 +40,45 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run read-only SQL over the published tables and print the result.
     Query(QueryArgs),
+    /// Run a pipeline as of each date of a range, in order (resumable).
+    Backfill(BackfillArgs),
+    /// List recent runs, or show one run's report.
+    Runs(RunsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Pipeline to run (default: the only one, or `daily`).
+    pub pipeline: Option<String>,
+    #[command(flatten)]
+    pub locations: Locations,
+    /// First as-of date.
+    #[arg(long, value_parser = parse_date)]
+    pub from: NaiveDate,
+    /// Last as-of date (inclusive).
+    #[arg(long, value_parser = parse_date)]
+    pub to: NaiveDate,
+    /// `day`: every date; `month`: the last day of every month (and `--to`).
+    #[arg(long, value_enum, default_value_t = Every::Day)]
+    pub every: Every,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Every {
+    Day,
+    Month,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// `show RUN_ID` prints one report; otherwise the pipeline to list (default: all).
+    pub args: Vec<String>,
+    /// Warehouse (URL or local path); overrides storage.warehouse.
+    #[arg(long)]
+    pub warehouse: Option<String>,
+    /// How many recent runs to list.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -127,6 +166,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 as_of: args.as_of,
                 trigger: "manual".into(),
                 progress: is_terminal(),
+                ..Default::default()
             };
             run_and_print(&project, &opts, &SystemClock).await
         }
@@ -141,7 +181,143 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let project = load(&cli, &overrides)?;
             crate::query::run_and_print(&project.config, &args.sql, args.format).await
         }
+        Command::Backfill(args) => backfill(&cli, args).await,
+        Command::Runs(args) => runs(&cli, args).await,
     }
+}
+
+/// The as-of dates of a backfill, in order.
+pub fn backfill_dates(from: NaiveDate, to: NaiveDate, every: Every) -> Vec<NaiveDate> {
+    let mut dates = Vec::new();
+    let mut d = from;
+    while d <= to {
+        let next = d.succ_opt().unwrap_or(d);
+        let month_end = next.month0() != d.month0() || next == d;
+        if every == Every::Day || month_end || d == to {
+            dates.push(d);
+        }
+        if next == d {
+            break;
+        }
+        d = next;
+    }
+    dates
+}
+
+async fn backfill(cli: &Cli, args: &BackfillArgs) -> anyhow::Result<()> {
+    if args.from > args.to {
+        bail!("--from {} is after --to {}; give the range in order", args.from, args.to);
+    }
+    let project = load(cli, &args.locations.overrides())?;
+    let pipeline = project.pipeline(args.pipeline.as_deref()).map_err(|e| anyhow!(e))?.clone();
+    let dates = backfill_dates(args.from, args.to, args.every);
+    let storage = crate::storage::Storage::new(project.config.storage.clone());
+    let warehouse = storage.location(&project.config.warehouse)?;
+    let pb = if is_terminal() { indicatif::ProgressBar::new(dates.len() as u64) } else { indicatif::ProgressBar::hidden() };
+    pb.set_message("backfill");
+    let mut ran = 0;
+    let mut skipped = 0;
+    // Ingest new raw objects once, first; every date then builds from them.
+    if pipeline.ingest {
+        let opts = RunOptions {
+            pipeline: Some(pipeline.name.clone()),
+            as_of: Some(args.from),
+            trigger: "backfill".into(),
+            progress: is_terminal(),
+            ingest_only: true,
+            ..Default::default()
+        };
+        let outcome = pipeline::run(&project, &opts, &SystemClock).await?;
+        println!("{}  ingest  {}  {:.2}s", outcome.report.run_id, outcome.report.status, outcome.report.seconds);
+        if let Some(e) = outcome.error {
+            return Err(anyhow::Error::new(e).context("backfill stopped at its ingest; re-run the same command to resume"));
+        }
+    }
+    for date in &dates {
+        let opts = RunOptions {
+            pipeline: Some(pipeline.name.clone()),
+            as_of: Some(*date),
+            trigger: "backfill".into(),
+            progress: false,
+            skip_ingest: true,
+            ingest_only: false,
+        };
+        if backfill_done(&project, &pipeline, &storage, &warehouse, *date).await? {
+            skipped += 1;
+            pb.inc(1);
+            continue;
+        }
+        let outcome = pipeline::run(&project, &opts, &SystemClock).await?;
+        pb.inc(1);
+        ran += 1;
+        println!("{}  as of {}  {}  {:.2}s", outcome.report.run_id, date, outcome.report.status, outcome.report.seconds);
+        if let Some(e) = outcome.error {
+            pb.finish_and_clear();
+            return Err(anyhow::Error::new(e).context(format!("backfill stopped at {date}; re-run the same command to resume")));
+        }
+    }
+    pb.finish_and_clear();
+    println!("backfill {} → {}: {} run(s), {} already complete with the same inputs", args.from, args.to, ran, skipped);
+    Ok(())
+}
+
+/// Whether a succeeded backfill run for `date` used the inputs a run now would.
+async fn backfill_done(
+    project: &Project,
+    pipeline: &config::Pipeline,
+    storage: &crate::storage::Storage,
+    warehouse: &crate::storage::Location,
+    date: NaiveDate,
+) -> anyhow::Result<bool> {
+    let catalog = crate::catalog::Catalog::load(&project.config.sql_dir)?;
+    let models = catalog.select(&pipeline.models).map_err(|e| anyhow!(e))?;
+    let events = storage.delta_table(&warehouse.join("events")).await?;
+    let params = crate::engine::Params::from_config(&project.config, date);
+    let inputs = pipeline::inputs_fingerprint(events.version().unwrap_or(0) as i64, &models, &params);
+    let runs = pipeline::history::list(warehouse).await?;
+    Ok(runs.iter().any(|r| {
+        r.pipeline == pipeline.name && r.status == "succeeded" && r.as_of == date.to_string() && r.inputs.as_deref() == Some(inputs.as_str())
+    }))
+}
+
+async fn runs(cli: &Cli, args: &RunsArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        warehouse: args.warehouse.clone(),
+        raw: Some(String::new()),
+        ..Default::default()
+    };
+    let project = load(cli, &overrides)?;
+    let storage = crate::storage::Storage::new(project.config.storage.clone());
+    let warehouse = storage.location(&project.config.warehouse)?;
+    if let [cmd, run_id] = args.args.as_slice() {
+        if cmd == "show" {
+            let report = pipeline::history::show(&warehouse, run_id).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(());
+        }
+    }
+    let pipeline_filter = match args.args.as_slice() {
+        [] => None,
+        [p] => Some(p.clone()),
+        _ => bail!("usage: tenure runs [PIPELINE] [--limit N] | tenure runs show RUN_ID"),
+    };
+    let all = pipeline::history::list(&warehouse).await?;
+    let selected: Vec<_> = all
+        .iter()
+        .filter(|r| pipeline_filter.as_ref().is_none_or(|p| &r.pipeline == p))
+        .collect();
+    let start = selected.len().saturating_sub(args.limit);
+    println!("{:<30} {:<12} {:<10} {:<11} {:<10} {:>9} {:>10}", "RUN", "PIPELINE", "TRIGGER", "AS OF", "STATUS", "SECONDS", "ACCEPTED");
+    for r in selected[start..].iter().rev() {
+        println!(
+            "{:<30} {:<12} {:<10} {:<11} {:<10} {:>9.2} {:>10}",
+            r.run_id, r.pipeline, r.trigger, r.as_of, r.status, r.seconds, r.accepted
+        );
+        if let Some(e) = r.error.as_ref().and_then(|e| e.first()) {
+            println!("    error: {e}");
+        }
+    }
+    Ok(())
 }
 
 fn is_terminal() -> bool {
@@ -253,6 +429,7 @@ async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
         as_of: Some(end),
         trigger: "demo".into(),
         progress: is_terminal(),
+        ..Default::default()
     };
     run_and_print(&project, &opts, &SystemClock).await?;
     println!(

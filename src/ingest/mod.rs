@@ -89,6 +89,9 @@ pub struct IngestOptions<'a> {
     pub max_reject_rate: f64,
     pub parallelism: usize,
     pub progress: Option<&'a indicatif::ProgressBar>,
+    /// The latest as-of date of earlier runs: accepted events dated before it
+    /// are late, and counted as such.
+    pub late_before: Option<chrono::NaiveDate>,
 }
 
 /// Counts of one object (EVENTS.md "Conservation").
@@ -151,6 +154,11 @@ pub struct IngestReport {
     pub ignored_objects: Vec<String>,
     pub unreadable_objects: Vec<Unreadable>,
     pub changed_objects: Vec<ChangedObject>,
+    /// Accepted events whose local date is before the latest as-of date of
+    /// earlier runs; the marts are rebuilt from `events`, so they land in
+    /// every month they touch.
+    pub late_events: u64,
+    pub late_months: Vec<String>,
     pub events_version: Option<i64>,
     pub rejects_version: Option<i64>,
     pub recovered_sequence: Option<i64>,
@@ -342,6 +350,8 @@ pub async fn ingest(
     let currency: Arc<str> = Arc::from(opts.currency);
     let run_id: Arc<str> = Arc::from(opts.run_id);
     let mut buffered_rows = 0usize;
+    let late_before = opts.late_before.map(|d| days_since_epoch(d));
+    let mut late_months: std::collections::BTreeSet<String> = Default::default();
 
     let mut decoded_stream = futures::stream::iter(new_objects.into_iter().map(|obj| {
         let store = raw.store.clone();
@@ -412,6 +422,9 @@ pub async fn ingest(
                 table: tables.events.display(),
                 source,
             })?;
+            if let Some(before) = late_before {
+                count_late(&kept, before, &mut report.late_events, &mut late_months);
+            }
             if kept.num_rows() > 0 {
                 buffered_rows += kept.num_rows();
                 writer.write(kept).await.map_err(delta_err(&tables.events))?;
@@ -437,6 +450,7 @@ pub async fn ingest(
         report.objects.push(decoded.report);
     }
     drop(decoded_stream);
+    report.late_months = late_months.into_iter().collect();
 
     // Totals.
     for o in &report.objects {
@@ -638,8 +652,25 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
 /// Days since 1970-01-01 of the local date of an instant in `tz`.
 pub fn local_date_days(micros: i64, tz: Tz) -> i32 {
     let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
-    let local = utc.with_timezone(&tz).date_naive();
-    (local - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
+    days_since_epoch(utc.with_timezone(&tz).date_naive())
+}
+
+pub fn days_since_epoch(date: chrono::NaiveDate) -> i32 {
+    (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
+}
+
+fn count_late(batch: &arrow::array::RecordBatch, before: i32, late: &mut u64, months: &mut std::collections::BTreeSet<String>) {
+    use arrow::array::AsArray;
+    let Some(col) = batch.column_by_name("event_date") else { return };
+    let dates = col.as_primitive::<arrow::datatypes::Date32Type>();
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    for d in dates.iter().flatten() {
+        if d < before {
+            *late += 1;
+            let date = epoch + chrono::Duration::days(d as i64);
+            months.insert(date.format("%Y-%m").to_string());
+        }
+    }
 }
 
 /// Keys of every event already in `events` (for de-duplication across runs).

@@ -3,6 +3,7 @@
 //! run report. A failed step stops the run before anything is published; the
 //! report is written either way.
 
+pub mod history;
 pub mod report;
 
 use crate::catalog::{Catalog, Layer};
@@ -80,6 +81,10 @@ pub struct RunOptions {
     pub as_of: Option<NaiveDate>,
     pub trigger: String,
     pub progress: bool,
+    /// Build from the events already ingested (backfills ingest once, first).
+    pub skip_ingest: bool,
+    /// Ingest only; build nothing.
+    pub ingest_only: bool,
 }
 
 /// The outcome of a run: its report, and the error if it failed.
@@ -123,6 +128,7 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
         steps: Vec::new(),
         checks: Vec::new(),
         tables: Vec::new(),
+        inputs: None,
         error: None,
     };
     tracing::info!(pipeline = %pipeline.name, run_id = %report.run_id, as_of = %as_of, timezone = %report.timezone, "run started");
@@ -195,8 +201,15 @@ async fn run_steps(
     let models = catalog.select(&pipeline.models).map_err(|e| RunError::Setup(format!("{}: {e}", pipeline.file.display())))?;
 
     // 1. Ingest.
-    if pipeline.ingest {
+    if pipeline.ingest && !opts.skip_ingest {
         let t = Instant::now();
+        let late_before = history::list(warehouse)
+            .await
+            .map(|runs| history::latest_as_of(&runs))
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "run history unreadable; late events are not counted");
+                None
+            });
         let pb = progress_bar(opts.progress);
         let ingest_report = ingest::ingest(
             storage,
@@ -209,6 +222,7 @@ async fn run_steps(
                 max_reject_rate: config.max_reject_rate,
                 parallelism: config.parallelism,
                 progress: pb.as_ref(),
+                late_before,
             },
         )
         .await;
@@ -224,9 +238,24 @@ async fn run_steps(
         report.ingest = Some(ingest_report);
     }
 
+    if opts.ingest_only {
+        return Ok(());
+    }
+
     // 2. Models.
     let ctx = engine::session();
-    register_sources(&ctx, storage, warehouse).await?;
+    let events_version = register_sources(&ctx, storage, warehouse).await?;
+    let inputs = inputs_fingerprint(events_version, &models, &Params::from_config(config, as_of));
+    report.inputs = Some(inputs.clone());
+    if let Some(prior) = unchanged_since(warehouse, &inputs).await {
+        tracing::info!(run_id = %prior.run_id, "inputs unchanged since that run; tables stay as published");
+        report.steps.push(Step {
+            name: format!("unchanged since {}", prior.run_id),
+            seconds: 0.0,
+            rows: None,
+        });
+        return Ok(());
+    }
     let params = Params::from_config(config, as_of)
         .batch()
         .map_err(|e| RunError::Setup(format!("cannot build the params table: {e}")))?;
@@ -329,19 +358,44 @@ async fn run_steps(
     Ok(())
 }
 
+/// The latest succeeded run that published tables, if its inputs equal `inputs`:
+/// then this run would publish the same content, and commits nothing.
+async fn unchanged_since(warehouse: &Location, inputs: &str) -> Option<history::RunSummary> {
+    let runs = history::list(warehouse).await.ok()?;
+    let latest = runs.into_iter().rev().find(|r| r.status == "succeeded" && r.inputs.is_some())?;
+    (latest.inputs.as_deref() == Some(inputs)).then_some(latest)
+}
+
+/// What a run's tables are a function of: the `events` version, the SQL of
+/// the models, and the run parameters. Two runs with the same fingerprint
+/// publish the same content.
+pub fn inputs_fingerprint(events_version: i64, models: &[&crate::catalog::Model], params: &Params) -> String {
+    let mut text = format!("events@{events_version}\n{params:?}\n");
+    for m in models {
+        text.push_str(&m.name);
+        text.push('\n');
+        text.push_str(&m.sql);
+    }
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+}
+
 /// Register `events` and `rejects` (Delta) in a session, creating them empty
-/// if no run has ingested yet.
+/// if no run has ingested yet. Returns the version of `events` registered.
 pub async fn register_sources(
     ctx: &datafusion::prelude::SessionContext,
     storage: &Storage,
     warehouse: &Location,
-) -> Result<(), RunError> {
+) -> Result<i64, RunError> {
+    let mut events_version = 0;
     let tables = ingest::Tables::in_warehouse(warehouse);
     for (name, location, schema, partition) in [
         ("events", &tables.events, ingest::batch::EVENTS_SCHEMA.clone(), vec!["event_date"]),
         ("rejects", &tables.rejects, ingest::batch::REJECTS_SCHEMA.clone(), vec![]),
     ] {
         let table = ingest::open_or_create(storage, location, &schema, &partition).await?;
+        if name == "events" {
+            events_version = table.version().unwrap_or(0) as i64;
+        }
         let err = |source| RunError::Source {
             table: name.into(),
             source,
@@ -352,7 +406,7 @@ pub async fn register_sources(
         let provider = table.table_provider().await.map_err(err)?;
         ctx.register_table(name, provider).map_err(err)?;
     }
-    Ok(())
+    Ok(events_version)
 }
 
 fn examples(batches: &[arrow::array::RecordBatch], n: usize) -> Vec<String> {

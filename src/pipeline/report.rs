@@ -42,6 +42,9 @@ pub struct RunReport {
     pub steps: Vec<Step>,
     pub checks: Vec<CheckResult>,
     pub tables: Vec<Published>,
+    /// Fingerprint of what the tables are a function of (events version,
+    /// model SQL, parameters); equal fingerprints publish equal tables.
+    pub inputs: Option<String>,
     /// The error and its causes, outermost first, when the run failed.
     pub error: Option<Vec<String>>,
 }
