@@ -416,8 +416,18 @@ async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
     let end = NaiveDate::from_ymd_opt(2026, 11, 15).context("demo end date")?;
     let raw_dir = args.dir.join("raw");
     let warehouse = args.dir.join("warehouse");
-    let _ = (&raw_dir, args.customers); bail!("TEMP");
-    #[allow(unreachable_code)]
+    let mut opts = crate::demo::DemoOptions::demo(end);
+    opts.customers = args.customers;
+    let summary = crate::demo::generate(&raw_dir, &opts).with_context(|| format!("cannot write the sample data to {}", raw_dir.display()))?;
+    println!(
+        "demo     {} customers, {} events in {} objects ({} bad rows, {} duplicates on purpose) under {}",
+        summary.customers,
+        summary.events,
+        summary.objects,
+        summary.bad_rows,
+        summary.duplicate_rows,
+        raw_dir.display()
+    );
     let overrides = Overrides {
         raw: Some(raw_dir.display().to_string()),
         warehouse: Some(warehouse.display().to_string()),

@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod ingest;
 pub mod pipeline;

@@ -1,0 +1,64 @@
+-- cohort_retention: logo and revenue retention of each cohort, month by month.
+-- grain: one row per cohort month k and covered month m >= k (METRICS.md §4). A
+-- customer's cohort is the first covered month in which it is active (§3).
+with customer_months as (
+    select month, month_index, customer_id, mrr, is_active from int_customer_months
+),
+
+cohorts as (
+    select customer_id, min(month_index) as cohort_index
+    from customer_months
+    where is_active
+    group by customer_id
+),
+
+members as (
+    select
+        cohort_months.month as cohort_month,
+        cohort_months.mrr as cohort_start_mrr,
+        customer_months.month,
+        customer_months.month_index - cohorts.cohort_index as months_since,
+        customer_months.customer_id,
+        customer_months.is_active,
+        customer_months.mrr
+    from cohorts
+    inner join customer_months as cohort_months
+        on cohort_months.customer_id = cohorts.customer_id
+       and cohort_months.month_index = cohorts.cohort_index
+    inner join customer_months
+        on customer_months.customer_id = cohorts.customer_id
+       and customer_months.month_index >= cohorts.cohort_index
+),
+
+totals as (
+    select
+        cohort_month,
+        month,
+        months_since,
+        count(*) as cohort_size,
+        count(case when is_active then 1 end) as active_customers,
+        sum(cohort_start_mrr) as cohort_start_mrr,
+        sum(mrr) as mrr
+    from members
+    group by cohort_month, month, months_since
+),
+
+final as (
+    select
+        cohort_month,
+        month,
+        cast(months_since as bigint) as months_since,
+        cast(cohort_size as bigint) as cohort_size,
+        cast(active_customers as bigint) as active_customers,
+        cast(active_customers as double) / cast(nullif(cohort_size, 0) as double) as logo_retention,
+        cast(cohort_start_mrr as decimal(38, 4)) as cohort_start_mrr,
+        cast(mrr as decimal(38, 4)) as mrr,
+        cast(mrr as double) / cast(nullif(cohort_start_mrr, 0) as double) as revenue_retention
+    from totals
+)
+
+select
+    cohort_month, month, months_since, cohort_size, active_customers, logo_retention,
+    cohort_start_mrr, mrr, revenue_retention
+from final
+order by cohort_month, month

@@ -1,0 +1,99 @@
+-- health_backtest: does the health band predict churn 90 days later?
+-- grain: one row per band ('green', 'yellow', 'red') plus 'all', always four rows
+-- (METRICS.md §8, §10.6, §10.12). Observations are the customers scored at a
+-- snapshot date d with d + 90 <= D; `churned_90d` = not active(c, d + 90).
+-- `auc` (only on 'all'): P(churned score < retained score), ties count one
+-- half, scores compared rounded to 9 decimals; NULL when a class is empty.
+with run_params as (
+    select as_of from params
+),
+
+health as (
+    select snapshot_date, customer_id, health_score, band from customer_health
+),
+
+customer_states as (
+    select customer_id, cutoff_date, is_active from int_customer_states
+),
+
+bands as (
+    select band, band_order
+    from (values ('green', 1), ('yellow', 2), ('red', 3), ('all', 4)) as bands (band, band_order)
+),
+
+observations as (
+    select
+        health.band,
+        round(health.health_score, 9) as health_score,
+        not customer_states.is_active as churned_90d
+    from health
+    cross join run_params
+    inner join customer_states
+        on customer_states.customer_id = health.customer_id
+       and customer_states.cutoff_date = health.snapshot_date + 90
+    where health.snapshot_date + 90 <= run_params.as_of
+),
+
+attributed as (
+    select band, churned_90d from observations
+    union all
+    select 'all' as band, churned_90d from observations
+),
+
+band_counts as (
+    select
+        band,
+        count(*) as observations,
+        count(case when churned_90d then 1 end) as churned
+    from attributed
+    group by band
+),
+
+score_counts as (
+    select
+        health_score,
+        count(case when churned_90d then 1 end) as churned,
+        count(case when not churned_90d then 1 end) as retained
+    from observations
+    group by health_score
+),
+
+score_pairs as (
+    -- per churned observation: retained ones scoring higher (1) or equal (1/2), times 2
+    select
+        churned,
+        retained,
+        churned * (
+            2 * coalesce(
+                sum(retained) over (order by health_score desc rows between unbounded preceding and 1 preceding),
+                0
+            )
+            + retained
+        ) as doubled_wins
+    from score_counts
+),
+
+auc as (
+    select
+        cast(sum(doubled_wins) as double)
+            / nullif(2.0 * cast(sum(churned) as double) * cast(sum(retained) as double), 0) as auc
+    from score_pairs
+),
+
+final as (
+    select
+        bands.band,
+        bands.band_order,
+        cast(coalesce(band_counts.observations, 0) as bigint) as observations,
+        cast(coalesce(band_counts.churned, 0) as bigint) as churned,
+        cast(band_counts.churned as double) / cast(nullif(band_counts.observations, 0) as double) as churn_rate,
+        case when bands.band = 'all' then auc.auc end as auc
+    from bands
+    cross join auc
+    left join band_counts
+        on band_counts.band = bands.band
+)
+
+select band, observations, churned, churn_rate, auc
+from final
+order by band_order

@@ -1,0 +1,143 @@
+-- kpi_summary: the headline KPIs as of D.
+-- grain: exactly one row, even with no covered month (METRICS.md §5, §10.6,
+-- §10.8, §10.9). Payments are the `payment.succeeded` events of the trailing
+-- 365 days ending at D (zero amounts included, refunds ignored); surveys those of
+-- the trailing 90 days.
+with run_params as (
+    select as_of from params
+),
+
+customer_states as (
+    select customer_id, cutoff_date, mrr, is_active from int_customer_states
+),
+
+ndr as (
+    select month, segment, ndr_12m, grr_12m from ndr_trailing_12m
+),
+
+retention as (
+    select month, churn_rate, is_complete from retention_kpis_monthly
+),
+
+events as (
+    select customer_id, event_type, amount, score, local_date
+    from stg_events
+    where event_type in ('payment.succeeded', 'survey.nps', 'survey.csat')
+),
+
+position as (
+    select
+        count(case when customer_states.is_active then 1 end) as active_customers,
+        sum(customer_states.mrr) as mrr,
+        count(case when customer_states.mrr > 0 then 1 end) as paying_customers
+    from customer_states
+    inner join run_params
+        on customer_states.cutoff_date = run_params.as_of
+),
+
+ndr_at_as_of as (
+    select ndr.ndr_12m, ndr.grr_12m
+    from ndr
+    inner join run_params
+        on ndr.month = cast(date_trunc('month', run_params.as_of) as date)
+    where ndr.segment = 'all'
+),
+
+recent_complete_months as (
+    select
+        churn_rate,
+        row_number() over (order by month desc) as recency_rank
+    from retention
+    where is_complete
+),
+
+annual_churn as (
+    -- 1 - product of (1 - churn_rate / 100), as exp(sum(ln)); ln(0) = -inf gives 0.
+    select
+        case
+            when count(*) > 0 then 1 - exp(sum(ln(1 - churn_rate / 100)))
+        end as annual_logo_churn
+    from recent_complete_months
+    where recency_rank <= 12
+      and churn_rate is not null
+),
+
+lifespan as (
+    select
+        annual_logo_churn,
+        case
+            when annual_logo_churn is null then null
+            when annual_logo_churn = 0 then 10.0
+            else least(10.0, 1 / annual_logo_churn)
+        end as customer_lifespan_years
+    from annual_churn
+),
+
+customer_payments as (
+    select
+        events.customer_id,
+        count(*) as payments,
+        sum(events.amount) as amount
+    from events
+    cross join run_params
+    where events.event_type = 'payment.succeeded'
+      and events.local_date > run_params.as_of - 365
+    group by events.customer_id
+),
+
+purchases as (
+    select
+        cast(sum(amount) as double) / cast(nullif(sum(payments), 0) as double) as avg_purchase_value,
+        cast(sum(payments) as double) / cast(nullif(count(*), 0) as double) as purchase_frequency,
+        cast(count(case when payments >= 2 then 1 end) as double)
+            / cast(nullif(count(*), 0) as double) * 100 as repeat_purchase_rate
+    from customer_payments
+),
+
+surveys_90d as (
+    select
+        cast(
+            count(case when events.event_type = 'survey.nps' and events.score >= 9 then 1 end)
+            - count(case when events.event_type = 'survey.nps' and events.score <= 6 then 1 end)
+            as double
+        ) / cast(nullif(count(case when events.event_type = 'survey.nps' then 1 end), 0) as double)
+            * 100 as nps_90d,
+        cast(count(case when events.event_type = 'survey.csat' and events.score >= 4 then 1 end) as double)
+            / cast(nullif(count(case when events.event_type = 'survey.csat' then 1 end), 0) as double)
+            * 100 as csat_pct_90d
+    from events
+    cross join run_params
+    where events.event_type in ('survey.nps', 'survey.csat')
+      and events.local_date > run_params.as_of - 90
+),
+
+final as (
+    select
+        run_params.as_of,
+        cast(position.active_customers as bigint) as active_customers,
+        cast(coalesce(position.mrr, 0) as decimal(38, 4)) as mrr,
+        cast(12 * coalesce(position.mrr, 0) as decimal(38, 4)) as arr,
+        cast(position.paying_customers as bigint) as paying_customers,
+        cast(position.mrr as double) / cast(nullif(position.paying_customers, 0) as double) as arpa,
+        (select ndr_12m from ndr_at_as_of) as ndr_12m,
+        (select grr_12m from ndr_at_as_of) as grr_12m,
+        lifespan.annual_logo_churn,
+        lifespan.customer_lifespan_years,
+        purchases.avg_purchase_value,
+        purchases.purchase_frequency,
+        purchases.repeat_purchase_rate,
+        purchases.avg_purchase_value * purchases.purchase_frequency * lifespan.customer_lifespan_years as clv,
+        surveys_90d.nps_90d,
+        surveys_90d.csat_pct_90d
+    from run_params
+    cross join position
+    cross join lifespan
+    cross join purchases
+    cross join surveys_90d
+)
+
+select
+    as_of, active_customers, mrr, arr, paying_customers, arpa, ndr_12m, grr_12m,
+    annual_logo_churn, customer_lifespan_years, avg_purchase_value, purchase_frequency,
+    repeat_purchase_rate, clv, nps_90d, csat_pct_90d
+from final

@@ -1,0 +1,81 @@
+-- mrr_bridge_monthly: the MRR bridge, start to end of each month.
+-- grain: one row per covered month and segment with at least one mrr_monthly row
+-- in it, plus an 'all' row for every covered month (METRICS.md §1, §10.5, §10.6).
+-- A customer counts in its segment at the cutoff of the month, for prev and cur.
+-- Reconciles exactly: end = start + new + reactivation + expansion - contraction - churned.
+with months as (
+    select month, is_complete from int_months
+),
+
+movements as (
+    select month, segment, mrr, prev_mrr, movement, movement_amount
+    from mrr_monthly
+),
+
+attributed as (
+    select month, segment, mrr, prev_mrr, movement, movement_amount from movements
+    union all
+    select month, 'all' as segment, mrr, prev_mrr, movement, movement_amount from movements
+),
+
+totals as (
+    select
+        month,
+        segment,
+        sum(prev_mrr) as start_mrr,
+        sum(case when movement = 'new' then movement_amount else 0 end) as new_mrr,
+        sum(case when movement = 'reactivation' then movement_amount else 0 end) as reactivation_mrr,
+        sum(case when movement = 'expansion' then movement_amount else 0 end) as expansion_mrr,
+        sum(case when movement = 'contraction' then movement_amount else 0 end) as contraction_mrr,
+        sum(case when movement = 'churn' then movement_amount else 0 end) as churned_mrr,
+        sum(mrr) as end_mrr,
+        count(case when prev_mrr > 0 then 1 end) as start_customers,
+        count(case when movement = 'new' then 1 end) as new_customers,
+        count(case when movement = 'reactivation' then 1 end) as reactivated_customers,
+        count(case when movement = 'churn' then 1 end) as churned_customers,
+        count(case when mrr > 0 then 1 end) as end_customers
+    from attributed
+    group by month, segment
+),
+
+month_segments as (
+    select month, segment from totals
+    union
+    select month, 'all' as segment from months
+),
+
+final as (
+    select
+        month_segments.month,
+        month_segments.segment,
+        cast(coalesce(totals.start_mrr, 0) as decimal(38, 4)) as start_mrr,
+        cast(coalesce(totals.new_mrr, 0) as decimal(38, 4)) as new_mrr,
+        cast(coalesce(totals.reactivation_mrr, 0) as decimal(38, 4)) as reactivation_mrr,
+        cast(coalesce(totals.expansion_mrr, 0) as decimal(38, 4)) as expansion_mrr,
+        cast(coalesce(totals.contraction_mrr, 0) as decimal(38, 4)) as contraction_mrr,
+        cast(coalesce(totals.churned_mrr, 0) as decimal(38, 4)) as churned_mrr,
+        cast(coalesce(totals.end_mrr, 0) as decimal(38, 4)) as end_mrr,
+        cast(coalesce(totals.start_customers, 0) as bigint) as start_customers,
+        cast(coalesce(totals.new_customers, 0) as bigint) as new_customers,
+        cast(coalesce(totals.reactivated_customers, 0) as bigint) as reactivated_customers,
+        cast(coalesce(totals.churned_customers, 0) as bigint) as churned_customers,
+        cast(coalesce(totals.end_customers, 0) as bigint) as end_customers,
+        cast(totals.start_mrr + totals.expansion_mrr - totals.contraction_mrr - totals.churned_mrr as double)
+            / cast(nullif(totals.start_mrr, 0) as double) as ndr,
+        cast(totals.start_mrr - totals.contraction_mrr - totals.churned_mrr as double)
+            / cast(nullif(totals.start_mrr, 0) as double) as grr,
+        months.is_complete
+    from month_segments
+    inner join months
+        on months.month = month_segments.month
+    left join totals
+        on totals.month = month_segments.month
+       and totals.segment = month_segments.segment
+)
+
+select
+    month, segment, start_mrr, new_mrr, reactivation_mrr, expansion_mrr,
+    contraction_mrr, churned_mrr, end_mrr, start_customers, new_customers,
+    reactivated_customers, churned_customers, end_customers, ndr, grr, is_complete
+from final
+order by month, segment

@@ -1,0 +1,76 @@
+-- ndr_trailing_12m: net and gross dollar retention of the customers paying 12 months earlier.
+-- grain: one row per covered month m whose month m-12 is covered and segment
+-- (at the cutoff of m-12) present in the base B = { c : MRR(c, m-12) > 0 }, plus an
+-- 'all' row for every such month (METRICS.md §2, §10.6). Customers acquired
+-- after m-12 never count.
+with months as (
+    select month, month_index, is_complete from int_months
+),
+
+customer_months as (
+    select month, month_index, customer_id, segment, mrr from int_customer_months
+),
+
+base as (
+    select
+        current_months.month,
+        base_months.segment,
+        base_months.customer_id,
+        base_months.mrr as base_mrr,
+        current_months.mrr as current_mrr
+    from customer_months as base_months
+    inner join customer_months as current_months
+        on current_months.customer_id = base_months.customer_id
+       and current_months.month_index = base_months.month_index + 12
+    where base_months.mrr > 0
+),
+
+attributed as (
+    select month, segment, customer_id, base_mrr, current_mrr from base
+    union all
+    select month, 'all' as segment, customer_id, base_mrr, current_mrr from base
+),
+
+totals as (
+    select
+        month,
+        segment,
+        sum(base_mrr) as base_mrr,
+        sum(current_mrr) as current_mrr,
+        sum(least(current_mrr, base_mrr)) as retained_mrr,
+        count(*) as base_customers,
+        count(case when current_mrr > 0 then 1 end) as retained_customers
+    from attributed
+    group by month, segment
+),
+
+month_segments as (
+    select month, segment from totals
+    union
+    select month, 'all' as segment from months where month_index >= 12
+),
+
+final as (
+    select
+        month_segments.month,
+        month_segments.segment,
+        cast(coalesce(totals.base_mrr, 0) as decimal(38, 4)) as base_mrr,
+        cast(coalesce(totals.current_mrr, 0) as decimal(38, 4)) as current_mrr,
+        cast(totals.current_mrr as double) / cast(nullif(totals.base_mrr, 0) as double) as ndr_12m,
+        cast(totals.retained_mrr as double) / cast(nullif(totals.base_mrr, 0) as double) as grr_12m,
+        cast(coalesce(totals.base_customers, 0) as bigint) as base_customers,
+        cast(coalesce(totals.retained_customers, 0) as bigint) as retained_customers,
+        months.is_complete
+    from month_segments
+    inner join months
+        on months.month = month_segments.month
+    left join totals
+        on totals.month = month_segments.month
+       and totals.segment = month_segments.segment
+)
+
+select
+    base_mrr, current_mrr, ndr_12m, grr_12m, base_customers, retained_customers,
+    month, segment, is_complete
+from final
+order by month, segment

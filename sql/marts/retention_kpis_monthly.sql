@@ -1,0 +1,89 @@
+-- retention_kpis_monthly: logo retention, churn, NPS, CSAT and MRR per month.
+-- grain: one row per covered month (METRICS.md §3). Active at m means
+-- active(c, L(m)); S, E, N and lost compare the month with the month before.
+-- Surveys count every response with local date in the month.
+with months as (
+    select month, is_complete from int_months
+),
+
+customer_months as (
+    select month, customer_id, mrr, is_active, was_active from int_customer_months
+),
+
+surveys as (
+    select event_type, score, cast(date_trunc('month', local_date) as date) as month
+    from stg_events
+    where event_type in ('survey.nps', 'survey.csat')
+),
+
+activity as (
+    select
+        month,
+        count(case when was_active then 1 end) as customers_start,
+        count(case when is_active then 1 end) as customers_end,
+        count(case when is_active and not was_active then 1 end) as gained_customers,
+        count(case when was_active and not is_active then 1 end) as lost_customers,
+        sum(mrr) as mrr,
+        count(case when mrr > 0 then 1 end) as paying_customers
+    from customer_months
+    group by month
+),
+
+nps as (
+    select
+        month,
+        count(*) as nps_responses,
+        count(case when score >= 9 then 1 end) as promoters,
+        count(case when score <= 6 then 1 end) as detractors
+    from surveys
+    where event_type = 'survey.nps'
+    group by month
+),
+
+csat as (
+    select
+        month,
+        count(*) as csat_responses,
+        count(case when score >= 4 then 1 end) as satisfied,
+        avg(cast(score as double)) as csat_avg
+    from surveys
+    where event_type = 'survey.csat'
+    group by month
+),
+
+final as (
+    select
+        months.month,
+        cast(coalesce(activity.customers_start, 0) as bigint) as customers_start,
+        cast(coalesce(activity.customers_end, 0) as bigint) as customers_end,
+        cast(coalesce(activity.gained_customers, 0) as bigint) as gained_customers,
+        cast(coalesce(activity.lost_customers, 0) as bigint) as lost_customers,
+        cast(activity.customers_end - activity.gained_customers as double)
+            / cast(nullif(activity.customers_start, 0) as double) * 100 as crr,
+        cast(activity.lost_customers as double)
+            / cast(nullif(activity.customers_start, 0) as double) * 100 as churn_rate,
+        cast(nps.promoters - nps.detractors as double)
+            / cast(nullif(nps.nps_responses, 0) as double) * 100 as nps,
+        cast(coalesce(nps.nps_responses, 0) as bigint) as nps_responses,
+        cast(csat.satisfied as double) / cast(nullif(csat.csat_responses, 0) as double) * 100 as csat_pct,
+        csat.csat_avg,
+        cast(coalesce(csat.csat_responses, 0) as bigint) as csat_responses,
+        cast(coalesce(activity.mrr, 0) as decimal(38, 4)) as mrr,
+        cast(coalesce(activity.paying_customers, 0) as bigint) as paying_customers,
+        cast(activity.mrr as double) / cast(nullif(activity.paying_customers, 0) as double) as arpa,
+        months.is_complete
+    from months
+    left join activity
+        on activity.month = months.month
+    left join nps
+        on nps.month = months.month
+    left join csat
+        on csat.month = months.month
+)
+
+select
+    customers_start, customers_end, gained_customers, lost_customers, crr, churn_rate,
+    nps, nps_responses, csat_pct, csat_avg, csat_responses, mrr, paying_customers, arpa,
+    month, is_complete
+from final
+order by month
