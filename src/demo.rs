@@ -151,13 +151,31 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, DemoError
             let id = out.next_id();
             if day_messy.csv && ev.kind.is_helpdesk() {
                 let mut row = CsvRow::new();
-                render_sparse(&mut row, &mut fmt_rng, &mut scratch, id, &days, &world, c, ev);
+                render_sparse(
+                    &mut row,
+                    &mut fmt_rng,
+                    &mut scratch,
+                    id,
+                    &days,
+                    &world,
+                    c,
+                    ev,
+                );
                 csv_rows.push(row.cells);
                 out.summary.events += 1;
                 continue;
             }
             json.begin();
-            render_sparse(&mut json, &mut fmt_rng, &mut scratch, id, &days, &world, c, ev);
+            render_sparse(
+                &mut json,
+                &mut fmt_rng,
+                &mut scratch,
+                id,
+                &days,
+                &world,
+                c,
+                ev,
+            );
             json.end();
             out.valid_line(&json.buf, id)?;
             if messy.is_some() && d <= world.last && d % 15 == 7 && !took_candidate {
@@ -168,7 +186,11 @@ pub fn generate(dir: &Path, opts: &DemoOptions) -> Result<DemoSummary, DemoError
                     out.duplicate_line(&json.buf, false)?;
                 } else {
                     let emit_day = d + 1 + (dup_candidates as u32 % 4);
-                    pending.push(PendingDup { emit_day, line: json.buf.clone(), kind });
+                    pending.push(PendingDup {
+                        emit_day,
+                        line: json.buf.clone(),
+                        kind,
+                    });
                 }
             }
         }
@@ -247,7 +269,9 @@ fn mix64(mut z: u64) -> u64 {
 impl Rng {
     /// An independent stream for `(seed, stream)`.
     fn derive(seed: u64, stream: u64) -> Rng {
-        Rng(mix64(seed ^ mix64(stream.wrapping_add(0x9E37_79B9_7F4A_7C15))))
+        Rng(mix64(
+            seed ^ mix64(stream.wrapping_add(0x9E37_79B9_7F4A_7C15)),
+        ))
     }
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -293,9 +317,30 @@ struct SegParams {
 }
 
 const SEG: [SegParams; 3] = [
-    SegParams { tiers: (0, 1), seats: (1, 10), users: (1, 8), hazard: 0.035, usage: 3.0, tickets: 0.3 },
-    SegParams { tiers: (1, 2), seats: (5, 40), users: (5, 40), hazard: 0.02, usage: 6.0, tickets: 0.8 },
-    SegParams { tiers: (2, 3), seats: (30, 200), users: (25, 150), hazard: 0.01, usage: 12.0, tickets: 1.6 },
+    SegParams {
+        tiers: (0, 1),
+        seats: (1, 10),
+        users: (1, 8),
+        hazard: 0.035,
+        usage: 3.0,
+        tickets: 0.3,
+    },
+    SegParams {
+        tiers: (1, 2),
+        seats: (5, 40),
+        users: (5, 40),
+        hazard: 0.02,
+        usage: 6.0,
+        tickets: 0.8,
+    },
+    SegParams {
+        tiers: (2, 3),
+        seats: (30, 200),
+        users: (25, 150),
+        hazard: 0.01,
+        usage: 12.0,
+        tickets: 1.6,
+    },
 ];
 
 /// (name, annual name, monthly price per seat in cents)
@@ -306,8 +351,11 @@ const TIERS: [(&str, &str, i64); 4] = [
     ("enterprise", "enterprise_annual", 14900),
 ];
 /// (name, flat monthly price in cents); plan numbers 4.. in [`Sub::plan`].
-const ADDONS: [(&str, i64); 3] =
-    [("addon_analytics", 29900), ("addon_premium_support", 49900), ("addon_sso", 19900)];
+const ADDONS: [(&str, i64); 3] = [
+    ("addon_analytics", 29900),
+    ("addon_premium_support", 49900),
+    ("addon_sso", 19900),
+];
 
 /// (ISO country, UTC offset in minutes of the customer's office)
 const COUNTRIES: [(&str, i32); 12] = [
@@ -325,28 +373,88 @@ const COUNTRIES: [(&str, i32); 12] = [
     ("NL", 60),
 ];
 const INDUSTRIES: [&str; 10] = [
-    "software", "fintech", "healthcare", "retail", "education", "manufacturing", "media",
-    "logistics", "nonprofit", "real_estate",
+    "software",
+    "fintech",
+    "healthcare",
+    "retail",
+    "education",
+    "manufacturing",
+    "media",
+    "logistics",
+    "nonprofit",
+    "real_estate",
 ];
-const OWNERS: [&str; 6] =
-    ["alice.martin", "bob.nguyen", "carla.silva", "deepak.rao", "emma.schulz", "farid.haddad"];
+const OWNERS: [&str; 6] = [
+    "alice.martin",
+    "bob.nguyen",
+    "carla.silva",
+    "deepak.rao",
+    "emma.schulz",
+    "farid.haddad",
+];
 const NAME_A: [&str; 24] = [
-    "Acme", "Northwind", "Blue Harbor", "Lumen", "Vertex", "Quill", "Brightpath", "Copperleaf",
-    "Nimbus", "Redwood", "Silverline", "Tidal", "Kestrel", "Orchard", "Polar", "Summit",
-    "Ironbridge", "Maple & Oak", "Müller", "Café Olé", "O'Brien", "\"Blue\" Fox", "Atlas",
+    "Acme",
+    "Northwind",
+    "Blue Harbor",
+    "Lumen",
+    "Vertex",
+    "Quill",
+    "Brightpath",
+    "Copperleaf",
+    "Nimbus",
+    "Redwood",
+    "Silverline",
+    "Tidal",
+    "Kestrel",
+    "Orchard",
+    "Polar",
+    "Summit",
+    "Ironbridge",
+    "Maple & Oak",
+    "Müller",
+    "Café Olé",
+    "O'Brien",
+    "\"Blue\" Fox",
+    "Atlas",
     "Juniper",
 ];
 const NAME_B: [&str; 16] = [
-    "Analytics", "Labs", "Logistics", "Health", "Studios", "Systems", "Retail", "Partners", "GmbH",
-    "Foods", "Robotics", "Media", "Learning", "Ventures", "Co.", "Software",
+    "Analytics",
+    "Labs",
+    "Logistics",
+    "Health",
+    "Studios",
+    "Systems",
+    "Retail",
+    "Partners",
+    "GmbH",
+    "Foods",
+    "Robotics",
+    "Media",
+    "Learning",
+    "Ventures",
+    "Co.",
+    "Software",
 ];
-const FEATURES: [&str; 8] =
-    ["dashboards", "reports", "exports", "api", "integrations", "alerts", "automation", "sharing"];
+const FEATURES: [&str; 8] = [
+    "dashboards",
+    "reports",
+    "exports",
+    "api",
+    "integrations",
+    "alerts",
+    "automation",
+    "sharing",
+];
 const FEATURE_API: u8 = 3;
 const SOURCES: [&str; 3] = ["web", "ios", "android"];
 const CANCEL_REASONS: [&str; 6] = [
-    "too_expensive", "switched_competitor", "missing_features", "no_longer_needed",
-    "business_closed", "poor_support",
+    "too_expensive",
+    "switched_competitor",
+    "missing_features",
+    "no_longer_needed",
+    "business_closed",
+    "poor_support",
 ];
 const PAUSE_REASONS: [&str; 3] = ["seasonal", "budget_freeze", "migration"];
 const FAILURE_CODES: [&str; 3] = ["card_declined", "insufficient_funds", "expired_card"];
@@ -378,16 +486,25 @@ struct World {
 impl World {
     fn new(opts: &DemoOptions) -> Result<World, DemoError> {
         if opts.customers == 0 || opts.months == 0 {
-            return Err(DemoError::EmptyHistory { customers: opts.customers, months: opts.months });
+            return Err(DemoError::EmptyHistory {
+                customers: opts.customers,
+                months: opts.months,
+            });
         }
-        let range_err = || DemoError::DateRange { end_date: opts.end_date, months: opts.months };
+        let range_err = || DemoError::DateRange {
+            end_date: opts.end_date,
+            months: opts.months,
+        };
         let start = opts
             .end_date
             .with_day(1)
             .and_then(|d| d.checked_sub_months(Months::new(opts.months - 1)))
             .ok_or_else(range_err)?;
         // Head room for the churn look-ahead of subscriptions (see `simulate_subscriber`).
-        let horizon = opts.end_date.checked_add_days(Days::new(400)).ok_or_else(range_err)?;
+        let horizon = opts
+            .end_date
+            .checked_add_days(Days::new(400))
+            .ok_or_else(range_err)?;
         if start.year() < 1 || horizon.year() > 9998 {
             return Err(range_err());
         }
@@ -429,7 +546,15 @@ struct Sub {
 
 impl Sub {
     fn new(no: u16, plan: u8, seats: u32, discount: u8, annual: bool) -> Sub {
-        let mut s = Sub { no, plan, seats, discount, annual, paused: false, mrr: 0 };
+        let mut s = Sub {
+            no,
+            plan,
+            seats,
+            discount,
+            annual,
+            paused: false,
+            mrr: 0,
+        };
         s.reprice();
         s
     }
@@ -475,19 +600,49 @@ enum Campaign {
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Created,
-    Updated { segment: Option<u8>, owner: Option<u8> },
+    Updated {
+        segment: Option<u8>,
+        owner: Option<u8>,
+    },
     SubStarted(Sub),
     SubChanged(Sub),
     SubResumed(Sub),
-    SubPaused { sub: Sub, reason: u8 },
-    SubCancelled { no: u16, reason: u8 },
-    PaySucceeded { pay: u32, amount: i64 },
-    PayFailed { pay: u32, amount: i64, code: u8 },
-    PayRefunded { pay: u32, amount: i64 },
-    TicketOpened { ticket: u32, priority: u8 },
-    TicketResolved { ticket: u32, priority: u8 },
-    Nps { score: u8, comment: u8 },
-    Csat { score: u8 },
+    SubPaused {
+        sub: Sub,
+        reason: u8,
+    },
+    SubCancelled {
+        no: u16,
+        reason: u8,
+    },
+    PaySucceeded {
+        pay: u32,
+        amount: i64,
+    },
+    PayFailed {
+        pay: u32,
+        amount: i64,
+        code: u8,
+    },
+    PayRefunded {
+        pay: u32,
+        amount: i64,
+    },
+    TicketOpened {
+        ticket: u32,
+        priority: u8,
+    },
+    TicketResolved {
+        ticket: u32,
+        priority: u8,
+    },
+    Nps {
+        score: u8,
+        comment: u8,
+    },
+    Csat {
+        score: u8,
+    },
     EmailSent(Campaign),
     EmailOpened(Campaign),
     EmailClicked(Campaign),
@@ -533,7 +688,10 @@ impl Kind {
     fn is_helpdesk(&self) -> bool {
         matches!(
             self,
-            Kind::TicketOpened { .. } | Kind::TicketResolved { .. } | Kind::Nps { .. } | Kind::Csat { .. }
+            Kind::TicketOpened { .. }
+                | Kind::TicketResolved { .. }
+                | Kind::Nps { .. }
+                | Kind::Csat { .. }
         )
     }
 }
@@ -617,7 +775,11 @@ impl Cust {
         let p = ((0.3 + 0.6 * self.eng) * f.min(1.0) * week).min(0.97);
         let mean = (self.usage_mean * (0.5 + self.eng) * f).max(1.0);
         let breadth = (f64::from(self.breadth) * (0.4 + 0.6 * f.min(1.0)) + 0.5) as u64;
-        Some(Usage { p, mean, breadth: breadth.clamp(1, 8) })
+        Some(Usage {
+            p,
+            mean,
+            breadth: breadth.clamp(1, 8),
+        })
     }
 }
 
@@ -649,12 +811,17 @@ fn build_plan(opts: &DemoOptions, w: &World) -> Plan {
 }
 
 /// A handful of events after `end_date`: each would change a metric if it were
-/// (wrongly) counted as of `end_date`.
+/// (wrongly) counted as of `end_date`. Times are at or after 12:00 UTC on the
+/// first day after it, so their local date is after `end_date` in any zone.
 fn plan_future(customers: &[Cust], w: &World, buckets: &mut [Vec<Sparse>]) {
     let active: Vec<u32> = customers
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.final_subs.first().is_some_and(|s| !s.paused && !s.is_addon()))
+        .filter(|(_, c)| {
+            c.final_subs
+                .first()
+                .is_some_and(|s| !s.paused && !s.is_addon())
+        })
         .map(|(i, _)| i as u32)
         .take(5)
         .collect();
@@ -670,18 +837,58 @@ fn plan_future(customers: &[Cust], w: &World, buckets: &mut [Vec<Sparse>]) {
                 let mut up = main;
                 up.seats *= 2;
                 up.reprice();
-                push(d1, 36_000, ci, Kind::SubChanged(up));
-                push(d1, 37_000, ci, Kind::Login);
+                push(d1, 46_000, ci, Kind::SubChanged(up));
+                push(d1, 47_000, ci, Kind::Login);
             }
             1 => {
-                push(d1, 40_000, ci, Kind::SubCancelled { no: main.no, reason: 0 });
+                push(
+                    d1,
+                    48_000,
+                    ci,
+                    Kind::SubCancelled {
+                        no: main.no,
+                        reason: 0,
+                    },
+                );
                 push(d1 + 1, 30_000, ci, Kind::Login);
             }
-            2 => push(d1, 50_000, ci, Kind::PaySucceeded { pay: 9999, amount: main.invoice() }),
-            3 => push(d1 + 1, 45_000, ci, Kind::Updated { segment: Some((c.seg_final + 1) % 3), owner: None }),
+            2 => push(
+                d1,
+                50_000,
+                ci,
+                Kind::PaySucceeded {
+                    pay: 9999,
+                    amount: main.invoice(),
+                },
+            ),
+            3 => push(
+                d1 + 1,
+                45_000,
+                ci,
+                Kind::Updated {
+                    segment: Some((c.seg_final + 1) % 3),
+                    owner: None,
+                },
+            ),
             _ => {
-                push(d1 + 1, 52_000, ci, Kind::Nps { score: 2, comment: 6 });
-                push(d1 + 2, 600, ci, Kind::TicketOpened { ticket: 9999, priority: 3 });
+                push(
+                    d1 + 1,
+                    52_000,
+                    ci,
+                    Kind::Nps {
+                        score: 2,
+                        comment: 6,
+                    },
+                );
+                push(
+                    d1 + 2,
+                    600,
+                    ci,
+                    Kind::TicketOpened {
+                        ticket: 9999,
+                        priority: 3,
+                    },
+                );
             }
         }
     }
@@ -699,7 +906,14 @@ struct Sim<'a> {
 impl Sim<'_> {
     fn push(&mut self, day: u32, sec: u32, kind: Kind) {
         if day <= self.w.last {
-            self.events.push((day, Sparse { sec, cust: self.ci, kind }));
+            self.events.push((
+                day,
+                Sparse {
+                    sec,
+                    cust: self.ci,
+                    kind,
+                },
+            ));
         }
     }
 
@@ -735,10 +949,21 @@ impl Sim<'_> {
         }
         self.push(paid_day, sec, Kind::PaySucceeded { pay, amount });
         if self.rng.chance(0.012) {
-            let refund = if self.rng.chance(0.6) { amount } else { amount / 2 };
+            let refund = if self.rng.chance(0.6) {
+                amount
+            } else {
+                amount / 2
+            };
             let d = paid_day + self.rng.range(2, 20);
             let s = self.biz_sec();
-            self.push(d, s, Kind::PayRefunded { pay, amount: refund });
+            self.push(
+                d,
+                s,
+                Kind::PayRefunded {
+                    pay,
+                    amount: refund,
+                },
+            );
         }
     }
 }
@@ -768,7 +993,13 @@ fn simulate_customer(sim: &mut Sim) -> Cust {
     let w = sim.w;
     let rng = &mut sim.rng;
     let r = rng.f64();
-    let seg0: u8 = if r < 0.60 { 0 } else if r < 0.88 { 1 } else { 2 };
+    let seg0: u8 = if r < 0.60 {
+        0
+    } else if r < 0.88 {
+        1
+    } else {
+        2
+    };
     let p = &SEG[seg0 as usize];
     let country = rng.below(COUNTRIES.len() as u64) as u8;
     let home_off = COUNTRIES[country as usize].1;
@@ -816,7 +1047,13 @@ fn simulate_customer(sim: &mut Sim) -> Cust {
     if kind < 0.05 {
         simulate_purchases(sim, &mut c, signup);
     } else if kind < 0.09 {
-        c.spans.push(Span { from: signup, to: (signup + 14).min(last + 1), level: 0.6, ramp_from: signup, churn: None });
+        c.spans.push(Span {
+            from: signup,
+            to: (signup + 14).min(last + 1),
+            level: 0.6,
+            ramp_from: signup,
+            churn: None,
+        });
     } else {
         simulate_subscriber(sim, &mut c, signup);
     }
@@ -841,7 +1078,16 @@ fn simulate_subscriber(sim: &mut Sim, c: &mut Cust, signup: u32) {
     let last = w.last;
     let trial = sim.rng.range(0, 14);
     let mut period_start = signup + trial;
-    push_span(c, Span { from: signup, to: period_start.min(last + 1), level: 0.7, ramp_from: signup, churn: None });
+    push_span(
+        c,
+        Span {
+            from: signup,
+            to: period_start.min(last + 1),
+            level: 0.7,
+            ramp_from: signup,
+            churn: None,
+        },
+    );
     let mut seg = c.seg0;
     let mut sub_no: u16 = 0;
     let mut first = true;
@@ -905,7 +1151,16 @@ fn simulate_subscriber(sim: &mut Sim, c: &mut Cust, signup: u32) {
                 if sim.rng.chance(0.45) || near {
                     main.paused = false;
                     sim.push(day, sec, Kind::SubResumed(main));
-                    push_span(c, Span { from: span_from, to: day, level, ramp_from, churn });
+                    push_span(
+                        c,
+                        Span {
+                            from: span_from,
+                            to: day,
+                            level,
+                            ramp_from,
+                            churn,
+                        },
+                    );
                     span_from = day;
                     level = 1.0;
                 }
@@ -914,8 +1169,16 @@ fn simulate_subscriber(sim: &mut Sim, c: &mut Cust, signup: u32) {
             let r = sim.rng.f64();
             let p_up = 0.035 * (0.5 + c.eng) * if near { 0.2 } else { 1.0 };
             let p_down = if near { 0.18 } else { 0.015 * (1.5 - c.eng) };
-            let p_pause = if seg < 2 && !main.annual && !near { 0.012 } else { 0.0 };
-            let p_add = if seg > 0 && addon.is_none() && !near { 0.03 } else { 0.0 };
+            let p_pause = if seg < 2 && !main.annual && !near {
+                0.012
+            } else {
+                0.0
+            };
+            let p_add = if seg > 0 && addon.is_none() && !near {
+                0.03
+            } else {
+                0.0
+            };
             let p_drop = if addon.is_some() { 0.03 } else { 0.0 };
             if r < p_up {
                 if main.plan < 3 && sim.rng.chance(0.3) {
@@ -933,7 +1196,14 @@ fn simulate_subscriber(sim: &mut Sim, c: &mut Cust, signup: u32) {
                 };
                 if let Some(to) = bump {
                     seg = to;
-                    sim.push(day, (sec + 60).min(86_399), Kind::Updated { segment: Some(to), owner: None });
+                    sim.push(
+                        day,
+                        (sec + 60).min(86_399),
+                        Kind::Updated {
+                            segment: Some(to),
+                            owner: None,
+                        },
+                    );
                 }
             } else if r < p_up + p_down {
                 let cut = (main.seats * sim.rng.range(10, 40) / 100).max(1);
@@ -950,7 +1220,16 @@ fn simulate_subscriber(sim: &mut Sim, c: &mut Cust, signup: u32) {
                 main.paused = true;
                 let reason = sim.rng.below(PAUSE_REASONS.len() as u64) as u8;
                 sim.push(day, sec, Kind::SubPaused { sub: main, reason });
-                push_span(c, Span { from: span_from, to: day, level, ramp_from, churn });
+                push_span(
+                    c,
+                    Span {
+                        from: span_from,
+                        to: day,
+                        level,
+                        ramp_from,
+                        churn,
+                    },
+                );
                 span_from = day;
                 level = 0.05;
             } else if r < p_up + p_down + p_pause + p_add {
@@ -970,18 +1249,43 @@ fn simulate_subscriber(sim: &mut Sim, c: &mut Cust, signup: u32) {
 
         match churn {
             Some(cd) if cd <= last => {
-                push_span(c, Span { from: span_from, to: cd + 1, level, ramp_from, churn });
+                push_span(
+                    c,
+                    Span {
+                        from: span_from,
+                        to: cd + 1,
+                        level,
+                        ramp_from,
+                        churn,
+                    },
+                );
                 let reason = sim.rng.below(CANCEL_REASONS.len() as u64) as u8;
                 let sec = sim.biz_sec();
                 if let Some(ad) = addon {
                     sim.push(cd, sec, Kind::SubCancelled { no: ad.no, reason });
                 }
-                sim.push(cd, sec, Kind::SubCancelled { no: main.no, reason });
+                sim.push(
+                    cd,
+                    sec,
+                    Kind::SubCancelled {
+                        no: main.no,
+                        reason,
+                    },
+                );
                 if sim.rng.chance(0.25) {
                     let next_start = cd + sim.rng.range(45, 300);
                     if next_start <= last {
                         // A short evaluation before coming back.
-                        push_span(c, Span { from: next_start - 7, to: next_start, level: 0.4, ramp_from: next_start - 7, churn: None });
+                        push_span(
+                            c,
+                            Span {
+                                from: next_start - 7,
+                                to: next_start,
+                                level: 0.4,
+                                ramp_from: next_start - 7,
+                                churn: None,
+                            },
+                        );
                         period_start = next_start;
                         first = false;
                         continue;
@@ -990,7 +1294,16 @@ fn simulate_subscriber(sim: &mut Sim, c: &mut Cust, signup: u32) {
                 break;
             }
             _ => {
-                push_span(c, Span { from: span_from, to: last + 1, level, ramp_from, churn });
+                push_span(
+                    c,
+                    Span {
+                        from: span_from,
+                        to: last + 1,
+                        level,
+                        ramp_from,
+                        churn,
+                    },
+                );
                 c.final_subs.push(main);
                 c.final_subs.extend(addon);
                 c.seg_final = seg;
@@ -1015,7 +1328,16 @@ fn simulate_purchases(sim: &mut Sim, c: &mut Cust, signup: u32) {
         }
         day += sim.rng.range(20, 120);
     }
-    push_span(c, Span { from: signup, to: (last_paid + 45).min(last + 1), level: 0.3, ramp_from: signup, churn: None });
+    push_span(
+        c,
+        Span {
+            from: signup,
+            to: (last_paid + 45).min(last + 1),
+            level: 0.3,
+            ramp_from: signup,
+            churn: None,
+        },
+    );
 }
 
 /// Owner reassignments and the odd segment reclassification.
@@ -1024,13 +1346,27 @@ fn simulate_updates(sim: &mut Sim, c: &Cust, signup: u32) {
         let day = signup + sim.rng.range(30, 500);
         let owner = ((u64::from(c.owner0) + 1 + sim.rng.below(5)) % OWNERS.len() as u64) as u8;
         let sec = sim.biz_sec();
-        sim.push(day, sec, Kind::Updated { segment: None, owner: Some(owner) });
+        sim.push(
+            day,
+            sec,
+            Kind::Updated {
+                segment: None,
+                owner: Some(owner),
+            },
+        );
     }
     if sim.rng.chance(0.03) {
         let day = signup + sim.rng.range(60, 400);
         let segment = ((u64::from(c.seg0) + 1 + sim.rng.below(2)) % 3) as u8;
         let sec = sim.biz_sec();
-        sim.push(day, sec, Kind::Updated { segment: Some(segment), owner: None });
+        sim.push(
+            day,
+            sec,
+            Kind::Updated {
+                segment: Some(segment),
+                owner: None,
+            },
+        );
     }
 }
 
@@ -1048,7 +1384,15 @@ fn simulate_tickets(sim: &mut Sim, c: &Cust) {
             ticket += 1;
             let r = sim.rng.f64();
             let priority: u8 = if pre_churn {
-                if r < 0.1 { 0 } else if r < 0.45 { 1 } else if r < 0.8 { 2 } else { 3 }
+                if r < 0.1 {
+                    0
+                } else if r < 0.45 {
+                    1
+                } else if r < 0.8 {
+                    2
+                } else {
+                    3
+                }
             } else if r < 0.25 {
                 0
             } else if r < 0.75 {
@@ -1062,7 +1406,11 @@ fn simulate_tickets(sim: &mut Sim, c: &Cust) {
             sim.push(d, sec, Kind::TicketOpened { ticket, priority });
             if sim.rng.chance(0.85) {
                 let wait = sim.rng.range(0, 10);
-                let rsec = if wait == 0 { (sec + sim.rng.range(600, 7_200)).min(86_399) } else { sim.biz_sec() };
+                let rsec = if wait == 0 {
+                    (sec + sim.rng.range(600, 7_200)).min(86_399)
+                } else {
+                    sim.biz_sec()
+                };
                 sim.push(d + wait, rsec, Kind::TicketResolved { ticket, priority });
                 if sim.rng.chance(0.45) {
                     let f = decline(s.churn, d);
@@ -1088,7 +1436,11 @@ fn simulate_nps(sim: &mut Sim, c: &Cust, signup: u32) {
                 let score = (x + 0.5).clamp(0.0, 10.0) as u8;
                 let comment = if sim.rng.chance(0.3) {
                     let k = sim.rng.range(1, 4) as u8;
-                    if score >= 7 { k } else { k + 4 }
+                    if score >= 7 {
+                        k
+                    } else {
+                        k + 4
+                    }
                 } else {
                     0
                 };
@@ -1106,7 +1458,11 @@ fn simulate_emails(sim: &mut Sim, c: &Cust, signup: u32) {
         sim.push(day, sec, Kind::EmailSent(campaign));
         if sim.rng.chance(open_p) {
             let od = day + sim.rng.range(0, 2);
-            let osec = if od == day { (sec + sim.rng.range(300, 20_000)).min(86_399) } else { sim.client_sec(c.home_off) };
+            let osec = if od == day {
+                (sec + sim.rng.range(300, 20_000)).min(86_399)
+            } else {
+                sim.client_sec(c.home_off)
+            };
             sim.push(od, osec, Kind::EmailOpened(campaign));
             if sim.rng.chance(0.3) {
                 let csec = (osec + sim.rng.range(5, 600)).min(86_399);
@@ -1122,8 +1478,16 @@ fn simulate_emails(sim: &mut Sim, c: &Cust, signup: u32) {
         if day < signup || !c.spans.iter().any(|s| s.from <= day && day < s.to + 60) {
             continue;
         }
-        let f = c.span_at(day).map_or(0.3, |s| decline(s.churn, day) * s.level.max(0.3));
-        send(sim, day, batch_sec, Campaign::Newsletter(day), 0.12 + 0.5 * c.eng * f);
+        let f = c
+            .span_at(day)
+            .map_or(0.3, |s| decline(s.churn, day) * s.level.max(0.3));
+        send(
+            sim,
+            day,
+            batch_sec,
+            Campaign::Newsletter(day),
+            0.12 + 0.5 * c.eng * f,
+        );
     }
     for s in &c.spans {
         if let Some(cd) = s.churn.filter(|&cd| s.to == cd + 1 && cd + 30 <= last) {
@@ -1204,10 +1568,31 @@ impl Fields for JsonLine {
 
 /// Columns of the messy CSV object (every field of EVENTS.md).
 const CSV_COLUMNS: [&str; 25] = [
-    "event_id", "event_type", "customer_id", "occurred_at", "subscription_id", "plan", "mrr",
-    "currency", "seats", "amount", "payment_id", "feature", "user_id", "quantity", "ticket_id",
-    "priority", "score", "campaign_id", "name", "segment", "country", "industry", "owner",
-    "reason", "comment",
+    "event_id",
+    "event_type",
+    "customer_id",
+    "occurred_at",
+    "subscription_id",
+    "plan",
+    "mrr",
+    "currency",
+    "seats",
+    "amount",
+    "payment_id",
+    "feature",
+    "user_id",
+    "quantity",
+    "ticket_id",
+    "priority",
+    "score",
+    "campaign_id",
+    "name",
+    "segment",
+    "country",
+    "industry",
+    "owner",
+    "reason",
+    "comment",
 ];
 
 struct CsvRow {
@@ -1216,7 +1601,9 @@ struct CsvRow {
 
 impl CsvRow {
     fn new() -> Self {
-        CsvRow { cells: vec![Vec::new(); CSV_COLUMNS.len()] }
+        CsvRow {
+            cells: vec![Vec::new(); CSV_COLUMNS.len()],
+        }
     }
 }
 
@@ -1317,7 +1704,11 @@ impl DayStrs {
     fn new(d: NaiveDate) -> Self {
         let prev = d.pred_opt().unwrap_or(d);
         let next = d.succ_opt().unwrap_or(d);
-        DayStrs { prev: date_bytes(prev), cur: date_bytes(d), next: date_bytes(next) }
+        DayStrs {
+            prev: date_bytes(prev),
+            cur: date_bytes(d),
+            next: date_bytes(next),
+        }
     }
     fn cur_str(&self) -> &str {
         std::str::from_utf8(&self.cur).unwrap_or("1970-01-01")
@@ -1420,7 +1811,14 @@ fn campaign_id(s: &mut Vec<u8>, w: &World, campaign: Campaign) {
     }
 }
 
-fn sub_fields<F: Fields>(f: &mut F, rng: &mut Rng, s: &mut Vec<u8>, c: &Cust, sub: &Sub, plan_p: f64) {
+fn sub_fields<F: Fields>(
+    f: &mut F,
+    rng: &mut Rng,
+    s: &mut Vec<u8>,
+    c: &Cust,
+    sub: &Sub,
+    plan_p: f64,
+) {
     s.clear();
     push_child_id(s, b"sub_", c, u64::from(sub.no), 1);
     f.string("subscription_id", s);
@@ -1574,7 +1972,10 @@ fn write_usage_day(
         } else if rng.below(100) < 8 {
             (b"usage.api_request", Some(FEATURE_API))
         } else {
-            (b"usage.feature_used", Some(c.features[rng.below(u.breadth) as usize]))
+            (
+                b"usage.feature_used",
+                Some(c.features[rng.below(u.breadth) as usize]),
+            )
         };
         let b = &mut json.buf;
         b.clear();
@@ -1710,7 +2111,10 @@ impl Out {
             next_id: 0,
             last_valid_id: 0,
             conflicting: 0,
-            summary: DemoSummary { customers, ..DemoSummary::default() },
+            summary: DemoSummary {
+                customers,
+                ..DemoSummary::default()
+            },
         }
     }
 
@@ -1764,10 +2168,16 @@ impl Out {
             return Ok(());
         };
         let res = match line.strip_suffix(b"\n") {
-            Some(body) if crlf => obj.sink.write_all(body).and_then(|()| obj.sink.write_all(b"\r\n")),
+            Some(body) if crlf => obj
+                .sink
+                .write_all(body)
+                .and_then(|()| obj.sink.write_all(b"\r\n")),
             _ => obj.sink.write_all(line),
         };
-        res.map_err(|source| DemoError::Write { path: obj.path.clone(), source })?;
+        res.map_err(|source| DemoError::Write {
+            path: obj.path.clone(),
+            source,
+        })?;
         obj.written += line.len() as u64;
         if obj.written >= PART_BYTES {
             self.close()?;
@@ -1778,19 +2188,35 @@ impl Out {
 
     fn open_object(&mut self) -> Result<(), DemoError> {
         let dir = self.root.join(&self.day_rel);
-        fs::create_dir_all(&dir).map_err(|source| DemoError::CreateDir { path: dir.clone(), source })?;
-        let path = dir.join(format!("part-{:04}.{}", self.part, self.encoding.extension()));
-        let write_err = |source| DemoError::Write { path: path.clone(), source };
+        fs::create_dir_all(&dir).map_err(|source| DemoError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join(format!(
+            "part-{:04}.{}",
+            self.part,
+            self.encoding.extension()
+        ));
+        let write_err = |source| DemoError::Write {
+            path: path.clone(),
+            source,
+        };
         let file = BufWriter::with_capacity(WRITE_BUFFER, File::create(&path).map_err(write_err)?);
         let mut sink = match self.encoding {
             Encoding::Gzip => Sink::Gzip(GzEncoder::new(file, flate2::Compression::fast())),
-            Encoding::Zstd => Sink::Zstd(zstd::stream::write::Encoder::new(file, 3).map_err(write_err)?),
+            Encoding::Zstd => {
+                Sink::Zstd(zstd::stream::write::Encoder::new(file, 3).map_err(write_err)?)
+            }
             _ => Sink::Plain(file),
         };
         if std::mem::take(&mut self.bom) {
             sink.write_all("\u{feff}".as_bytes()).map_err(write_err)?;
         }
-        self.open = Some(OpenObject { path, sink, written: 0 });
+        self.open = Some(OpenObject {
+            path,
+            sink,
+            written: 0,
+        });
         Ok(())
     }
 
@@ -1799,8 +2225,16 @@ impl Out {
             return Ok(());
         };
         let path = obj.path;
-        obj.sink.finish().map_err(|source| DemoError::Write { path: path.clone(), source })?;
-        let len = fs::metadata(&path).map_err(|source| DemoError::Write { path: path.clone(), source })?.len();
+        obj.sink.finish().map_err(|source| DemoError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        let len = fs::metadata(&path)
+            .map_err(|source| DemoError::Write {
+                path: path.clone(),
+                source,
+            })?
+            .len();
         self.summary.objects += 1;
         self.summary.bytes += len;
         Ok(())
@@ -1810,9 +2244,15 @@ impl Out {
     fn whole_object(&mut self, rel: &str, bytes: &[u8], data: bool) -> Result<(), DemoError> {
         let path = self.root.join(rel);
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|source| DemoError::CreateDir { path: dir.to_path_buf(), source })?;
+            fs::create_dir_all(dir).map_err(|source| DemoError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
-        fs::write(&path, bytes).map_err(|source| DemoError::Write { path: path.clone(), source })?;
+        fs::write(&path, bytes).map_err(|source| DemoError::Write {
+            path: path.clone(),
+            source,
+        })?;
         if data {
             self.summary.objects += 1;
             self.summary.bytes += bytes.len() as u64;
@@ -1856,8 +2296,11 @@ impl DupKind {
                 v.extend_from_slice(&line[end..]);
                 (v, false)
             }
-            (DupKind::Conflict, Some((start, end))) if end - start >= 13 && line[start + 10] == b'T' => {
-                let hour = u32::from(line[start + 11] - b'0') * 10 + u32::from(line[start + 12] - b'0');
+            (DupKind::Conflict, Some((start, end)))
+                if end - start >= 13 && line[start + 10] == b'T' =>
+            {
+                let hour =
+                    u32::from(line[start + 11] - b'0') * 10 + u32::from(line[start + 12] - b'0');
                 let hour = (hour + 1) % 24;
                 let mut v = line.to_vec();
                 v[start + 11] = b'0' + (hour / 10) as u8;
@@ -1910,9 +2353,17 @@ struct Messy {
 
 impl Messy {
     fn new(w: &World, plan: &Plan) -> Messy {
-        let active = plan.customers.iter().find(|c| !c.final_subs.is_empty()).unwrap_or(&plan.customers[0]);
+        let active = plan
+            .customers
+            .iter()
+            .find(|c| !c.final_subs.is_empty())
+            .unwrap_or(&plan.customers[0]);
         let other = &plan.customers[plan.customers.len() / 2];
-        Messy { hist_days: w.last + 1, edge_customer: active.id.clone(), other_customer: other.id.clone() }
+        Messy {
+            hist_days: w.last + 1,
+            edge_customer: active.id.clone(),
+            other_customer: other.id.clone(),
+        }
     }
 
     fn at(&self, percent: u32) -> u32 {
@@ -2012,9 +2463,17 @@ impl Messy {
     }
 
     /// The helpdesk export of the day (CRLF, quoted fields, one malformed record).
-    fn csv_object(&self, out: &mut Out, rows: &[Vec<Vec<u8>>], days: &DayStrs) -> Result<Vec<u8>, DemoError> {
+    fn csv_object(
+        &self,
+        out: &mut Out,
+        rows: &[Vec<Vec<u8>>],
+        days: &DayStrs,
+    ) -> Result<Vec<u8>, DemoError> {
         let path = out.root.join(&out.day_rel).join("helpdesk-export.csv");
-        let err = |e: csv::Error| DemoError::Write { path: path.clone(), source: io::Error::from(e) };
+        let err = |e: csv::Error| DemoError::Write {
+            path: path.clone(),
+            source: io::Error::from(e),
+        };
         let mut w = csv::WriterBuilder::new()
             .terminator(csv::Terminator::CRLF)
             .flexible(true)
@@ -2041,9 +2500,17 @@ impl Messy {
         let id = out.next_id();
         s.clear();
         push_event_id(&mut s, id);
-        w.write_record([s.as_slice(), &b"support.ticket_opened"[..], self.other_customer.as_bytes()]).map_err(err)?;
+        w.write_record([
+            s.as_slice(),
+            &b"support.ticket_opened"[..],
+            self.other_customer.as_bytes(),
+        ])
+        .map_err(err)?;
         out.summary.bad_rows += 1;
-        w.into_inner().map_err(|e| DemoError::Write { path: path.clone(), source: e.into_error() })
+        w.into_inner().map_err(|e| DemoError::Write {
+            path: path.clone(),
+            source: e.into_error(),
+        })
     }
 
     /// Files the pipeline must skip (`notes.txt`) or ignore (`_` and `.` segments).
@@ -2055,8 +2522,9 @@ impl Messy {
         let cus = &self.edge_customer;
         let ts = "2000-01-01T00:00:00Z";
         let line = |id: &str| {
-            format!(r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{ts}"}}"#)
-                + "\n"
+            format!(
+                r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{ts}"}}"#
+            ) + "\n"
         };
         out.whole_object("_SUCCESS", b"", false)?;
         out.whole_object(&format!("{day_rel}/_SUCCESS"), b"", false)?;
@@ -2065,8 +2533,16 @@ impl Messy {
             b"Demo data written by `tenure demo`. This file is not an event object and is skipped.\n",
             false,
         )?;
-        out.whole_object("_tmp/part-0000.jsonl", (line("evt_tmp_1") + &line("evt_tmp_2")).as_bytes(), false)?;
-        out.whole_object(&format!("{day_rel}/.part-0001.jsonl"), line("evt_hidden_1").as_bytes(), false)?;
+        out.whole_object(
+            "_tmp/part-0000.jsonl",
+            (line("evt_tmp_1") + &line("evt_tmp_2")).as_bytes(),
+            false,
+        )?;
+        out.whole_object(
+            &format!("{day_rel}/.part-0001.jsonl"),
+            line("evt_hidden_1").as_bytes(),
+            false,
+        )?;
         Ok(())
     }
 }
@@ -2074,46 +2550,215 @@ impl Messy {
 /// The `i`-th hand-written bad row and the reject reason EVENTS.md gives it.
 fn bad_row(i: usize, id: &str, cus: &str, day: &str) -> (String, &'static str) {
     let ts = format!("{day}T10:{:02}:00Z", i % 60);
-    let env = |t: &str| format!(r#""event_id":"{id}","event_type":"{t}","customer_id":"{cus}","occurred_at":"{ts}""#);
+    let env = |t: &str| {
+        format!(
+            r#""event_id":"{id}","event_type":"{t}","customer_id":"{cus}","occurred_at":"{ts}""#
+        )
+    };
     let (y, m, dd) = (&day[..4], &day[5..7], &day[8..10]);
     match i {
-        0 => (format!(r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{ts}""#), "malformed"),
+        0 => (
+            format!(
+                r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{ts}""#
+            ),
+            "malformed",
+        ),
         1 => ("this is not json at all".to_string(), "malformed"),
-        2 => (format!(r#"["{id}","usage.login","{cus}","{ts}"]"#), "malformed"),
-        3 => (format!(r#"{{{},"feature":"reports","quantity":NaN}}"#, env("usage.feature_used")), "malformed"),
-        4 => (format!(r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":true,"occurred_at":"{ts}"}}"#), "malformed"),
-        5 => (format!(r#"{{"event_id":"{id}","event_type":"usage.login","occurred_at":"{ts}"}}"#), "missing_field"),
-        6 => (format!(r#"{{"event_id":"","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{ts}"}}"#), "missing_field"),
-        7 => (format!(r#"{{"event_id":"{id}","event_type":"email.opened","customer_id":"{cus}","occurred_at":null,"campaign_id":"nl_x"}}"#), "missing_field"),
-        8 => (format!(r#"{{{},"amount":120}}"#, env("invoice.created")), "unknown_event_type"),
-        9 => (format!(r#"{{{}}}"#, env("Usage.login")), "unknown_event_type"),
-        10 => (format!(r#"{{{},"subscription_id":"sub_x","mrr":10}}"#, env("subscription.renewed")), "unknown_event_type"),
-        11 => (format!(r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{y}-13-01T10:00:00Z"}}"#), "bad_timestamp"),
-        12 => (format!(r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{day}"}}"#), "bad_timestamp"),
-        13 => (format!(r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{day}T23:59:60Z"}}"#), "bad_timestamp"),
-        14 => (format!(r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{dd}/{m}/{y} 10:00"}}"#), "bad_timestamp"),
-        15 => (format!(r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{day}T10:00:00+24:00"}}"#), "bad_timestamp"),
-        16 => (format!(r#"{{{},"subscription_id":"sub_bad_16","plan":"growth"}}"#, env("subscription.started")), "missing_field"),
-        17 => (format!(r#"{{{},"payment_id":"pay_bad_17"}}"#, env("payment.succeeded")), "missing_field"),
-        18 => (format!(r#"{{{},"priority":"high"}}"#, env("support.ticket_opened")), "missing_field"),
-        19 => (format!(r#"{{{},"score":null}}"#, env("survey.nps")), "missing_field"),
-        20 => (format!(r#"{{{},"subscription_id":""}}"#, env("subscription.cancelled")), "missing_field"),
-        21 => (format!(r#"{{{},"amount":1.23456}}"#, env("payment.succeeded")), "bad_number"),
-        22 => (format!(r#"{{{},"subscription_id":"sub_bad_22","mrr":"12,50"}}"#, env("subscription.changed")), "bad_number"),
-        23 => (format!(r#"{{{},"feature":"reports","quantity":"abc"}}"#, env("usage.feature_used")), "bad_number"),
-        24 => (format!(r#"{{{},"subscription_id":"sub_bad_24","mrr":100,"seats":2.5}}"#, env("subscription.changed")), "bad_number"),
-        25 => (format!(r#"{{{},"score":"nine"}}"#, env("survey.csat")), "bad_number"),
-        26 => (format!(r#"{{{},"quantity":true}}"#, env("usage.login")), "bad_number"),
-        27 => (format!(r#"{{{},"amount":"+10"}}"#, env("payment.succeeded")), "bad_number"),
-        28 => (format!(r#"{{{},"amount":-49.00}}"#, env("payment.refunded")), "negative_amount"),
-        29 => (format!(r#"{{{},"subscription_id":"sub_bad_29","mrr":"-5.00"}}"#, env("subscription.started")), "negative_amount"),
-        30 => (format!(r#"{{{},"score":11}}"#, env("survey.nps")), "score_out_of_range"),
-        31 => (format!(r#"{{{},"score":0}}"#, env("survey.csat")), "score_out_of_range"),
-        32 => (format!(r#"{{{},"score":"-1"}}"#, env("survey.nps")), "score_out_of_range"),
-        33 => (format!(r#"{{{},"ticket_id":"tkt_bad_33","priority":"critical"}}"#, env("support.ticket_opened")), "bad_priority"),
-        34 => (format!(r#"{{{},"ticket_id":"tkt_bad_34","priority":"P1"}}"#, env("support.ticket_resolved")), "bad_priority"),
-        35 => (format!(r#"{{{},"amount":99,"currency":"EUR"}}"#, env("payment.succeeded")), "unsupported_currency"),
-        _ => (format!(r#"{{{},"subscription_id":"sub_bad_36","mrr":49,"currency":"eur"}}"#, env("subscription.started")), "unsupported_currency"),
+        2 => (
+            format!(r#"["{id}","usage.login","{cus}","{ts}"]"#),
+            "malformed",
+        ),
+        3 => (
+            format!(
+                r#"{{{},"feature":"reports","quantity":NaN}}"#,
+                env("usage.feature_used")
+            ),
+            "malformed",
+        ),
+        4 => (
+            format!(
+                r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":true,"occurred_at":"{ts}"}}"#
+            ),
+            "malformed",
+        ),
+        5 => (
+            format!(r#"{{"event_id":"{id}","event_type":"usage.login","occurred_at":"{ts}"}}"#),
+            "missing_field",
+        ),
+        6 => (
+            format!(
+                r#"{{"event_id":"","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{ts}"}}"#
+            ),
+            "missing_field",
+        ),
+        7 => (
+            format!(
+                r#"{{"event_id":"{id}","event_type":"email.opened","customer_id":"{cus}","occurred_at":null,"campaign_id":"nl_x"}}"#
+            ),
+            "missing_field",
+        ),
+        8 => (
+            format!(r#"{{{},"amount":120}}"#, env("invoice.created")),
+            "unknown_event_type",
+        ),
+        9 => (
+            format!(r#"{{{}}}"#, env("Usage.login")),
+            "unknown_event_type",
+        ),
+        10 => (
+            format!(
+                r#"{{{},"subscription_id":"sub_x","mrr":10}}"#,
+                env("subscription.renewed")
+            ),
+            "unknown_event_type",
+        ),
+        11 => (
+            format!(
+                r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{y}-13-01T10:00:00Z"}}"#
+            ),
+            "bad_timestamp",
+        ),
+        12 => (
+            format!(
+                r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{day}"}}"#
+            ),
+            "bad_timestamp",
+        ),
+        13 => (
+            format!(
+                r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{day}T23:59:60Z"}}"#
+            ),
+            "bad_timestamp",
+        ),
+        14 => (
+            format!(
+                r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{dd}/{m}/{y} 10:00"}}"#
+            ),
+            "bad_timestamp",
+        ),
+        15 => (
+            format!(
+                r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"{cus}","occurred_at":"{day}T10:00:00+24:00"}}"#
+            ),
+            "bad_timestamp",
+        ),
+        16 => (
+            format!(
+                r#"{{{},"subscription_id":"sub_bad_16","plan":"growth"}}"#,
+                env("subscription.started")
+            ),
+            "missing_field",
+        ),
+        17 => (
+            format!(
+                r#"{{{},"payment_id":"pay_bad_17"}}"#,
+                env("payment.succeeded")
+            ),
+            "missing_field",
+        ),
+        18 => (
+            format!(r#"{{{},"priority":"high"}}"#, env("support.ticket_opened")),
+            "missing_field",
+        ),
+        19 => (
+            format!(r#"{{{},"score":null}}"#, env("survey.nps")),
+            "missing_field",
+        ),
+        20 => (
+            format!(
+                r#"{{{},"subscription_id":""}}"#,
+                env("subscription.cancelled")
+            ),
+            "missing_field",
+        ),
+        21 => (
+            format!(r#"{{{},"amount":1.23456}}"#, env("payment.succeeded")),
+            "bad_number",
+        ),
+        22 => (
+            format!(
+                r#"{{{},"subscription_id":"sub_bad_22","mrr":"12,50"}}"#,
+                env("subscription.changed")
+            ),
+            "bad_number",
+        ),
+        23 => (
+            format!(
+                r#"{{{},"feature":"reports","quantity":"abc"}}"#,
+                env("usage.feature_used")
+            ),
+            "bad_number",
+        ),
+        24 => (
+            format!(
+                r#"{{{},"subscription_id":"sub_bad_24","mrr":100,"seats":2.5}}"#,
+                env("subscription.changed")
+            ),
+            "bad_number",
+        ),
+        25 => (
+            format!(r#"{{{},"score":"nine"}}"#, env("survey.csat")),
+            "bad_number",
+        ),
+        26 => (
+            format!(r#"{{{},"quantity":true}}"#, env("usage.login")),
+            "bad_number",
+        ),
+        27 => (
+            format!(r#"{{{},"amount":"+10"}}"#, env("payment.succeeded")),
+            "bad_number",
+        ),
+        28 => (
+            format!(r#"{{{},"amount":-49.00}}"#, env("payment.refunded")),
+            "negative_amount",
+        ),
+        29 => (
+            format!(
+                r#"{{{},"subscription_id":"sub_bad_29","mrr":"-5.00"}}"#,
+                env("subscription.started")
+            ),
+            "negative_amount",
+        ),
+        30 => (
+            format!(r#"{{{},"score":11}}"#, env("survey.nps")),
+            "score_out_of_range",
+        ),
+        31 => (
+            format!(r#"{{{},"score":0}}"#, env("survey.csat")),
+            "score_out_of_range",
+        ),
+        32 => (
+            format!(r#"{{{},"score":"-1"}}"#, env("survey.nps")),
+            "score_out_of_range",
+        ),
+        33 => (
+            format!(
+                r#"{{{},"ticket_id":"tkt_bad_33","priority":"critical"}}"#,
+                env("support.ticket_opened")
+            ),
+            "bad_priority",
+        ),
+        34 => (
+            format!(
+                r#"{{{},"ticket_id":"tkt_bad_34","priority":"P1"}}"#,
+                env("support.ticket_resolved")
+            ),
+            "bad_priority",
+        ),
+        35 => (
+            format!(
+                r#"{{{},"amount":99,"currency":"EUR"}}"#,
+                env("payment.succeeded")
+            ),
+            "unsupported_currency",
+        ),
+        _ => (
+            format!(
+                r#"{{{},"subscription_id":"sub_bad_36","mrr":49,"currency":"eur"}}"#,
+                env("subscription.started")
+            ),
+            "unsupported_currency",
+        ),
     }
 }
 
@@ -2122,30 +2767,67 @@ const EDGE_ROWS: usize = 15;
 
 /// The `i`-th valid edge-case row (accepted by EVENTS.md, awkward to parse).
 fn edge_row(i: usize, id: &str, cus: &str, day: &str) -> String {
-    let head = |t: &str, ts: &str| format!(r#""event_id":"{id}","event_type":"{t}","customer_id":"{cus}","occurred_at":"{ts}""#);
+    let head = |t: &str, ts: &str| {
+        format!(
+            r#""event_id":"{id}","event_type":"{t}","customer_id":"{cus}","occurred_at":"{ts}""#
+        )
+    };
     let t = |hm: &str| format!("{day}T{hm}:00Z");
     match i {
         0 => format!("{{{}}}", head("usage.login", &format!("{day} 10:00:00"))),
         1 => format!("{{{}}}", head("usage.login", &format!("{day}t10:05:00z"))),
         2 => format!(
             r#"{{{},"feature":"reports","quantity":"2.5e1"}}"#,
-            head("usage.feature_used", &format!("{day}T10:10:00.123456789+0530"))
+            head(
+                "usage.feature_used",
+                &format!("{day}T10:10:00.123456789+0530")
+            )
         ),
-        3 => format!(r#"{{{},"feature":"dashboards","quantity":1E2,"feature":"alerts"}}"#, head("usage.feature_used", &t("10:15"))),
-        4 => format!(r#"{{{},"score":"9.0","comment":null}}"#, head("survey.nps", &t("10:20"))),
+        3 => format!(
+            r#"{{{},"feature":"dashboards","quantity":1E2,"feature":"alerts"}}"#,
+            head("usage.feature_used", &t("10:15"))
+        ),
+        4 => format!(
+            r#"{{{},"score":"9.0","comment":null}}"#,
+            head("survey.nps", &t("10:20"))
+        ),
         5 => format!(r#"{{{},"score":4.0}}"#, head("survey.csat", &t("10:25"))),
-        6 => format!(r#"{{{},"ticket_id":98765,"priority":"URGENT"}}"#, head("support.ticket_opened", &t("10:30"))),
-        7 => format!(r#"{{{},"ticket_id":"98765","priority":"Urgent"}}"#, head("support.ticket_resolved", &t("10:35"))),
-        8 => format!(r#"{{{},"amount":"1.50000","currency":"usd","payment_id":"pay_edge_1"}}"#, head("payment.succeeded", &t("10:40"))),
-        9 => format!(r#"{{{},"amount":-0,"payment_id":"pay_edge_1"}}"#, head("payment.refunded", &t("10:45"))),
-        10 => format!(r#"{{{},"amount":2.5e1,"currency":"USD","payment_id":"pay_edge_2"}}"#, head("payment.succeeded", &t("10:50"))),
+        6 => format!(
+            r#"{{{},"ticket_id":98765,"priority":"URGENT"}}"#,
+            head("support.ticket_opened", &t("10:30"))
+        ),
+        7 => format!(
+            r#"{{{},"ticket_id":"98765","priority":"Urgent"}}"#,
+            head("support.ticket_resolved", &t("10:35"))
+        ),
+        8 => format!(
+            r#"{{{},"amount":"1.50000","currency":"usd","payment_id":"pay_edge_1"}}"#,
+            head("payment.succeeded", &t("10:40"))
+        ),
+        9 => format!(
+            r#"{{{},"amount":-0,"payment_id":"pay_edge_1"}}"#,
+            head("payment.refunded", &t("10:45"))
+        ),
+        10 => format!(
+            r#"{{{},"amount":2.5e1,"currency":"USD","payment_id":"pay_edge_2"}}"#,
+            head("payment.succeeded", &t("10:50"))
+        ),
         11 => format!(
             r#"{{{},"segment":"","owner":"grace.kim","crm":{{"synced":true,"tags":["vip"]}}}}"#,
             head("customer.updated", &t("10:55"))
         ),
-        12 => format!(r#"{{{},"campaign_id":null}}"#, head("email.sent", &t("11:00"))),
-        13 => format!(r#"{{{},"user_id":1234,"quantity":0.25,"source":"api"}}"#, head("usage.api_request", &t("11:05"))),
-        _ => format!(r#"{{{},"priority":"critical"}}"#, head("usage.login", &format!("{day}T11:10:00-05:00"))),
+        12 => format!(
+            r#"{{{},"campaign_id":null}}"#,
+            head("email.sent", &t("11:00"))
+        ),
+        13 => format!(
+            r#"{{{},"user_id":1234,"quantity":0.25,"source":"api"}}"#,
+            head("usage.api_request", &t("11:05"))
+        ),
+        _ => format!(
+            r#"{{{},"priority":"critical"}}"#,
+            head("usage.login", &format!("{day}T11:10:00-05:00"))
+        ),
     }
 }
 
@@ -2155,7 +2837,14 @@ mod tests {
     use std::collections::{BTreeMap, HashSet};
 
     fn small(end: NaiveDate) -> DemoOptions {
-        DemoOptions { customers: 40, months: 6, end_date: end, seed: 7, target_events: None, messy: true }
+        DemoOptions {
+            customers: 40,
+            months: 6,
+            end_date: end,
+            seed: 7,
+            target_events: None,
+            messy: true,
+        }
     }
 
     fn end() -> NaiveDate {
@@ -2171,7 +2860,11 @@ mod tests {
                     walk(root, &path, out);
                 } else {
                     let rel = path.strip_prefix(root).expect("under root");
-                    let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+                    let rel = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/");
                     out.insert(rel, fs::read(&path).expect("read file"));
                 }
             }
@@ -2183,7 +2876,10 @@ mod tests {
 
     #[test]
     fn same_options_give_identical_bytes() {
-        let (a, b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+        let (a, b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
         let opts = small(end());
         let sa = generate(a.path(), &opts).expect("generate a");
         let sb = generate(b.path(), &opts).expect("generate b");
@@ -2193,16 +2889,25 @@ mod tests {
         for (k, v) in &fa {
             assert!(fb[k] == *v, "{k} differs between runs");
         }
-        let other = generate(tempfile::tempdir().expect("tempdir").path(), &DemoOptions { seed: 8, ..opts })
-            .expect("generate other seed");
+        let other = generate(
+            tempfile::tempdir().expect("tempdir").path(),
+            &DemoOptions { seed: 8, ..opts },
+        )
+        .expect("generate other seed");
         assert_ne!(other, sa, "another seed gives other data");
     }
 
     #[test]
     fn bad_options_are_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let opts = DemoOptions { customers: 0, ..small(end()) };
-        assert!(matches!(generate(dir.path(), &opts), Err(DemoError::EmptyHistory { .. })));
+        let opts = DemoOptions {
+            customers: 0,
+            ..small(end())
+        };
+        assert!(matches!(
+            generate(dir.path(), &opts),
+            Err(DemoError::EmptyHistory { .. })
+        ));
     }
 
     // --- a small reference reader of EVENTS.md, enough to classify demo rows ---
@@ -2227,7 +2932,9 @@ mod tests {
     fn is_decimal(s: &str) -> bool {
         let s = s.strip_prefix('-').unwrap_or(s);
         let (int, frac) = s.split_once('.').unwrap_or((s, "0"));
-        !int.is_empty() && !frac.is_empty() && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        !int.is_empty()
+            && !frac.is_empty()
+            && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
     }
 
     fn is_numeric(s: &str) -> bool {
@@ -2277,7 +2984,10 @@ mod tests {
         Ok(())
     }
 
-    fn check_num(v: Option<&serde_json::Value>, integer: bool) -> Result<Option<f64>, &'static str> {
+    fn check_num(
+        v: Option<&serde_json::Value>,
+        integer: bool,
+    ) -> Result<Option<f64>, &'static str> {
         let text = match v.map(num_text) {
             None | Some(Ok(None)) => return Ok(None),
             Some(Err(())) => return Err("bad_number"),
@@ -2312,7 +3022,10 @@ mod tests {
                     if digits.len() != 4 || digits[..2].parse::<u32>().map_or(true, |h| h >= 24) {
                         return false;
                     }
-                    norm.replace_range(i.., &format!("{}{}:{}", &off[..1], &digits[..2], &digits[2..]));
+                    norm.replace_range(
+                        i..,
+                        &format!("{}{}:{}", &off[..1], &digits[..2], &digits[2..]),
+                    );
                 }
             }
         }
@@ -2321,7 +3034,9 @@ mod tests {
 
     /// The reject reason of a parsed row, or its event_id and type when accepted.
     fn classify(v: &serde_json::Value) -> Result<(String, String), &'static str> {
-        let Some(o) = v.as_object() else { return Err("malformed") };
+        let Some(o) = v.as_object() else {
+            return Err("malformed");
+        };
         let mut env = Vec::new();
         for k in ["event_id", "event_type", "customer_id", "occurred_at"] {
             match get_str(o, k) {
@@ -2333,14 +3048,29 @@ mod tests {
         if env.iter().any(Option::is_none) {
             return Err("missing_field");
         }
-        let [Some(id), Some(t), Some(_), Some(ts)] = <[Option<String>; 4]>::try_from(env).expect("four") else {
+        let [Some(id), Some(t), Some(_), Some(ts)] =
+            <[Option<String>; 4]>::try_from(env).expect("four")
+        else {
             unreachable!()
         };
         const KNOWN: [&str; 17] = [
-            "customer.created", "customer.updated", "subscription.started", "subscription.changed",
-            "subscription.resumed", "subscription.paused", "subscription.cancelled", "payment.succeeded",
-            "payment.failed", "payment.refunded", "support.ticket_opened", "support.ticket_resolved",
-            "survey.nps", "survey.csat", "email.sent", "email.opened", "email.clicked",
+            "customer.created",
+            "customer.updated",
+            "subscription.started",
+            "subscription.changed",
+            "subscription.resumed",
+            "subscription.paused",
+            "subscription.cancelled",
+            "payment.succeeded",
+            "payment.failed",
+            "payment.refunded",
+            "support.ticket_opened",
+            "support.ticket_resolved",
+            "survey.nps",
+            "survey.csat",
+            "email.sent",
+            "email.opened",
+            "email.clicked",
         ];
         if !KNOWN.contains(&t.as_str()) && !t.starts_with("usage.") {
             return Err("unknown_event_type");
@@ -2351,7 +3081,9 @@ mod tests {
         let present = |k: &str| matches!(get_str(o, k), Str::Some(_));
         let family = t.split('.').next().unwrap_or("");
         let required: &[&str] = match t.as_str() {
-            "subscription.started" | "subscription.changed" | "subscription.resumed" => &["subscription_id"],
+            "subscription.started" | "subscription.changed" | "subscription.resumed" => {
+                &["subscription_id"]
+            }
             "subscription.paused" | "subscription.cancelled" => &["subscription_id"],
             "support.ticket_opened" | "support.ticket_resolved" => &["ticket_id"],
             _ => &[],
@@ -2378,12 +3110,20 @@ mod tests {
         if family == "usage" {
             check_num(o.get("quantity"), false)?;
         }
-        let score = if family == "survey" { check_num(o.get("score"), true)? } else { None };
+        let score = if family == "survey" {
+            check_num(o.get("score"), true)?
+        } else {
+            None
+        };
         if let Some(k) = money_key {
             check_money(o.get(k), true)?;
         }
         if let Some(s) = score {
-            let ok = if t == "survey.nps" { (0.0..=10.0).contains(&s) } else { (1.0..=5.0).contains(&s) };
+            let ok = if t == "survey.nps" {
+                (0.0..=10.0).contains(&s)
+            } else {
+                (1.0..=5.0).contains(&s)
+            };
             if !ok {
                 return Err("score_out_of_range");
             }
@@ -2422,13 +3162,17 @@ mod tests {
         let mut t = Tally::default();
         let mut seen = HashSet::new();
         for (rel, bytes) in files(dir) {
-            if rel.split('/').any(|seg| seg.starts_with('_') || seg.starts_with('.')) {
+            if rel
+                .split('/')
+                .any(|seg| seg.starts_with('_') || seg.starts_with('.'))
+            {
                 continue;
             }
             let lower = rel.to_ascii_lowercase();
             let (base, raw) = if let Some(b) = lower.strip_suffix(".gz") {
                 let mut v = Vec::new();
-                io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut v).expect("gunzip");
+                io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut v)
+                    .expect("gunzip");
                 (b.to_string(), v)
             } else if let Some(b) = lower.strip_suffix(".zst") {
                 (b.to_string(), zstd::decode_all(&bytes[..]).expect("unzstd"))
@@ -2449,7 +3193,9 @@ mod tests {
                     }
                 }
                 "csv" => {
-                    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(&raw[..]);
+                    let mut r = csv::ReaderBuilder::new()
+                        .flexible(true)
+                        .from_reader(&raw[..]);
                     let header = r.headers().expect("csv header").clone();
                     for rec in r.records() {
                         let rec = rec.expect("csv record");
@@ -2469,7 +3215,15 @@ mod tests {
                 _ => continue, // skipped
             }
             t.objects += 1;
-            t.extensions.insert(lower.rsplit('/').next().unwrap_or("").split_once('.').map_or("", |x| x.1).to_string());
+            t.extensions.insert(
+                lower
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .split_once('.')
+                    .map_or("", |x| x.1)
+                    .to_string(),
+            );
             for row in rows {
                 let res = row.map_err(|()| "malformed").and_then(|v| classify(&v));
                 match res {
@@ -2499,16 +3253,35 @@ mod tests {
         let t = tally(dir.path());
         assert_eq!(t.objects, summary.objects, "data objects");
         assert_eq!(t.accepted, summary.events, "accepted events");
-        assert_eq!(t.rejected, summary.bad_rows, "rejected rows: {:?}", t.reasons);
+        assert_eq!(
+            t.rejected, summary.bad_rows,
+            "rejected rows: {:?}",
+            t.reasons
+        );
         assert_eq!(t.duplicates, summary.duplicate_rows, "duplicates");
         for reason in [
-            "malformed", "missing_field", "unknown_event_type", "bad_timestamp", "bad_number",
-            "negative_amount", "score_out_of_range", "bad_priority", "unsupported_currency",
+            "malformed",
+            "missing_field",
+            "unknown_event_type",
+            "bad_timestamp",
+            "bad_number",
+            "negative_amount",
+            "score_out_of_range",
+            "bad_priority",
+            "unsupported_currency",
         ] {
-            assert!(t.reasons.contains_key(reason), "no row rejected as {reason}: {:?}", t.reasons);
+            assert!(
+                t.reasons.contains_key(reason),
+                "no row rejected as {reason}: {:?}",
+                t.reasons
+            );
         }
         for ext in ["jsonl", "jsonl.gz", "jsonl.zst", "csv", "ndjson", "json"] {
-            assert!(t.extensions.contains(ext), "no .{ext} object: {:?}", t.extensions);
+            assert!(
+                t.extensions.contains(ext),
+                "no .{ext} object: {:?}",
+                t.extensions
+            );
         }
         let all = files(dir.path());
         for side in ["_SUCCESS", "notes.txt", "_tmp/part-0000.jsonl"] {
@@ -2520,38 +3293,79 @@ mod tests {
     #[test]
     fn clean_mode_has_no_rejects_or_duplicates() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let opts = DemoOptions { messy: false, ..small(end()) };
+        let opts = DemoOptions {
+            messy: false,
+            ..small(end())
+        };
         let summary = generate(dir.path(), &opts).expect("generate");
         let t = tally(dir.path());
         assert_eq!((summary.bad_rows, summary.duplicate_rows), (0, 0));
-        assert_eq!((t.rejected, t.duplicates, t.accepted), (0, 0, summary.events), "{:?}", t.reasons);
+        assert_eq!(
+            (t.rejected, t.duplicates, t.accepted),
+            (0, 0, summary.events),
+            "{:?}",
+            t.reasons
+        );
         assert_eq!(files(dir.path()).len(), summary.objects);
     }
 
     #[test]
     fn demo_covers_every_event_type() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let opts = DemoOptions { customers: 120, months: 13, ..small(end()) };
+        let opts = DemoOptions {
+            customers: 120,
+            months: 13,
+            ..small(end())
+        };
         generate(dir.path(), &opts).expect("generate");
         let t = tally(dir.path());
         for ty in [
-            "customer.created", "customer.updated", "subscription.started", "subscription.changed",
-            "subscription.resumed", "subscription.paused", "subscription.cancelled", "payment.succeeded",
-            "payment.failed", "payment.refunded", "support.ticket_opened", "support.ticket_resolved",
-            "survey.nps", "survey.csat", "email.sent", "email.opened", "email.clicked", "usage.login",
-            "usage.feature_used", "usage.api_request",
+            "customer.created",
+            "customer.updated",
+            "subscription.started",
+            "subscription.changed",
+            "subscription.resumed",
+            "subscription.paused",
+            "subscription.cancelled",
+            "payment.succeeded",
+            "payment.failed",
+            "payment.refunded",
+            "support.ticket_opened",
+            "support.ticket_resolved",
+            "survey.nps",
+            "survey.csat",
+            "email.sent",
+            "email.opened",
+            "email.clicked",
+            "usage.login",
+            "usage.feature_used",
+            "usage.api_request",
         ] {
-            assert!(t.types.get(ty).is_some_and(|&n| n > 0), "no {ty}: {:?}", t.types);
+            assert!(
+                t.types.get(ty).is_some_and(|&n| n > 0),
+                "no {ty}: {:?}",
+                t.types
+            );
         }
     }
 
     #[test]
     fn target_events_scales_usage() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let opts = DemoOptions { customers: 20, months: 3, target_events: Some(60_000), messy: false, ..small(end()) };
+        let opts = DemoOptions {
+            customers: 20,
+            months: 3,
+            target_events: Some(60_000),
+            messy: false,
+            ..small(end())
+        };
         let summary = generate(dir.path(), &opts).expect("generate");
         let off = (summary.events as f64 - 60_000.0).abs() / 60_000.0;
-        assert!(off < 0.05, "{} events for a target of 60000", summary.events);
+        assert!(
+            off < 0.05,
+            "{} events for a target of 60000",
+            summary.events
+        );
     }
 
     #[test]

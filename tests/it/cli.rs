@@ -1,0 +1,119 @@
+//! The command line from the outside: `tenure validate` on good and bad
+//! configs, `tenure run` refusing bad arguments with an error that names the
+//! culprit (and never a panic), and the run report describing the run.
+
+use crate::common::*;
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// A failed command: non-zero exit, no panic, and stderr naming every `needle`.
+fn assert_fails_naming(out: &std::process::Output, needles: &[&str]) {
+    assert!(!out.status.success(), "expected a failure:\n{}", output_text(out));
+    let err = stderr(out);
+    assert!(!err.contains("panicked at"), "an error must not be a panic:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr should name {n:?}:\n{}", output_text(out));
+    }
+}
+
+#[test]
+fn validate_accepts_the_repository_config() {
+    let out = tenure(&["validate"]);
+    assert!(out.status.success(), "tenure validate on the repository failed:\n{}", output_text(&out));
+}
+
+#[test]
+fn validate_accepts_an_explicit_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), |_| {});
+    let out = tenure(&["validate".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    assert!(out.status.success(), "validate --config {}:\n{}", config.display(), output_text(&out));
+}
+
+/// STYLE.md rule 3: a typo in config is an error naming file and key.
+#[test]
+fn validate_names_the_file_and_key_of_an_unknown_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), |t| set(t, &["reporting", "timezon"], toml::Value::String("UTC".into())));
+    let out = tenure(&["validate".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    assert_fails_naming(&out, &["tenure.toml", "timezon"]);
+}
+
+#[test]
+fn validate_names_the_file_of_a_toml_syntax_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), |_| {});
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[reporting\ncurrency = \n");
+    std::fs::write(&config, text).unwrap();
+    let out = tenure(&["validate".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    assert_fails_naming(&out, &["tenure.toml"]);
+}
+
+#[test]
+fn validate_rejects_an_unknown_timezone_in_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        config_with(dir.path(), |t| set(t, &["reporting", "timezone"], toml::Value::String("Mars/Olympus".into())));
+    let out = tenure(&["validate".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    assert_fails_naming(&out, &["tenure.toml", "timezone", "Mars/Olympus"]);
+}
+
+#[test]
+fn run_fails_on_an_unknown_timezone() {
+    let p = Project::from_fixture("currency");
+    let (out, _) = p.try_run(&RunOpts::default().timezone("Mars/Olympus"));
+    assert_fails_naming(&out, &["Mars/Olympus"]);
+}
+
+#[test]
+fn run_fails_on_an_invalid_as_of_date() {
+    let p = Project::from_fixture("currency");
+    let opts = RunOpts { as_of: "2026-02-30".into(), ..RunOpts::default() };
+    let (out, _) = p.try_run(&opts);
+    assert_fails_naming(&out, &["2026-02-30"]);
+}
+
+#[test]
+fn run_fails_on_an_unknown_pipeline() {
+    let p = Project::from_fixture("currency");
+    let opts = RunOpts { pipeline: Some("no_such_pipeline".into()), ..RunOpts::default() };
+    let (out, _) = p.try_run(&opts);
+    assert_fails_naming(&out, &["no_such_pipeline"]);
+    assert!(!table_exists(&p.table("events")), "a refused run must not publish events");
+}
+
+/// The run report echoes the run's parameters and lists the published
+/// `events` table with its Delta version and row count.
+#[test]
+fn run_report_describes_the_run() {
+    let p = Project::from_fixture("currency");
+    let opts = RunOpts {
+        pipeline: Some("daily".into()),
+        as_of: "2026-01-31".into(),
+        ..RunOpts::default().timezone("Europe/Berlin").currency(Some("EUR"))
+    };
+    let r = p.run_with(&opts);
+    let j = &r.json;
+    assert_eq!(j["pipeline"], "daily", "report: {j}");
+    assert_eq!(j["status"], "succeeded", "report: {j}");
+    assert_eq!(j["as_of"], "2026-01-31", "report: {j}");
+    assert_eq!(j["timezone"], "Europe/Berlin", "report: {j}");
+    assert_eq!(j["currency"], "EUR", "report: {j}");
+    assert!(j["started_at"].is_string(), "report without started_at: {j}");
+    let run_id = r.run_id();
+    assert_eq!(r.path.file_name().unwrap().to_string_lossy(), format!("{run_id}.json"), "report file name");
+    let events = p.events();
+    let listed = j["tables"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == "events"))
+        .unwrap_or_else(|| panic!("report lists no events table: {j}"));
+    assert_eq!(listed["version"].as_i64(), Some(events.version), "events version in report vs Delta log");
+    assert_eq!(listed["rows"].as_i64(), Some(events.rows.len() as i64), "events rows in report vs table");
+    assert_eq!(events.rows.len(), 5);
+    for row in &events.rows {
+        assert_eq!(row["run_id"], run_id.as_str(), "run_id of {row}");
+    }
+}

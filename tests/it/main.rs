@@ -1,0 +1,14 @@
+//! The one integration test binary (STYLE.md rule 11): tenure tested from the
+//! outside, through its CLI and the Delta tables it publishes.
+//!
+//! - `common`: throwaway projects, running the binary, reading tables back
+//!   with the independent Python reader (`tests/py/read_delta.py`).
+//! - `ingest`: the raw event contract, `spec/EVENTS.md`, rule by rule.
+//! - `cli`: `validate`, bad arguments, the run report.
+//!
+//! Needs `python3` with `deltalake` and `pyarrow` (`.ci/run` installs them;
+//! `TENURE_TEST_PYTHON` names another interpreter).
+
+mod cli;
+mod common;
+mod ingest;
