@@ -44,6 +44,17 @@ pub enum Command {
     Backfill(BackfillArgs),
     /// List recent runs, or show one run's report.
     Runs(RunsArgs),
+    /// Run the pipelines on their cron schedules until SIGTERM/SIGINT (catch-up, retries, no overlap).
+    Schedule(ScheduleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    #[command(flatten)]
+    pub locations: Locations,
+    /// Address of the health endpoint (`/healthz`, `/metrics`); overrides scheduler.health_listen.
+    #[arg(long)]
+    pub health_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +194,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Backfill(args) => backfill(&cli, args).await,
         Command::Runs(args) => runs(&cli, args).await,
+        Command::Schedule(args) => {
+            let project = load(&cli, &args.locations.overrides())?;
+            crate::scheduler::serve(&project, args.health_listen).await?;
+            Ok(())
+        }
     }
 }
 

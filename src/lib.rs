@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod pipeline;
 pub mod publish;
 pub mod query;
+pub mod scheduler;
 pub mod storage;
 
 /// Crash-test hook: when the environment variable `TENURE_FAILPOINT` names

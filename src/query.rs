@@ -1,23 +1,51 @@
-//! Read-only queries over the published tables (`tenure query`): every mart
-//! under `<warehouse>/marts/`, plus `events` and `rejects`, registered in a
-//! session that refuses DDL, DML and statements, so SQL from a user can never
-//! write or reach files outside the published tables.
+//! Read-only queries over the published tables: the one query service behind
+//! `tenure query` and every protocol server (`tenure serve`). Its session's
+//! default schema is the warehouse's published tables ([`PublishedTables`]:
+//! every mart, `events` and `rejects`, at their latest version or an earlier
+//! one asked for by name), and SQL is planned only after checking it is
+//! read-only: no DDL, DML, `COPY` or statements. Nothing in the session can
+//! name a file or URL: URL tables are off and no table function reads files.
+
+mod published;
+
+pub use published::{parse_name, AsOf, PublishedTables, FRESHNESS};
 
 use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::storage::{Location, Storage};
 use anyhow::Context;
-use datafusion::prelude::SessionContext;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::sql::parser::Statement;
 use futures::TryStreamExt;
+use std::sync::Arc;
+
+/// The table functions a query session has. None reads files or URLs; a
+/// test fails when a new dependency version registers one not listed here.
+/// (`pg_get_keywords` is the server's static list of SQL keywords.)
+pub const TABLE_FUNCTIONS: &[&str] = &["generate_series", "range", "pg_get_keywords"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("cannot list the published tables of {warehouse}: {source}")]
+    List {
+        warehouse: String,
+        #[source]
+        source: DataFusionError,
+    },
+    #[error("cannot set up the query session: {0}")]
+    Session(#[source] DataFusionError),
+}
 
 /// Names of the published marts in a warehouse.
-pub async fn published_marts(warehouse: &Location) -> anyhow::Result<Vec<String>> {
+pub async fn published_marts(warehouse: &Location) -> Result<Vec<String>, object_store::Error> {
     let marts = warehouse.join("marts");
-    let listing = marts
-        .store
-        .list_with_delimiter(Some(&marts.prefix))
-        .await
-        .with_context(|| format!("cannot list {}", marts.display()))?;
+    let listing = match marts.store.list_with_delimiter(Some(&marts.prefix)).await {
+        Ok(listing) => listing,
+        Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     let mut names: Vec<String> = listing
         .common_prefixes
         .iter()
@@ -27,30 +55,66 @@ pub async fn published_marts(warehouse: &Location) -> anyhow::Result<Vec<String>
     Ok(names)
 }
 
-/// A session with every published table registered, read-only.
-pub async fn session(storage: &Storage, warehouse: &Location) -> anyhow::Result<SessionContext> {
-    let ctx = crate::engine::session();
-    for name in published_marts(warehouse).await? {
-        let location = crate::publish::mart_location(warehouse, &name);
-        let table = storage.delta_table(&location).await?;
-        if table.version().is_none() {
-            continue;
-        }
-        table.update_datafusion_session(&ctx.state())?;
-        ctx.register_table(name.as_str(), table.table_provider().await?)?;
+/// A session over one warehouse's published tables that plans read-only SQL.
+pub struct QueryService {
+    ctx: Arc<SessionContext>,
+    tables: Arc<PublishedTables>,
+}
+
+impl QueryService {
+    /// A session whose default schema is the published tables of `warehouse`.
+    pub async fn open(storage: Arc<Storage>, warehouse: Location) -> Result<QueryService, QueryError> {
+        let ctx = crate::engine::session();
+        let display = warehouse.display();
+        let tables = Arc::new(PublishedTables::new(storage, warehouse, ctx.runtime_env()));
+        tables.refresh().await.map_err(|source| QueryError::List {
+            warehouse: display,
+            source,
+        })?;
+        let (catalog, schema) = {
+            let state = ctx.state();
+            let options = &state.config().options().catalog;
+            (options.default_catalog.clone(), options.default_schema.clone())
+        };
+        let catalog = ctx
+            .catalog(&catalog)
+            .ok_or_else(|| QueryError::Session(DataFusionError::Plan(format!("no catalog {catalog:?}"))))?;
+        catalog.register_schema(&schema, tables.clone()).map_err(QueryError::Session)?;
+        Ok(QueryService {
+            ctx: Arc::new(ctx),
+            tables,
+        })
     }
-    crate::pipeline::register_sources(&ctx, storage, warehouse).await?;
-    Ok(ctx)
+
+    /// The session (shared: protocol servers add their catalog tables to it).
+    pub fn context(&self) -> &Arc<SessionContext> {
+        &self.ctx
+    }
+
+    /// Pick up tables published since the last look (at most once per [`FRESHNESS`]).
+    pub async fn refresh(&self) -> datafusion::error::Result<()> {
+        self.tables.refresh().await
+    }
+
+    /// Plan one parsed statement, refusing anything that is not read-only.
+    pub async fn plan(&self, statement: Statement) -> datafusion::error::Result<LogicalPlan> {
+        let plan = self.ctx.state().statement_to_plan(statement).await?;
+        crate::engine::read_only().verify_plan(&plan)?;
+        Ok(plan)
+    }
+
+    /// Plan SQL text (one statement), refusing anything that is not read-only.
+    pub async fn sql(&self, sql: &str) -> datafusion::error::Result<DataFrame> {
+        self.refresh().await?;
+        self.ctx.sql_with_options(sql, crate::engine::read_only()).await
+    }
 }
 
 pub async fn run_and_print(config: &Config, sql: &str, format: OutputFormat) -> anyhow::Result<()> {
-    let storage = Storage::new(config.storage.clone());
+    let storage = Arc::new(Storage::new(config.storage.clone()));
     let warehouse = storage.location(&config.warehouse)?;
-    let ctx = session(&storage, &warehouse).await?;
-    let df = ctx
-        .sql_with_options(sql, crate::engine::read_only())
-        .await
-        .context("query refused or invalid")?;
+    let service = QueryService::open(storage, warehouse).await?;
+    let df = service.sql(sql).await.context("query refused or invalid")?;
     let batches: Vec<_> = df.execute_stream().await?.try_collect().await?;
     let stdout = std::io::stdout();
     match format {
@@ -71,4 +135,57 @@ pub async fn run_and_print(config: &Config, sql: &str, format: OutputFormat) -> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn service() -> QueryService {
+        let storage = Arc::new(Storage::new(Default::default()));
+        let warehouse = storage.location("memory:///query-tests/warehouse").expect("memory");
+        QueryService::open(storage, warehouse).await.expect("open")
+    }
+
+    #[tokio::test]
+    async fn no_table_function_reads_files() {
+        let service = service().await;
+        let mut names: Vec<String> = service.context().state().table_functions().keys().cloned().collect();
+        names.sort();
+        for name in &names {
+            assert!(
+                TABLE_FUNCTIONS.contains(&name.as_str()),
+                "table function {name} is not known to be safe; check that it cannot read files or URLs, then list it in TABLE_FUNCTIONS"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_and_files_are_refused() {
+        let service = service().await;
+        for sql in [
+            "create table t as select 1",
+            "create view v as select 1",
+            "create external table t stored as csv location '/etc/passwd'",
+            "insert into t values (1)",
+            "copy (select 1) to '/tmp/x.csv'",
+            "drop table events",
+            "set datafusion.execution.batch_size = 1",
+            "select * from '/etc/passwd'",
+            "select * from 'file:///etc/passwd'",
+        ] {
+            assert!(service.sql(sql).await.is_err(), "{sql} was accepted");
+        }
+        let rows: usize = service
+            .sql("select 1 as one")
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run")
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(rows, 1);
+    }
 }

@@ -89,6 +89,21 @@ impl Location {
         p
     }
 
+    /// The local filesystem path of `relative` inside this location, when the
+    /// location is on the local filesystem (`file://` or a plain path); `None`
+    /// for every object store. For the few things object_store cannot do on
+    /// local files (the scheduler's lease needs a file lock there).
+    pub fn local_path(&self, relative: &str) -> Option<std::path::PathBuf> {
+        if self.url.scheme() != "file" {
+            return None;
+        }
+        let mut p = self.url.to_file_path().ok()?;
+        for part in relative.split('/').filter(|p| !p.is_empty()) {
+            p.push(part);
+        }
+        Some(p)
+    }
+
     /// The path relative to this location of a path inside it.
     pub fn relative<'a>(&self, path: &'a StorePath) -> Option<String> {
         let parts: Vec<_> = path.prefix_match(&self.prefix)?.map(|p| p.as_ref().to_string()).collect();
@@ -151,6 +166,11 @@ impl Storage {
         if let Some(store) = stores.get(&bucket_key) {
             return Ok((store.clone(), path));
         }
+        let retry = object_store::RetryConfig {
+            max_retries: self.settings.max_retries,
+            retry_timeout: self.settings.retry_timeout,
+            ..Default::default()
+        };
         let build_err = |source| StorageError::Build {
             url: display.clone(),
             source,
@@ -160,7 +180,8 @@ impl Storage {
             "memory" => MEMORY.clone(),
             "s3" | "s3a" => {
                 let mut b = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(url.host_str().unwrap_or_default());
+                    .with_bucket_name(url.host_str().unwrap_or_default())
+                    .with_retry(retry.clone());
                 for (k, v) in &self.settings.options {
                     if let Ok(key) = k.to_ascii_lowercase().parse() {
                         b = b.with_config(key, v);
@@ -179,7 +200,8 @@ impl Storage {
             }
             "gs" => {
                 let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(url.host_str().unwrap_or_default());
+                    .with_bucket_name(url.host_str().unwrap_or_default())
+                    .with_retry(retry.clone());
                 for (k, v) in &self.settings.options {
                     if let Ok(key) = k.to_ascii_lowercase().parse() {
                         b = b.with_config(key, v);
@@ -189,7 +211,8 @@ impl Storage {
             }
             "az" | "abfs" | "abfss" => {
                 let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_container_name(url.host_str().unwrap_or_default());
+                    .with_container_name(url.host_str().unwrap_or_default())
+                    .with_retry(retry.clone());
                 for (k, v) in &self.settings.options {
                     if let Ok(key) = k.to_ascii_lowercase().parse() {
                         b = b.with_config(key, v);

@@ -25,7 +25,10 @@ weights as (
 component_scores as (
     select
         inputs.snapshot_date,
+        inputs.previous_snapshot_date,
         inputs.customer_id,
+        inputs.segment,
+        inputs.mrr,
         least(100.0, 100.0 * cast(inputs.active_days_30d as double) / nullif(weights.target_active_days, 0))
             as usage_score,
         least(100.0, 100.0 * cast(inputs.features_30d as double) / nullif(weights.target_features, 0))
@@ -58,103 +61,102 @@ component_scores as (
     cross join weights
 ),
 
-components as (
-    -- one row per scored customer, snapshot date and component; NULL score = missing
-    select snapshot_date, customer_id, 'usage' as component, weights.weight_usage as weight, usage_score as score
-    from component_scores cross join weights
-    union all
-    select snapshot_date, customer_id, 'breadth', weights.weight_breadth, breadth_score
-    from component_scores cross join weights
-    union all
-    select snapshot_date, customer_id, 'trend', weights.weight_trend, trend_score
-    from component_scores cross join weights
-    union all
-    select snapshot_date, customer_id, 'sentiment', weights.weight_sentiment, sentiment_score
-    from component_scores cross join weights
-    union all
-    select snapshot_date, customer_id, 'support', weights.weight_support, support_score
-    from component_scores cross join weights
-    union all
-    select snapshot_date, customer_id, 'billing', weights.weight_billing, billing_score
-    from component_scores cross join weights
-    union all
-    select snapshot_date, customer_id, 'email', weights.weight_email, email_score
-    from component_scores cross join weights
+weighted as (
+    -- a missing component (NULL score) adds neither to the sum nor to the weights
+    select
+        component_scores.*,
+        (
+            coalesce(weights.weight_usage * usage_score, 0)
+            + coalesce(weights.weight_breadth * breadth_score, 0)
+            + coalesce(weights.weight_trend * trend_score, 0)
+            + coalesce(weights.weight_sentiment * sentiment_score, 0)
+            + coalesce(weights.weight_support * support_score, 0)
+            + coalesce(weights.weight_billing * billing_score, 0)
+            + coalesce(weights.weight_email * email_score, 0)
+        ) / nullif(
+            case when usage_score is null then 0 else weights.weight_usage end
+            + case when breadth_score is null then 0 else weights.weight_breadth end
+            + case when trend_score is null then 0 else weights.weight_trend end
+            + case when sentiment_score is null then 0 else weights.weight_sentiment end
+            + case when support_score is null then 0 else weights.weight_support end
+            + case when billing_score is null then 0 else weights.weight_billing end
+            + case when email_score is null then 0 else weights.weight_email end,
+            0
+        ) as health_score,
+        -- weighted shortfalls w * (100 - score), rounded for ranking; NULL when missing
+        round(weights.weight_billing * (100 - billing_score), 9) as billing_shortfall,
+        round(weights.weight_breadth * (100 - breadth_score), 9) as breadth_shortfall,
+        round(weights.weight_email * (100 - email_score), 9) as email_shortfall,
+        round(weights.weight_sentiment * (100 - sentiment_score), 9) as sentiment_shortfall,
+        round(weights.weight_support * (100 - support_score), 9) as support_shortfall,
+        round(weights.weight_trend * (100 - trend_score), 9) as trend_shortfall,
+        round(weights.weight_usage * (100 - usage_score), 9) as usage_shortfall
+    from component_scores
+    cross join weights
 ),
 
-ranked_shortfalls as (
+first_driver as (
+    -- the largest shortfall; the when-branches are in name order, so ties go by name
     select
-        snapshot_date,
-        customer_id,
-        component,
-        row_number() over (
-            partition by snapshot_date, customer_id
-            order by round(weight * (100 - score), 9) desc, component
-        ) as driver_rank
-    from components
-    where score is not null
+        weighted.*,
+        case greatest(
+                billing_shortfall, breadth_shortfall, email_shortfall, sentiment_shortfall,
+                support_shortfall, trend_shortfall, usage_shortfall
+            )
+            when billing_shortfall then 'billing'
+            when breadth_shortfall then 'breadth'
+            when email_shortfall then 'email'
+            when sentiment_shortfall then 'sentiment'
+            when support_shortfall then 'support'
+            when trend_shortfall then 'trend'
+            when usage_shortfall then 'usage'
+        end as driver_1
+    from weighted
 ),
 
-top_drivers as (
+second_driver as (
+    -- the largest shortfall among the other components, ties by name again
     select
-        snapshot_date,
-        customer_id,
-        string_agg(component, ',' order by driver_rank) as top_drivers
-    from ranked_shortfalls
-    where driver_rank <= 2
-    group by snapshot_date, customer_id
+        first_driver.*,
+        case greatest(
+                case when driver_1 <> 'billing' then billing_shortfall end,
+                case when driver_1 <> 'breadth' then breadth_shortfall end,
+                case when driver_1 <> 'email' then email_shortfall end,
+                case when driver_1 <> 'sentiment' then sentiment_shortfall end,
+                case when driver_1 <> 'support' then support_shortfall end,
+                case when driver_1 <> 'trend' then trend_shortfall end,
+                case when driver_1 <> 'usage' then usage_shortfall end
+            )
+            when case when driver_1 <> 'billing' then billing_shortfall end then 'billing'
+            when case when driver_1 <> 'breadth' then breadth_shortfall end then 'breadth'
+            when case when driver_1 <> 'email' then email_shortfall end then 'email'
+            when case when driver_1 <> 'sentiment' then sentiment_shortfall end then 'sentiment'
+            when case when driver_1 <> 'support' then support_shortfall end then 'support'
+            when case when driver_1 <> 'trend' then trend_shortfall end then 'trend'
+            when case when driver_1 <> 'usage' then usage_shortfall end then 'usage'
+        end as driver_2
+    from first_driver
 ),
 
-health_scores as (
+banded as (
     select
-        snapshot_date,
-        customer_id,
-        sum(weight * score) / nullif(sum(weight), 0) as health_score
-    from components
-    where score is not null
-    group by snapshot_date, customer_id
-),
-
-scored as (
-    select
-        inputs.snapshot_date,
-        inputs.previous_snapshot_date,
-        inputs.customer_id,
-        inputs.segment,
-        inputs.mrr,
-        component_scores.usage_score,
-        component_scores.breadth_score,
-        component_scores.trend_score,
-        component_scores.sentiment_score,
-        component_scores.support_score,
-        component_scores.billing_score,
-        component_scores.email_score,
-        health_scores.health_score,
+        second_driver.*,
         case
-            when round(health_scores.health_score, 9) >= weights.band_green then 'green'
-            when round(health_scores.health_score, 9) >= weights.band_yellow then 'yellow'
+            when round(health_score, 9) >= weights.band_green then 'green'
+            when round(health_score, 9) >= weights.band_yellow then 'yellow'
             else 'red'
         end as band,
-        arrow_cast(top_drivers.top_drivers, 'Utf8') as top_drivers
-    from inputs
+        driver_1 || ',' || driver_2 as top_drivers
+    from second_driver
     cross join weights
-    inner join component_scores
-        on component_scores.snapshot_date = inputs.snapshot_date
-       and component_scores.customer_id = inputs.customer_id
-    inner join health_scores
-        on health_scores.snapshot_date = inputs.snapshot_date
-       and health_scores.customer_id = inputs.customer_id
-    inner join top_drivers
-        on top_drivers.snapshot_date = inputs.snapshot_date
-       and top_drivers.customer_id = inputs.customer_id
 ),
 
 with_previous as (
     select
-        scored.*,
+        banded.*,
         lag(snapshot_date) over (partition by customer_id order by snapshot_date) as last_scored_date,
         lag(health_score) over (partition by customer_id order by snapshot_date) as last_health_score
-    from scored
+    from banded
 ),
 
 final as (

@@ -9,7 +9,9 @@ use chrono_tz::Tz;
 use raw::{RawConfig, RawPipeline};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// One problem in the configuration: file, key, what is wrong.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +66,8 @@ pub struct StorageSettings {
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub allow_http: bool,
+    pub max_retries: usize,
+    pub retry_timeout: std::time::Duration,
     pub options: BTreeMap<String, String>,
 }
 
@@ -93,7 +97,74 @@ pub struct Config {
     pub parallelism: usize,
     pub activity_window_days: i64,
     pub health: Health,
+    pub scheduler: SchedulerSettings,
+    pub server: Server,
 }
+
+/// `[scheduler]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerSettings {
+    pub health_listen: SocketAddr,
+    pub grace_period: Duration,
+    pub lease_ttl: Duration,
+}
+
+/// A secret from the config (a password): `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How clients of `tenure serve` authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerAuth {
+    /// Anyone who can connect may query (loopback addresses only).
+    None,
+    /// SCRAM-SHA-256 with one user and password.
+    Password { user: String, password: Secret },
+}
+
+/// Certificate and key files of the server's TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[server]`, validated (`tenure serve`).
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub auth: ServerAuth,
+    pub tls: Option<Tls>,
+    /// `None`: no limit.
+    pub query_timeout: Option<Duration>,
+    /// `None`: no limit.
+    pub max_rows: Option<u64>,
+    pub max_connections: usize,
+    /// Problems that stop `tenure serve` only: an unset password variable
+    /// must not stop `tenure run` on a machine that never serves.
+    pub problems: Vec<Problem>,
+}
+
+/// Default address of `tenure serve`: this machine only, next to a real
+/// PostgreSQL's 5432.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
 
 /// A validated pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +177,10 @@ pub struct Pipeline {
     pub models: Vec<String>,
     pub catch_up: CatchUp,
     pub ingest: bool,
+    /// Retries of a scheduled run after a transient failure.
+    pub retries: u32,
+    /// Wait before the first retry (doubling after).
+    pub retry_backoff: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,8 +288,11 @@ pub fn load(config_file: &Path, overrides: &Overrides) -> Result<Project, Config
                                 list: Vec::new(),
                             };
                             if let Some(pipeline) = compile_pipeline(&file, raw, &mut p) {
-                                if pipelines.iter().any(|q: &Pipeline| q.name == pipeline.name) {
-                                    p.push("name", format!("pipeline name {:?} is used by another file too", pipeline.name));
+                                if let Some(other) = pipelines.iter().find(|q: &&Pipeline| q.name == pipeline.name) {
+                                    p.push(
+                                        "name",
+                                        format!("pipeline name {:?} is already used by {}", pipeline.name, other.file.display()),
+                                    );
                                 }
                                 pipelines.push(pipeline);
                             }
@@ -393,11 +471,22 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
         endpoint: raw.storage.endpoint.map(|v| interpolate(&v, "storage.endpoint", p)),
         region: raw.storage.region.map(|v| interpolate(&v, "storage.region", p)),
         allow_http: raw.storage.allow_http.unwrap_or(false),
+        max_retries: raw.storage.max_retries.unwrap_or(10),
+        retry_timeout: {
+            let secs = raw.storage.retry_timeout_seconds.unwrap_or(180.0);
+            if !secs.is_finite() || secs < 0.0 {
+                p.push("storage.retry_timeout_seconds", "must be a number of seconds >= 0");
+            }
+            std::time::Duration::from_secs_f64(secs.max(0.0).min(86_400.0))
+        },
         options,
     };
     if let Err(e) = crate::storage::check_options(&storage) {
         p.push("storage.options", e);
     }
+
+    let scheduler = compile_scheduler(&raw.scheduler, p);
+    let server = compile_server(&base, raw.server, p);
 
     Some(Config {
         file: file.to_path_buf(),
@@ -412,8 +501,116 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
         parallelism: parallelism.max(1),
         activity_window_days,
         health,
+        scheduler,
+        server: server?,
     })
 }
+
+fn compile_server(base: &Path, raw: raw::RawServer, p: &mut Problems) -> Option<Server> {
+    let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let listen = listen_text
+        .parse::<SocketAddr>()
+        .map_err(|_| {
+            p.push(
+                "server.listen",
+                format!("{listen_text:?} is not an address and port such as \"{DEFAULT_LISTEN}\" or \"0.0.0.0:5433\""),
+            )
+        })
+        .ok();
+    // The password is resolved apart: its problems stop `tenure serve` only.
+    let mut deferred = Problems {
+        file: p.file.clone(),
+        list: Vec::new(),
+    };
+    let auth = match raw.auth.as_deref().unwrap_or("password") {
+        "none" => {
+            if raw.password.is_some() {
+                p.push("server.password", "is set but server.auth is \"none\"; remove one of them");
+            }
+            Some(ServerAuth::None)
+        }
+        "password" => {
+            let user = raw.user.unwrap_or_else(|| "tenure".to_string());
+            if user.is_empty() {
+                p.push("server.user", "must not be empty");
+            }
+            let value = raw.password.unwrap_or_else(|| "${TENURE_SERVER_PASSWORD}".to_string());
+            let password = interpolate(&value, "server.password", &mut deferred);
+            if password.is_empty() && deferred.list.is_empty() {
+                deferred.push("server.password", "is empty; set a password (e.g. \"${TENURE_SERVER_PASSWORD}\")");
+            }
+            Some(ServerAuth::Password {
+                user,
+                password: Secret(password),
+            })
+        }
+        other => {
+            p.push("server.auth", format!("{other:?} is not one of \"password\", \"none\""));
+            None
+        }
+    };
+    let tls = match (raw.tls_cert, raw.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls {
+            cert: PathBuf::from(resolve_location(base, &interpolate(&cert, "server.tls_cert", p))),
+            key: PathBuf::from(resolve_location(base, &interpolate(&key, "server.tls_key", p))),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            p.push("server.tls_key", "is required with server.tls_cert");
+            None
+        }
+        (None, Some(_)) => {
+            p.push("server.tls_cert", "is required with server.tls_key");
+            None
+        }
+    };
+    let max_connections = raw.max_connections.unwrap_or(64);
+    if max_connections == 0 {
+        p.push("server.max_connections", "must be at least 1");
+    }
+    Some(Server {
+        listen: listen?,
+        auth: auth?,
+        tls,
+        query_timeout: match raw.query_timeout_seconds.unwrap_or(300) {
+            0 => None,
+            s => Some(Duration::from_secs(s)),
+        },
+        max_rows: match raw.max_rows.unwrap_or(1_000_000) {
+            0 => None,
+            n => Some(n),
+        },
+        max_connections,
+        problems: deferred.list,
+    })
+}
+
+fn compile_scheduler(raw: &raw::RawScheduler, p: &mut Problems) -> SchedulerSettings {
+    let health_listen = raw.health_listen.as_deref().unwrap_or(DEFAULT_HEALTH_LISTEN);
+    let health_listen = health_listen.parse::<SocketAddr>().unwrap_or_else(|_| {
+        p.push(
+            "scheduler.health_listen",
+            format!("{health_listen:?} is not an address such as \"{DEFAULT_HEALTH_LISTEN}\""),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 9464))
+    });
+    let mut seconds = |key: &str, v: Option<f64>, default: f64, min: f64| {
+        let v = v.unwrap_or(default);
+        if !v.is_finite() || v < min {
+            p.push(key, format!("must be a number of seconds >= {min}"));
+            return Duration::from_secs_f64(default);
+        }
+        Duration::from_secs_f64(v)
+    };
+    SchedulerSettings {
+        health_listen,
+        grace_period: seconds("scheduler.grace_period_seconds", raw.grace_period_seconds, 300.0, 0.0),
+        lease_ttl: seconds("scheduler.lease_seconds", raw.lease_seconds, 60.0, 15.0),
+    }
+}
+
+/// Where the scheduler's health endpoint listens unless told otherwise.
+pub const DEFAULT_HEALTH_LISTEN: &str = "127.0.0.1:9464";
 
 fn compile_pipeline(file: &Path, raw: RawPipeline, p: &mut Problems) -> Option<Pipeline> {
     let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
@@ -426,6 +623,14 @@ fn compile_pipeline(file: &Path, raw: RawPipeline, p: &mut Problems) -> Option<P
             p.push("schedule", e);
         }
     }
+    let retries = raw.retries.unwrap_or(3);
+    let backoff = raw.retry_backoff_seconds.unwrap_or(30.0);
+    let retry_backoff = if backoff.is_finite() && (0.0..=86_400.0).contains(&backoff) {
+        Duration::from_secs_f64(backoff)
+    } else {
+        p.push("retry_backoff_seconds", "must be a number of seconds from 0 to 86400");
+        Duration::from_secs(30)
+    };
     let timezone = match &raw.timezone {
         Some(t) => match parse_timezone(t) {
             Ok(tz) => Some(tz),
@@ -458,27 +663,13 @@ fn compile_pipeline(file: &Path, raw: RawPipeline, p: &mut Problems) -> Option<P
         models,
         catch_up,
         ingest: raw.ingest.unwrap_or(true),
+        retries,
+        retry_backoff,
     })
 }
 
-/// A cron expression of 5 fields (or 6 with seconds), each made of `*`,
-/// numbers, ranges, lists and steps, or names of months and weekdays.
+/// A standard 5-field cron expression (minute hour day-of-month month
+/// day-of-week), checked by the parser the scheduler fires with.
 pub fn check_cron(expr: &str) -> Result<(), String> {
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    if !(5..=6).contains(&fields.len()) {
-        return Err(format!(
-            "cron expression {expr:?} has {} fields; use 5 (minute hour day-of-month month day-of-week)",
-            fields.len()
-        ));
-    }
-    let ok = fields.iter().all(|f| {
-        !f.is_empty()
-            && f.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | ',' | '-' | '/' | '?'))
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("cron expression {expr:?} has characters cron does not use"))
-    }
+    crate::scheduler::cron::CronSchedule::parse(expr, Tz::UTC).map(|_| ())
 }

@@ -20,6 +20,26 @@ pub struct RawConfig {
     pub ingest: RawIngest,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub scheduler: RawScheduler,
+    #[serde(default)]
+    pub server: RawServer,
+}
+
+/// `[scheduler]`: how `tenure schedule` runs the pipelines.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduler {
+    /// Address of the health endpoint (`/healthz`, `/metrics`). Default
+    /// `127.0.0.1:9464`; `--health-listen` overrides it.
+    pub health_listen: Option<String>,
+    /// On SIGTERM or SIGINT, seconds a running run may take to finish before
+    /// it is aborted (nothing half-published). Default 300.
+    pub grace_period_seconds: Option<f64>,
+    /// Seconds a pipeline's lease lasts without renewal; a crashed scheduler
+    /// blocks others at most this long (plus 5 s for clock skew). Renewed
+    /// every third of it while a run is in progress. Default 60.
+    pub lease_seconds: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +65,11 @@ pub struct RawStorage {
     pub region: Option<String>,
     /// Allow plain HTTP to the endpoint (test servers only).
     pub allow_http: Option<bool>,
+    /// Times a failed storage request (timeout, connection reset, 5xx) is
+    /// retried, with exponential backoff. Default 10.
+    pub max_retries: Option<usize>,
+    /// Give up retrying a request after this many seconds. Default 180.
+    pub retry_timeout_seconds: Option<f64>,
     /// Further object_store options by their names (`aws_access_key_id`,
     /// `google_service_account`, `azure_storage_account_name`, ...). Values may
     /// use `${VAR}` to read an environment variable; secrets belong there.
@@ -111,6 +136,38 @@ pub struct RawWeights {
     pub email: Option<f64>,
 }
 
+/// `[server]`: `tenure serve`, the PostgreSQL-protocol server BI tools and
+/// `psql` connect to. It only ever reads the published tables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address and port to listen on. Default `127.0.0.1:5433` (this machine
+    /// only); `0.0.0.0:5433` for every interface.
+    pub listen: Option<String>,
+    /// `password` (SCRAM-SHA-256: the password never crosses the network) or
+    /// `none` (anyone who can connect may query; only on a loopback address,
+    /// for local demos). Default `password`.
+    pub auth: Option<String>,
+    /// The user name clients log in with. Default `tenure`.
+    pub user: Option<String>,
+    /// The password. Put it in the environment, not in the file:
+    /// `"${TENURE_SERVER_PASSWORD}"`, which is also the default.
+    pub password: Option<String>,
+    /// PEM certificate (chain) for TLS, relative to the config file. With
+    /// `tls_key` set too, clients must connect with TLS (`sslmode=require`).
+    pub tls_cert: Option<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<String>,
+    /// A query still running after this many seconds is cancelled (SQLSTATE
+    /// 57014). 0: no limit. Default 300.
+    pub query_timeout_seconds: Option<u64>,
+    /// A query returning more rows than this fails (SQLSTATE 54000) instead
+    /// of streaming them; add a `limit` or aggregate. 0: no limit. Default 1000000.
+    pub max_rows: Option<u64>,
+    /// Clients connected at once; more are refused (SQLSTATE 53300). Default 64.
+    pub max_connections: Option<usize>,
+}
+
 /// `pipelines/<name>.toml`: what runs, and when.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,7 +175,9 @@ pub struct RawPipeline {
     /// Unique pipeline name (defaults to the file stem).
     pub name: Option<String>,
     pub description: Option<String>,
-    /// Cron expression (5 fields: minute hour day-of-month month day-of-week).
+    /// Cron expression for `tenure schedule` (5 fields: minute hour
+    /// day-of-month month day-of-week, e.g. `"0 6 * * *"`). No schedule: the
+    /// pipeline only runs when asked.
     pub schedule: Option<String>,
     /// IANA timezone the schedule is read in. Default: the reporting timezone.
     pub timezone: Option<String>,
@@ -129,4 +188,11 @@ pub struct RawPipeline {
     pub catch_up: Option<String>,
     /// Whether this pipeline ingests new raw objects before building. Default true.
     pub ingest: Option<bool>,
+    /// Scheduled runs that fail with a transient error (storage, network) are
+    /// tried again this many times; configuration, SQL and check failures
+    /// never are. Default 3.
+    pub retries: Option<u32>,
+    /// Wait before the first retry, in seconds; it doubles with every retry
+    /// (at most an hour) and is randomly shortened by up to half. Default 30.
+    pub retry_backoff_seconds: Option<f64>,
 }

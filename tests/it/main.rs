@@ -12,3 +12,4 @@
 mod cli;
 mod common;
 mod ingest;
+mod s3;
