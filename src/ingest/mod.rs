@@ -485,6 +485,7 @@ pub async fn ingest(
         }
     }
 
+    crate::failpoint("ingest:before_flush");
     event_adds.extend(writer.flush().await.map_err(delta_err(&tables.events))?);
     let rejects_adds = rejects_writer.flush().await.map_err(delta_err(&tables.rejects))?;
 
@@ -514,6 +515,7 @@ pub async fn ingest(
     .await?;
     crate::failpoint("ingest:after_events_commit");
     let rejects_version = commit(&rejects_table, &tables.rejects, rejects_adds, sequence, opts.run_id, None).await?;
+    crate::failpoint("ingest:after_rejects_commit");
     report.sequence = Some(sequence);
     report.events_version = Some(events_version);
     report.rejects_version = Some(rejects_version);

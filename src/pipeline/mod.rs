@@ -146,6 +146,7 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
             Some(e)
         }
     };
+    crate::failpoint("run:before_report");
     let report_path = match report.write(&warehouse).await {
         Ok(p) => Some(p),
         Err(e) => {

@@ -10,6 +10,7 @@
 //! `TENURE_TEST_PYTHON` names another interpreter).
 
 mod cli;
+mod crash;
 mod common;
 mod ingest;
 mod s3;
