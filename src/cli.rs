@@ -46,6 +46,18 @@ pub enum Command {
     Runs(RunsArgs),
     /// Run the pipelines on their cron schedules until SIGTERM/SIGINT (catch-up, retries, no overlap).
     Schedule(ScheduleArgs),
+    /// Serve the published tables, read-only, over the PostgreSQL protocol (psql, BI tools) until SIGTERM/SIGINT.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Warehouse (URL or local path); overrides storage.warehouse.
+    #[arg(long)]
+    pub warehouse: Option<String>,
+    /// Address and port to listen on (port 0: any free port); overrides server.listen.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -164,7 +176,21 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
 }
 
 fn load(cli: &Cli, overrides: &Overrides) -> anyhow::Result<Project> {
-    config::load(&cli.config, overrides).map_err(|e| anyhow!("{e}"))
+    config::load(&config_file(&cli.config), overrides).map_err(|e| anyhow!("{e}"))
+}
+
+/// The config file to read: as given; but when the default relative path does
+/// not exist here (tenure started from another folder), the project's own
+/// config next to the sources this binary was built from.
+fn config_file(given: &std::path::Path) -> PathBuf {
+    let default = std::path::Path::new("config/tenure.toml");
+    if given == default && !given.exists() {
+        let built_from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(default);
+        if built_from.exists() {
+            return built_from;
+        }
+    }
+    given.to_path_buf()
 }
 
 /// Run the parsed command line.
@@ -198,6 +224,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let project = load(&cli, &args.locations.overrides())?;
             crate::scheduler::serve(&project, args.health_listen).await?;
             Ok(())
+        }
+        Command::Serve(args) => {
+            let overrides = Overrides { warehouse: args.warehouse.clone(), raw: Some(String::new()), ..Default::default() };
+            let server = crate::serve::Server::bind(&load(&cli, &overrides)?.config, args.listen).await?;
+            println!("listening on {}", server.local_addr());
+            Ok(server.run(crate::serve::shutdown_signal()).await?)
         }
     }
 }

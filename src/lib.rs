@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod publish;
 pub mod query;
 pub mod scheduler;
+pub mod serve;
 pub mod storage;
 
 /// Crash-test hook: when the environment variable `TENURE_FAILPOINT` names

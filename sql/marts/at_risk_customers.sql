@@ -20,7 +20,11 @@ rfm as (
 ),
 
 flagged as (
-    select health.*
+    select
+        health.snapshot_date, health.customer_id, health.segment, health.mrr,
+        health.usage_score, health.breadth_score, health.trend_score, health.sentiment_score,
+        health.support_score, health.billing_score, health.email_score,
+        health.health_score, health.band, health.top_drivers, health.score_change
     from health
     inner join run_params
         on health.snapshot_date = run_params.as_of
@@ -30,7 +34,10 @@ flagged as (
 
 final as (
     select
-        flagged.*,
+        flagged.snapshot_date, flagged.customer_id, flagged.segment, flagged.mrr,
+        flagged.usage_score, flagged.breadth_score, flagged.trend_score, flagged.sentiment_score,
+        flagged.support_score, flagged.billing_score, flagged.email_score,
+        flagged.health_score, flagged.band, flagged.top_drivers, flagged.score_change,
         rfm.segment as rfm_segment,
         cast(row_number() over (order by flagged.mrr desc, flagged.customer_id) as bigint) as risk_rank
     from flagged

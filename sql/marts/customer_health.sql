@@ -114,28 +114,37 @@ first_driver as (
     from weighted
 ),
 
-second_driver as (
-    -- the largest shortfall among the other components, ties by name again
+other_shortfalls as (
+    -- the shortfalls again, without the first driver's
     select
         first_driver.*,
-        case greatest(
-                case when driver_1 <> 'billing' then billing_shortfall end,
-                case when driver_1 <> 'breadth' then breadth_shortfall end,
-                case when driver_1 <> 'email' then email_shortfall end,
-                case when driver_1 <> 'sentiment' then sentiment_shortfall end,
-                case when driver_1 <> 'support' then support_shortfall end,
-                case when driver_1 <> 'trend' then trend_shortfall end,
-                case when driver_1 <> 'usage' then usage_shortfall end
-            )
-            when case when driver_1 <> 'billing' then billing_shortfall end then 'billing'
-            when case when driver_1 <> 'breadth' then breadth_shortfall end then 'breadth'
-            when case when driver_1 <> 'email' then email_shortfall end then 'email'
-            when case when driver_1 <> 'sentiment' then sentiment_shortfall end then 'sentiment'
-            when case when driver_1 <> 'support' then support_shortfall end then 'support'
-            when case when driver_1 <> 'trend' then trend_shortfall end then 'trend'
-            when case when driver_1 <> 'usage' then usage_shortfall end then 'usage'
-        end as driver_2
+        case when driver_1 = 'billing' then null else billing_shortfall end as billing_other,
+        case when driver_1 = 'breadth' then null else breadth_shortfall end as breadth_other,
+        case when driver_1 = 'email' then null else email_shortfall end as email_other,
+        case when driver_1 = 'sentiment' then null else sentiment_shortfall end as sentiment_other,
+        case when driver_1 = 'support' then null else support_shortfall end as support_other,
+        case when driver_1 = 'trend' then null else trend_shortfall end as trend_other,
+        case when driver_1 = 'usage' then null else usage_shortfall end as usage_other
     from first_driver
+),
+
+second_driver as (
+    -- the largest of the other shortfalls, ties by name again
+    select
+        other_shortfalls.*,
+        case greatest(
+                billing_other, breadth_other, email_other, sentiment_other,
+                support_other, trend_other, usage_other
+            )
+            when billing_other then 'billing'
+            when breadth_other then 'breadth'
+            when email_other then 'email'
+            when sentiment_other then 'sentiment'
+            when support_other then 'support'
+            when trend_other then 'trend'
+            when usage_other then 'usage'
+        end as driver_2
+    from other_shortfalls
 ),
 
 banded as (

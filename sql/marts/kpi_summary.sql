@@ -36,7 +36,8 @@ position as (
 ),
 
 ndr_at_as_of as (
-    select ndr.ndr_12m, ndr.grr_12m
+    -- the 'all' row of month(D); an aggregate, so one row (NULLs) when there is none
+    select max(ndr.ndr_12m) as ndr_12m, max(ndr.grr_12m) as grr_12m
     from ndr
     inner join run_params
         on ndr.month = cast(date_trunc('month', run_params.as_of) as date)
@@ -119,8 +120,8 @@ final as (
         cast(12 * coalesce(position.mrr, 0) as decimal(38, 4)) as arr,
         cast(position.paying_customers as bigint) as paying_customers,
         cast(position.mrr as double) / cast(nullif(position.paying_customers, 0) as double) as arpa,
-        (select ndr_12m from ndr_at_as_of) as ndr_12m,
-        (select grr_12m from ndr_at_as_of) as grr_12m,
+        ndr_at_as_of.ndr_12m,
+        ndr_at_as_of.grr_12m,
         lifespan.annual_logo_churn,
         lifespan.customer_lifespan_years,
         purchases.avg_purchase_value,
@@ -131,6 +132,7 @@ final as (
         surveys_90d.csat_pct_90d
     from run_params
     cross join position
+    cross join ndr_at_as_of
     cross join lifespan
     cross join purchases
     cross join surveys_90d

@@ -235,7 +235,7 @@ pub async fn serve(project: &Project, health_listen: Option<SocketAddr>) -> Resu
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("stop requested: no new runs; waiting for the run in progress");
+        tracing::info!("stop signal received: no new runs start");
         let _ = stop_tx.send(true);
     });
     let options = Options::from_config(&project.config, health_listen);

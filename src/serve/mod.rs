@@ -1,0 +1,308 @@
+//! `tenure serve`: the published tables over the PostgreSQL wire protocol,
+//! for BI tools (Metabase, Superset, Tableau, DBeaver, Grafana) and for
+//! analysts with psql or psycopg.
+//!
+//! A thin adapter over the one read-only [`QueryService`]: datafusion-postgres
+//! (on pgwire) speaks the protocol, both its simple and extended (prepared,
+//! parameterised) forms, maps Arrow types to PostgreSQL type OIDs and
+//! provides `pg_catalog`; the query service owns the tables (always the
+//! latest published versions, or earlier ones by name) and read-only
+//! planning. This module adds only what a shared server needs: who may
+//! connect ([`auth`]), what may run ([`policy`]), how long and how much
+//! ([`limits`]), and PostgreSQL error codes ([`errors`]). It never writes to
+//! the warehouse, and nothing a client sends reaches a file or URL.
+
+mod auth;
+mod errors;
+mod limits;
+mod policy;
+
+use crate::config::{Config, ConfigError, ServerAuth};
+use crate::query::{QueryError, QueryService};
+use crate::storage::{Storage, StorageError};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire::api::auth::StartupHandler;
+use datafusion_postgres::pgwire::api::cancel::CancelHandler;
+use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::{ConnectionManager, ErrorHandler, PgWireServerHandlers};
+use datafusion_postgres::pgwire::tokio::{process_socket, TlsAcceptor};
+use datafusion_postgres::{DfSessionService, QueryHook};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(#[source] ConfigError),
+    #[error(
+        "server.auth = \"none\" lets anyone who can connect query, so it listens on a loopback address only, not {0}; \
+         set a password (server.auth = \"password\") or listen on 127.0.0.1"
+    )]
+    OpenToNetwork(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: TLS: {message}")]
+    Tls { path: String, message: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("cannot set up pg_catalog: {0}")]
+    Catalog(#[source] Box<datafusion::error::DataFusionError>),
+}
+
+/// The protocol handlers of every connection.
+struct Handlers {
+    session: Arc<DfSessionService>,
+    startup: auth::StartupConfig,
+    cancel: Arc<limits::Cancel>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.session.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.session.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(auth::Startup::new(&self.startup))
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(errors::ErrorCodes)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    handlers: Arc<Handlers>,
+    tls: Option<TlsAcceptor>,
+    connections: Arc<limits::Connections>,
+    max_connections: usize,
+}
+
+impl Server {
+    /// Open the warehouse and listen on `listen` (default: `server.listen`;
+    /// port 0 picks a free port, see [`Server::local_addr`]).
+    pub async fn bind(config: &Config, listen: Option<SocketAddr>) -> Result<Server, ServeError> {
+        let settings = &config.server;
+        if !settings.problems.is_empty() {
+            return Err(ServeError::Config(ConfigError(settings.problems.clone())));
+        }
+        let listen = listen.unwrap_or(settings.listen);
+        if settings.auth == ServerAuth::None && !listen.ip().is_loopback() {
+            return Err(ServeError::OpenToNetwork(listen));
+        }
+        let (tls, certificate) = match &settings.tls {
+            Some(t) => {
+                let (acceptor, pem) = auth::tls(t)?;
+                (Some(acceptor), Some(Arc::new(pem)))
+            }
+            None => (None, None),
+        };
+
+        let storage = Arc::new(Storage::new(config.storage.clone()));
+        let warehouse = storage.location(&config.warehouse)?;
+        let service = Arc::new(QueryService::open(storage, warehouse).await?);
+        let ctx = service.context().clone();
+        let catalog = ctx.state().config().options().catalog.default_catalog.clone();
+        setup_pg_catalog(&ctx, &catalog, EmptyContextProvider).map_err(ServeError::Catalog)?;
+        limits::install(
+            &ctx,
+            limits::Limits {
+                timeout: settings.query_timeout,
+                max_rows: settings.max_rows,
+            },
+        );
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(policy::Policy::new(service.clone())),
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+            Arc::new(policy::Executor::new(service.clone())),
+        ];
+        let manager = Arc::new(ConnectionManager::new());
+        let connections = Arc::new(limits::Connections::default());
+        let credentials = match &settings.auth {
+            ServerAuth::None => None,
+            ServerAuth::Password { user, password } => Some(Arc::new(auth::Credentials::new(user, password))),
+        };
+        let handlers = Arc::new(Handlers {
+            session: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+            startup: auth::StartupConfig {
+                credentials,
+                certificate,
+                manager: manager.clone(),
+            },
+            cancel: Arc::new(limits::Cancel {
+                manager,
+                connections: connections.clone(),
+            }),
+        });
+
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServeError::Bind { addr: listen, source })?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: listen, source })?;
+        let auth = match settings.auth {
+            ServerAuth::None => "none",
+            ServerAuth::Password { .. } => "password",
+        };
+        tracing::info!(
+            listen = %local_addr,
+            auth,
+            tls = tls.is_some(),
+            warehouse = %config.warehouse,
+            "serving the published tables over the PostgreSQL protocol"
+        );
+        if tls.is_none() && !local_addr.ip().is_loopback() {
+            tracing::warn!(listen = %local_addr, "queries and results cross the network unencrypted; set server.tls_cert and server.tls_key");
+        }
+        Ok(Server {
+            listener,
+            local_addr,
+            handlers,
+            tls,
+            connections,
+            max_connections: settings.max_connections,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serve connections until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        tokio::pin!(shutdown);
+        let limiter = Arc::new(Semaphore::new(self.max_connections));
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = limiter.clone().try_acquire_owned() else {
+                tracing::warn!(peer = %peer, max = self.max_connections, "connection refused: server.max_connections reached");
+                tokio::spawn(refuse(socket));
+                continue;
+            };
+            let handlers = self.handlers.clone();
+            let tls = self.tls.clone();
+            let connections = self.connections.clone();
+            tokio::spawn(async move {
+                let (socket, watch) = match watchable(socket) {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, error = %e, "cannot set up the connection");
+                        return;
+                    }
+                };
+                let connection = limits::Connection::new(watch);
+                let id = connections.insert(&connection);
+                tracing::debug!(peer = %peer, "client connected");
+                if let Err(e) = connection.scope(process_socket(socket, tls, handlers)).await {
+                    tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                }
+                connections.remove(id);
+                drop(permit);
+            });
+        }
+        tracing::info!("server stopped");
+        Ok(())
+    }
+}
+
+/// The socket, and a second handle on it that only watches for the peer
+/// closing it (a query of a client that went away is stopped).
+fn watchable(socket: TcpStream) -> std::io::Result<(TcpStream, Option<TcpStream>)> {
+    let socket = socket.into_std()?;
+    let watch = socket.try_clone().ok().and_then(|w| TcpStream::from_std(w).ok());
+    Ok((TcpStream::from_std(socket)?, watch))
+}
+
+/// Answer a connection over `max_connections` with PostgreSQL's error.
+async fn refuse(mut socket: TcpStream) {
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "53300"), // too_many_connections
+        (b'M', "sorry, too many clients already (server.max_connections)"),
+    ] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    message.extend_from_slice(&body);
+    let _ = socket.write_all(&message).await;
+    let _ = socket.shutdown().await;
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_server_session_reads_no_files() {
+        let storage = Arc::new(Storage::new(Default::default()));
+        let warehouse = storage.location("memory:///serve-tests/warehouse").expect("memory");
+        let service = QueryService::open(storage, warehouse).await.expect("open");
+        let ctx = service.context().clone();
+        setup_pg_catalog(&ctx, "datafusion", EmptyContextProvider).expect("pg_catalog");
+        for name in ctx.state().table_functions().keys() {
+            assert!(
+                crate::query::TABLE_FUNCTIONS.contains(&name.as_str()),
+                "table function {name} is not known to be safe; check that it cannot read files or URLs, then list it in query::TABLE_FUNCTIONS"
+            );
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! What a client may run: reads of the published tables, nothing else.
+//!
+//! [`Policy`] is the first query hook, so every statement of both protocols
+//! passes it before datafusion-postgres's own hooks (`SET`/`SHOW`,
+//! transactions, cursors) answer it. It refuses statements on connections
+//! that did not authenticate, refuses anything that is not a read with
+//! SQLSTATE 25006 (`CREATE`, `INSERT`, `COPY`, `CREATE EXTERNAL TABLE`, ...),
+//! keeps `SET` from reaching the session the clients share (only per-client
+//! settings apply; `SET datafusion.*` is refused, others are accepted and
+//! ignored, as BI tools send many), and plans queries through
+//! [`QueryService::plan`], which verifies the plan is read-only.
+//! [`Executor`] is the last hook: it runs the simple-protocol queries the
+//! others left, the same way. Neither writes anything.
+
+use super::limits::Connection;
+use crate::query::QueryService;
+use async_trait::async_trait;
+use datafusion::common::{DFSchema, ParamValues};
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{Query, Set, Statement};
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use datafusion_postgres::hooks::HookClient;
+use datafusion_postgres::pgwire::api::portal::Format;
+use datafusion_postgres::pgwire::api::results::{Response, Tag};
+use datafusion_postgres::pgwire::api::ClientInfo;
+use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::types::format::FormatOptions;
+use datafusion_postgres::QueryHook;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Marks a connection whose authentication succeeded (a session extension,
+/// which a client cannot set, unlike startup parameters).
+pub struct Authenticated;
+
+/// `SET` variables datafusion-postgres keeps per client.
+const CLIENT_SETTINGS: &[&str] = &[
+    "statement_timeout",
+    "datestyle",
+    "bytea_output",
+    "intervalstyle",
+    "application_name",
+    "extra_float_digits",
+    "search_path",
+];
+
+enum Verdict {
+    /// A query, `EXPLAIN` or `SHOW TABLES`-like: planned here, read-only checked.
+    Plan,
+    /// Answered by datafusion-postgres's hooks per client (`SET` of a client
+    /// setting, `SHOW` variable, `BEGIN`/`COMMIT`/`ROLLBACK`, `FETCH`, `CLOSE`).
+    Library,
+    /// `DECLARE ... CURSOR FOR query`: the queries are checked, then the
+    /// cursor hook runs them.
+    Cursor(Vec<Query>),
+    /// Accepted and ignored, answered with this command tag.
+    Ignore(&'static str),
+    Refuse(ErrorInfo),
+}
+
+fn error(code: &str, message: String) -> ErrorInfo {
+    ErrorInfo::new("ERROR".into(), code.into(), message)
+}
+
+fn user_error(info: ErrorInfo) -> PgWireError {
+    PgWireError::UserError(Box::new(info))
+}
+
+fn api(e: datafusion::error::DataFusionError) -> PgWireError {
+    PgWireError::ApiError(Box::new(e))
+}
+
+/// The command a statement starts with, as PostgreSQL names it in errors.
+fn command(statement: &Statement) -> String {
+    let text = statement.to_string();
+    let mut words = text.split_whitespace().map(str::to_ascii_uppercase);
+    let first = words.next().unwrap_or_default();
+    match (first.as_str(), words.next()) {
+        ("CREATE" | "DROP" | "ALTER" | "TRUNCATE", Some(second)) => format!("{first} {second}"),
+        _ => first,
+    }
+}
+
+fn judge(statement: &Statement) -> Verdict {
+    match statement {
+        Statement::Query(_) => Verdict::Plan,
+        Statement::Explain { statement: inner, .. } if matches!(**inner, Statement::Query(_)) => Verdict::Plan,
+        Statement::ExplainTable { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowFunctions { .. } => Verdict::Plan,
+        Statement::ShowVariable { .. }
+        | Statement::ShowStatus { .. }
+        | Statement::ShowCatalogs { .. }
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Fetch { .. }
+        | Statement::Close { .. } => Verdict::Library,
+        Statement::Declare { stmts } => {
+            let queries: Option<Vec<Query>> = stmts.iter().map(|d| d.for_query.as_deref().cloned()).collect();
+            match queries {
+                Some(q) => Verdict::Cursor(q),
+                None => Verdict::Refuse(error("0A000", "only DECLARE ... CURSOR FOR <query> is supported".into())),
+            }
+        }
+        Statement::Set(set) => judge_set(set),
+        Statement::Savepoint { .. } => Verdict::Ignore("SAVEPOINT"),
+        Statement::ReleaseSavepoint { .. } => Verdict::Ignore("RELEASE"),
+        Statement::Discard { .. } => Verdict::Ignore("DISCARD ALL"),
+        Statement::Reset(_) => Verdict::Ignore("RESET"),
+        Statement::Deallocate { .. } => Verdict::Ignore("DEALLOCATE"),
+        other => Verdict::Refuse(error(
+            "25006", // read_only_sql_transaction
+            format!("cannot execute {}: tenure serves the published tables read-only", command(other)),
+        )),
+    }
+}
+
+fn judge_set(set: &Set) -> Verdict {
+    match set {
+        Set::SingleAssignment {
+            scope,
+            hivevar,
+            variable,
+            ..
+        } => {
+            let name = variable.to_string().to_ascii_lowercase();
+            if scope.is_none() && !hivevar && CLIENT_SETTINGS.contains(&name.as_str()) {
+                Verdict::Library
+            } else if name.starts_with("datafusion.") {
+                Verdict::Refuse(error(
+                    "42501", // insufficient_privilege
+                    format!("cannot SET {name}: the query engine's settings belong to the server"),
+                ))
+            } else {
+                Verdict::Ignore("SET")
+            }
+        }
+        // Kept per client by datafusion-postgres.
+        Set::SetTimeZone { local: false, .. } => Verdict::Library,
+        _ => Verdict::Ignore("SET"),
+    }
+}
+
+fn authenticated(client: &(impl ClientInfo + ?Sized)) -> PgWireResult<()> {
+    match client.session_extensions().get::<Authenticated>() {
+        Some(_) => Ok(()),
+        None => Err(user_error(error("28000", "not authenticated".into()))),
+    }
+}
+
+/// Tell the connection's limits what the client set, and how it cancels.
+fn note(client: &(impl ClientInfo + ?Sized)) {
+    if let Some(connection) = Connection::current() {
+        let (pid, secret) = client.pid_and_secret_key();
+        connection.set_key(pid, &secret);
+        let timeout = client
+            .metadata()
+            .get("statement_timeout_ms")
+            .and_then(|ms| ms.parse().ok())
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis);
+        connection.set_statement_timeout(timeout);
+    }
+}
+
+fn empty_plan() -> LogicalPlan {
+    LogicalPlan::EmptyRelation(EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(DFSchema::empty()),
+    })
+}
+
+/// The first hook: what may run at all.
+pub struct Policy {
+    service: Arc<QueryService>,
+}
+
+impl Policy {
+    pub fn new(service: Arc<QueryService>) -> Policy {
+        Policy { service }
+    }
+
+    async fn check_cursor(&self, queries: &[Query]) -> PgWireResult<()> {
+        for q in queries {
+            let statement = DfStatement::Statement(Box::new(Statement::Query(Box::new(q.clone()))));
+            self.service.plan(statement).await.map_err(api)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueryHook for Policy {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        _session_context: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        if let Err(e) = authenticated(client) {
+            return Some(Err(e));
+        }
+        note(client);
+        match judge(statement) {
+            Verdict::Refuse(info) => Some(Err(user_error(info))),
+            Verdict::Ignore(tag) => Some(Ok(Response::Execution(Tag::new(tag)))),
+            Verdict::Cursor(queries) => self.check_cursor(&queries).await.err().map(Err),
+            Verdict::Plan | Verdict::Library => self.service.refresh().await.err().map(|e| Err(api(e))),
+        }
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _session_context: &SessionContext,
+        client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        if let Err(e) = authenticated(client) {
+            return Some(Err(e));
+        }
+        match judge(statement) {
+            Verdict::Refuse(info) => Some(Err(user_error(info))),
+            Verdict::Ignore(_) => Some(Ok(empty_plan())),
+            Verdict::Cursor(queries) => self.check_cursor(&queries).await.err().map(Err),
+            Verdict::Library => None,
+            Verdict::Plan => {
+                if let Err(e) = self.service.refresh().await {
+                    return Some(Err(api(e)));
+                }
+                let planned = self.service.plan(DfStatement::Statement(Box::new(statement.clone()))).await;
+                Some(planned.map_err(api))
+            }
+        }
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        _logical_plan: &LogicalPlan,
+        _params: &ParamValues,
+        _session_context: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        if let Err(e) = authenticated(client) {
+            return Some(Err(e));
+        }
+        note(client);
+        match judge(statement) {
+            Verdict::Refuse(info) => Some(Err(user_error(info))),
+            Verdict::Ignore(tag) => Some(Ok(Response::Execution(Tag::new(tag)))),
+            // The plan made at parse time runs (through the limits).
+            Verdict::Plan | Verdict::Library | Verdict::Cursor(_) => None,
+        }
+    }
+}
+
+/// The last hook: runs simple-protocol statements no other hook answered
+/// (the ones [`Policy`] let through as plans), read-only checked.
+pub struct Executor {
+    service: Arc<QueryService>,
+}
+
+impl Executor {
+    pub fn new(service: Arc<QueryService>) -> Executor {
+        Executor { service }
+    }
+}
+
+#[async_trait]
+impl QueryHook for Executor {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        session_context: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        let run = async {
+            let plan = self
+                .service
+                .plan(DfStatement::Statement(Box::new(statement.clone())))
+                .await
+                .map_err(api)?;
+            let df = session_context.execute_logical_plan(plan).await.map_err(api)?;
+            let format = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+            encode_dataframe(df, &Format::UnifiedText, Some(format)).await
+        };
+        Some(run.await.map(Response::Query))
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        _statement: &Statement,
+        _session_context: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        None
+    }
+
+    async fn handle_extended_query(
+        &self,
+        _statement: &Statement,
+        _logical_plan: &LogicalPlan,
+        _params: &ParamValues,
+        _session_context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn verdict(sql: &str) -> Verdict {
+        let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect(sql);
+        judge(&statements[0])
+    }
+
+    #[test]
+    fn only_reads_pass() {
+        for sql in ["select 1", "explain select 1", "show tables", "with a as (select 1) select * from a"] {
+            assert!(matches!(verdict(sql), Verdict::Plan), "{sql}");
+        }
+        for sql in ["begin", "commit", "set search_path = public", "show search_path", "set time zone 'UTC'"] {
+            assert!(matches!(verdict(sql), Verdict::Library), "{sql}");
+        }
+        for sql in ["set client_min_messages = warning", "set session characteristics as transaction read only"] {
+            assert!(matches!(verdict(sql), Verdict::Ignore(_)), "{sql}");
+        }
+        for (sql, code, cmd) in [
+            ("create table t (a int)", "25006", "CREATE TABLE"),
+            ("insert into t values (1)", "25006", "INSERT"),
+            ("update t set a = 1", "25006", "UPDATE"),
+            ("delete from t", "25006", "DELETE"),
+            ("drop table mrr_monthly", "25006", "DROP TABLE"),
+            ("copy mrr_monthly to '/tmp/x'", "25006", "COPY"),
+            ("explain analyze insert into t values (1)", "25006", "EXPLAIN"),
+            ("prepare p as select 1", "25006", "PREPARE"),
+            ("set datafusion.execution.batch_size = 1", "42501", "SET"),
+        ] {
+            match verdict(sql) {
+                Verdict::Refuse(info) => {
+                    assert_eq!(info.code, code, "{sql}");
+                    assert!(info.message.contains(cmd), "{sql}: {}", info.message);
+                }
+                _ => panic!("{sql} was not refused"),
+            }
+        }
+    }
+}
