@@ -275,7 +275,10 @@ async fn backfill(cli: &Cli, args: &BackfillArgs) -> anyhow::Result<()> {
             ingest_only: true,
             ..Default::default()
         };
-        let outcome = pipeline::run(&project, &opts, &SystemClock).await?;
+        let outcome = with_lease(&project, opts.pipeline.as_deref(), &SystemClock, async {
+            Ok(pipeline::run(&project, &opts, &SystemClock).await?)
+        })
+        .await?;
         println!("{}  ingest  {}  {:.2}s", outcome.report.run_id, outcome.report.status, outcome.report.seconds);
         if let Some(e) = outcome.error {
             return Err(anyhow::Error::new(e).context("backfill stopped at its ingest; re-run the same command to resume"));
@@ -295,7 +298,10 @@ async fn backfill(cli: &Cli, args: &BackfillArgs) -> anyhow::Result<()> {
             pb.inc(1);
             continue;
         }
-        let outcome = pipeline::run(&project, &opts, &SystemClock).await?;
+        let outcome = with_lease(&project, opts.pipeline.as_deref(), &SystemClock, async {
+            Ok(pipeline::run(&project, &opts, &SystemClock).await?)
+        })
+        .await?;
         pb.inc(1);
         ran += 1;
         println!("{}  as of {}  {}  {:.2}s", outcome.report.run_id, date, outcome.report.status, outcome.report.seconds);
@@ -373,8 +379,52 @@ fn is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// Run `work` while holding the pipeline's lease (the one `tenure schedule`
+/// takes), renewing it, so that no two runs of one pipeline overlap, whoever
+/// started them.
+async fn with_lease<T>(
+    project: &Project,
+    pipeline: Option<&str>,
+    clock: &dyn Clock,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    use crate::scheduler::lease::{holder_id, Acquire, LeaseStore, Renew};
+    let name = project.pipeline(pipeline).map_err(|e| anyhow!(e))?.name.clone();
+    let storage = crate::storage::Storage::new(project.config.storage.clone());
+    let warehouse = storage.location(&project.config.warehouse)?;
+    let ttl = project.config.scheduler.lease_ttl;
+    let store = LeaseStore::new(&warehouse, &name, &holder_id(), ttl);
+    let mut lease = match store.try_acquire(clock.now()).await? {
+        Acquire::Held(lease) => lease,
+        Acquire::Busy { holder, expires_at } => bail!(
+            "pipeline {name:?} is running elsewhere ({holder}, lease until {expires_at}); try again when it has finished"
+        ),
+    };
+    let work = work;
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(ttl / 3);
+    tick.tick().await;
+    let result = loop {
+        tokio::select! {
+            out = &mut work => break out,
+            _ = tick.tick() => match store.renew(&mut lease, clock.now()).await {
+                Renew::Renewed => {}
+                Renew::Failed(e) => tracing::warn!(pipeline = %name, error = %e, "lease renewal failed; retrying"),
+                Renew::Lost { holder } => bail!("pipeline {name:?}: lost the run lease to {holder}; the run was stopped"),
+            },
+        }
+    };
+    if let Err(e) = store.release(lease, clock.now(), None, None).await {
+        tracing::warn!(pipeline = %name, error = %e, "lease not released; it expires by itself");
+    }
+    result
+}
+
 async fn run_and_print(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> anyhow::Result<()> {
-    let outcome = pipeline::run(project, opts, clock).await?;
+    let outcome = with_lease(project, opts.pipeline.as_deref(), clock, async {
+        Ok(pipeline::run(project, opts, clock).await?)
+    })
+    .await?;
     print_summary(&outcome);
     match outcome.error {
         None => Ok(()),

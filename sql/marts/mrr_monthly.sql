@@ -54,3 +54,4 @@ final as (
 
 select month, customer_id, segment, mrr, prev_mrr, movement, movement_amount
 from final
+order by month, customer_id

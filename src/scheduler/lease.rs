@@ -213,7 +213,13 @@ impl LeaseStore {
 
     /// Try once to take the lease at `now`.
     pub async fn try_acquire(&self, now: DateTime<Utc>) -> Result<Acquire, LeaseError> {
-        let current = self.read().await?;
+        let mut current = self.read().await?;
+        if let Some(c) = current.as_mut() {
+            if !c.record.is_free(now) && c.record.holder != self.holder && holder_is_dead_here(&c.record.holder) {
+                tracing::warn!(lease = %self.display, holder = %c.record.holder, "the lease holder's process is gone from this host; taking the lease over");
+                c.record.released = true;
+            }
+        }
         let decision = decide(current.as_ref().map(|c| &c.record), &self.holder, now);
         let (mode, last_fire, last_status) = match (decision, current) {
             (Decision::Busy { holder, expires_at }, _) => return Ok(Acquire::Busy { holder, expires_at }),
@@ -377,7 +383,16 @@ impl LeaseStore {
             }),
             Err(e) => {
                 tracing::debug!(lease = %self.display, error = %e, "lease write not confirmed; reading it back");
-                self.settle(&record.token).await
+                match self.settle(&record.token).await? {
+                    // Nothing stored at all: the write failed for a reason
+                    // of its own (missing bucket, denied access); say which.
+                    Err(None) => Err(LeaseError::Store {
+                        lease: self.display.clone(),
+                        action: "write",
+                        source: e,
+                    }),
+                    settled => Ok(settled),
+                }
             }
         }
     }
@@ -454,17 +469,34 @@ fn new_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// A holder id for this process: host, process id and a random suffix, so
-/// that a restarted process never mistakes its predecessor's lease for its own.
-pub fn holder_id() -> String {
-    let host = std::env::var("HOSTNAME")
+fn this_host() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
+        .unwrap_or_else(|| "host".into())
+}
+
+/// A holder id for this process: host, process id and a random suffix, so
+/// that a restarted process never mistakes its predecessor's lease for its own.
+pub fn holder_id() -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
+    format!("{}-{}-{}", this_host(), std::process::id(), &suffix[..8])
+}
+
+/// Whether `holder` names a process of this host that no longer exists (a
+/// run killed with SIGKILL): its lease need not be waited out. Only Linux's
+/// `/proc` is consulted; elsewhere nobody is presumed dead.
+fn holder_is_dead_here(holder: &str) -> bool {
+    let mut parts = holder.rsplitn(3, '-');
+    let (Some(_suffix), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    host == this_host()
+        && std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 #[cfg(test)]
@@ -602,5 +634,20 @@ mod tests {
         a.release(la, t0, None, None).await.expect("release");
         assert!(dir.path().join("_tenure/leases/daily.json").is_file());
         assert!(dir.path().join("_tenure/leases/daily.json.lock").is_file());
+    }
+}
+
+#[cfg(test)]
+mod holder_tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_process_on_this_host_holds_nothing() {
+        let me = holder_id();
+        assert!(!holder_is_dead_here(&me), "this process is alive");
+        let dead = format!("{}-4294967295-abcdef12", this_host());
+        assert!(holder_is_dead_here(&dead) || !std::path::Path::new("/proc/self").exists());
+        assert!(!holder_is_dead_here("another-host-1-abcdef12"), "other hosts are never presumed dead");
+        assert!(!holder_is_dead_here("garbage"));
     }
 }

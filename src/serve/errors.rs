@@ -19,23 +19,42 @@ impl ErrorHandler for ErrorCodes {
     where
         C: ClientInfo,
     {
-        if let PgWireError::ApiError(e) = error {
-            let code = sqlstate(e.as_ref());
-            *error = PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), e.to_string())));
+        match error {
+            PgWireError::ApiError(e) => {
+                let code = sqlstate(e.as_ref());
+                let message = match stopped(e.as_ref()) {
+                    Some(why) => why.to_string(),
+                    None => e.to_string(),
+                };
+                *error = PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message)));
+            }
+            // SCRAM names the user of its own message, which libpq leaves empty.
+            PgWireError::InvalidPassword(user) if user.is_empty() => {
+                *user = client.metadata().get("user").cloned().unwrap_or_default();
+            }
+            _ => {}
         }
         let info: &dyn std::fmt::Display = error;
         tracing::debug!(peer = %client.socket_addr(), error = %info, "query failed");
     }
 }
 
-/// The SQLSTATE of an error from planning or running a query.
-pub fn sqlstate(error: &(dyn Error + 'static)) -> &'static str {
+/// The limit that stopped a query, if one did.
+fn stopped<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a Stopped> {
     let mut cause: Option<&(dyn Error + 'static)> = Some(error);
     while let Some(e) = cause {
         if let Some(stopped) = e.downcast_ref::<Stopped>() {
-            return stopped.sqlstate();
+            return Some(stopped);
         }
         cause = e.source();
+    }
+    None
+}
+
+/// The SQLSTATE of an error from planning or running a query.
+pub fn sqlstate(error: &(dyn Error + 'static)) -> &'static str {
+    if let Some(stopped) = stopped(error) {
+        return stopped.sqlstate();
     }
     if error.downcast_ref::<ParserError>().is_some() {
         return "42601"; // syntax_error
@@ -55,10 +74,10 @@ pub fn sqlstate(error: &(dyn Error + 'static)) -> &'static str {
         }
         DataFusionError::Plan(message) => {
             let m = message.to_ascii_lowercase();
-            if m.contains("table") && m.contains("not found") {
+            if m.contains("function") && (m.contains("invalid") || m.contains("not found") || m.contains("unknown")) {
+                "42883" // undefined_function (table functions too)
+            } else if m.contains("table") && m.contains("not found") {
                 "42P01" // undefined_table
-            } else if m.contains("function") && (m.contains("invalid") || m.contains("not found") || m.contains("unknown")) {
-                "42883" // undefined_function
             } else if m.contains("not supported") {
                 "25006" // read_only_sql_transaction: DDL, DML, COPY, statements
             } else {
@@ -81,6 +100,7 @@ mod tests {
         let plan = |m: &str| DataFusionError::Plan(m.to_string());
         assert_eq!(sqlstate(&plan("table 'datafusion.public.nope' not found")), "42P01");
         assert_eq!(sqlstate(&plan("Invalid function 'pg_read_file'.")), "42883");
+        assert_eq!(sqlstate(&plan("table function 'read_csv' not found")), "42883");
         assert_eq!(sqlstate(&plan("DDL not supported: CreateMemoryTable")), "25006");
         let stopped = DataFusionError::External(Box::new(Stopped::TooManyRows(5)));
         assert_eq!(sqlstate(&stopped), "54000");

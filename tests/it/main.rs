@@ -5,6 +5,8 @@
 //!   with the independent Python reader (`tests/py/read_delta.py`).
 //! - `ingest`: the raw event contract, `spec/EVENTS.md`, rule by rule.
 //! - `cli`: `validate`, bad arguments, the run report.
+//! - `serve`: `tenure serve` queried by `psql` and `psycopg` over the
+//!   PostgreSQL protocol.
 //!
 //! Needs `python3` with `deltalake` and `pyarrow` (`.ci/run` installs them;
 //! `TENURE_TEST_PYTHON` names another interpreter).
@@ -14,3 +16,4 @@ mod crash;
 mod common;
 mod ingest;
 mod s3;
+mod serve;

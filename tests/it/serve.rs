@@ -1,0 +1,440 @@
+//! `tenure serve` from the outside: the binary serving a warehouse made by a
+//! run over a small fixture (`tests/fixtures/serve/raw`), queried by real
+//! clients: `psql`, Python `psycopg` 3 and a hand-made SCRAM login
+//! (`tests/py/serve_client.py`), and a raw socket for what no polite client
+//! does. Each test starts its own server on a free port of 127.0.0.1.
+//!
+//! Needs `psql` (Debian `postgresql-client`) and `psycopg` (`.ci/run`
+//! installs both).
+
+use crate::common::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The fixture's values, by hand: c1 starts at 100.50 on 2026-01-10, c2 at
+/// 40 on 2026-01-15 and changes to 60 on 2026-02-10, c3 starts at 25.25 on
+/// 2026-02-03 and cancels on 2026-03-05 (five events, all valid).
+const EVENTS: &str = "5";
+
+/// A project whose warehouse holds one run (as of `AS_OF`) over the fixture.
+fn published() -> Project {
+    let p = Project::with_prefix("serve");
+    copy_tree(&repo().join("tests/fixtures/serve/raw"), &p.raw);
+    p.run();
+    p
+}
+
+/// A running `tenure serve`, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `tenure serve` on a free port with `config` (or the repository's)
+    /// and waits (bounded) until it listens. Its log (debug level) goes to a
+    /// file beside the warehouse.
+    fn start(project: &Project, config: Option<&Path>, password: Option<&str>) -> Server {
+        let log = project.dir.path().join(format!("serve-{}.log", fastrand_suffix()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenure"));
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.arg("serve")
+            .arg("--warehouse")
+            .arg(&project.warehouse)
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(repo())
+            .env("NO_COLOR", "1")
+            .env("TENURE_LOG", "warn,tenure=debug")
+            .env_remove("TENURE_SERVER_PASSWORD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        if let Some(pw) = password {
+            cmd.env("TENURE_SERVER_PASSWORD", pw);
+        }
+        let mut child = cmd.spawn().expect("start tenure serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => Server {
+                child,
+                addr: addr.parse().unwrap_or_else(|e| panic!("listening on {addr:?}: {e}")),
+                log,
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tenure serve did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (at most `secs`) for the log to contain `needle`.
+    fn wait_for_log(&self, needle: &str, secs: u64) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(secs) {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the server log never said {needle:?}:\n{}", self.log());
+    }
+
+    /// Runs `psql` with `commands` (each one `-c`), unaligned, tuples only.
+    fn psql(&self, extra: &str, password: Option<&str>, commands: &[&str]) -> Output {
+        let conninfo =
+            format!("host=127.0.0.1 port={} user=tenure dbname=tenure connect_timeout=10 {extra}", self.addr.port());
+        let mut cmd = Command::new("psql");
+        cmd.arg(conninfo).args(["-X", "-q", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "\\set VERBOSITY verbose"]);
+        for c in commands {
+            cmd.args(["-c", c]);
+        }
+        for var in ["PGUSER", "PGDATABASE", "PGHOST", "PGPORT", "PGSSLMODE", "PGPASSFILE", "PGSERVICE"] {
+            cmd.env_remove(var);
+        }
+        match password {
+            Some(pw) => cmd.env("PGPASSWORD", pw),
+            None => cmd.env_remove("PGPASSWORD"),
+        };
+        bounded(cmd, 60)
+    }
+
+    /// `psql` with the password that must succeed; returns stdout.
+    fn query(&self, commands: &[&str]) -> String {
+        let out = self.psql("", Some(PASSWORD), commands);
+        assert!(out.status.success(), "psql {commands:?} failed:\n{}\n--- server log\n{}", output_text(&out), self.log());
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `psql` running one statement that must fail with `sqlstate`.
+    fn refused(&self, sql: &str, sqlstate: &str) {
+        let out = self.psql("", Some(PASSWORD), &[sql]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{sql} was accepted:\n{}", output_text(&out));
+        assert!(err.contains(&format!("ERROR:  {sqlstate}:")), "{sql} should fail with SQLSTATE {sqlstate}:\n{err}");
+    }
+}
+
+/// A distinct suffix for the log file of each server of a test.
+fn fastrand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed).to_string()
+}
+
+/// Runs `cmd` to completion, killing it (and failing) after `secs`.
+fn bounded(mut cmd: Command, secs: u64) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("run {cmd:?}: {e}")),
+        Err(_) => {
+            // Our own child, by its id.
+            let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
+            panic!("{cmd:?} did not finish within {secs} s");
+        }
+    }
+}
+
+fn python_client(args: &[&str]) -> serde_json::Value {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("tests/py/serve_client.py")).args(args);
+    let out = bounded(cmd, 60);
+    assert!(out.status.success(), "serve_client.py {args:?} failed:\n{}", output_text(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("serve_client.py printed no JSON ({e}):\n{}", output_text(&out)))
+}
+
+#[test]
+fn psql_and_psycopg_query_and_describe_the_published_tables() {
+    let p = published();
+    let server = Server::start(&p, None, Some(PASSWORD));
+
+    let feb = server.query(&["select customer_id, mrr from mrr_monthly where month = date '2026-02-01' order by customer_id"]);
+    assert_eq!(feb, "c1|100.5000\nc2|60.0000\nc3|25.2500");
+
+    // What psql's \d commands and BI tools ask pg_catalog.
+    let tables = server.query(&["\\dt"]);
+    for t in ["mrr_monthly", "mrr_bridge_monthly", "events", "rejects"] {
+        assert!(tables.contains(&format!("|{t}|")), "\\dt should list {t}:\n{tables}");
+    }
+    let described = server.query(&["\\d mrr_monthly"]);
+    for line in ["month|date", "customer_id|text", "mrr|numeric"] {
+        assert!(described.contains(line), "\\d mrr_monthly should show {line:?}:\n{described}");
+    }
+    let columns = server.query(&[
+        "select column_name from information_schema.columns where table_name = 'mrr_monthly' order by ordinal_position",
+    ]);
+    assert!(columns.starts_with("month\ncustomer_id\nsegment\nmrr"), "{columns}");
+
+    // What drivers and BI tools send on connect.
+    let settings = server.query(&[
+        "set application_name = 'metabase'",
+        "set extra_float_digits = 3",
+        "set client_min_messages to warning",
+        "set time zone 'UTC'",
+        "show search_path",
+        "begin",
+        "select count(*) from events",
+        "commit",
+    ]);
+    assert_eq!(settings, format!("public\n{EVENTS}"));
+
+    // psycopg 3: the extended protocol, parameters of several types, Decimal/date/NULL.
+    let r = python_client(&["psycopg", &server.addr.port().to_string(), PASSWORD]);
+    let oids: Vec<i64> = r["columns"].as_array().unwrap().iter().map(|c| c[1].as_i64().unwrap()).collect();
+    // numeric, date, timestamptz, int8, text
+    assert_eq!(oids, vec![1700, 1082, 1184, 20, 25], "type OIDs of {}", r["columns"]);
+    assert_eq!(
+        r["event"],
+        serde_json::json!([
+            ["Decimal", "100.5000"],
+            ["date", "2026-01-10"],
+            ["datetime", "2026-01-10 10:00:00+00:00"],
+            ["None", null],
+            ["None", null]
+        ])
+    );
+    assert_eq!(
+        r["c2"],
+        serde_json::json!([[["date", "2026-02-01"], ["Decimal", "60.0000"]], [["date", "2026-03-01"], ["Decimal", "60.0000"]]])
+    );
+    // c1 in January, February, March and c2 in February, March.
+    assert_eq!(r["over_50_25"], 5);
+    assert_eq!(r["literals"], serde_json::json!([["bool", "True"], ["None", null]]));
+    assert_eq!(r["insert"], "25006");
+    assert_eq!(r["after_refusal"], 5);
+
+    // Many clients at once.
+    let clients: Vec<_> = (0..6)
+        .map(|i| {
+            let sql = format!("select count(*) + {i} from events e join mrr_monthly m on e.customer_id = m.customer_id");
+            let port = server.addr.port();
+            std::thread::spawn(move || {
+                let mut cmd = Command::new("psql");
+                cmd.arg(format!("host=127.0.0.1 port={port} user=tenure dbname=tenure connect_timeout=10"))
+                    .args(["-X", "-A", "-t", "-c", &sql])
+                    .env("PGPASSWORD", PASSWORD);
+                bounded(cmd, 60)
+            })
+        })
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        let out = c.join().expect("client thread");
+        assert!(out.status.success(), "client {i}:\n{}", output_text(&out));
+        // 8 monthly rows, joined with each customer's events: c1 3×1, c2 3×2, c3 2×2.
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (13 + i).to_string(), "client {i}");
+    }
+}
+
+#[test]
+fn writes_file_reads_and_bad_logins_are_refused_and_the_server_keeps_serving() {
+    let p = published();
+    let server = Server::start(&p, None, Some(PASSWORD));
+
+    for (sql, sqlstate) in [
+        ("create table t (a int)", "25006"),
+        ("create table t as select * from events", "25006"),
+        ("create view v as select 1", "25006"),
+        ("insert into events (event_id) values ('x')", "25006"),
+        ("update events set plan = 'x'", "25006"),
+        ("delete from events", "25006"),
+        ("drop table mrr_monthly", "25006"),
+        ("copy mrr_monthly to '/tmp/tenure-serve-copy.csv'", "25006"),
+        ("copy events from '/etc/hostname'", "25006"),
+        ("prepare p as select 1", "25006"),
+        ("set datafusion.catalog.information_schema = false", "42501"),
+        ("select * from '/etc/hostname'", "42P01"),
+        ("select * from 'file:///etc/hostname'", "42P01"),
+        ("select pg_read_file('/etc/hostname')", "42883"),
+        ("select * from read_csv('/etc/hostname')", "42883"),
+    ] {
+        server.refused(sql, sqlstate);
+    }
+    // DataFusion's own syntax for reading files does not even parse here.
+    let out = server.psql("", Some(PASSWORD), &["create external table x stored as csv location '/etc/hostname'"]);
+    assert!(!out.status.success(), "create external table was accepted:\n{}", output_text(&out));
+    assert!(!Path::new("/tmp/tenure-serve-copy.csv").exists());
+    assert_eq!(server.query(&["select count(*) from events"]), EVENTS);
+
+    // A wrong password and an unknown user get the same answer: 28P01.
+    let port = server.addr.port().to_string();
+    assert_eq!(python_client(&["scram", &port, "tenure", "wrong"])["code"], "28P01");
+    assert_eq!(python_client(&["scram", &port, "mallory", PASSWORD])["code"], "28P01");
+    assert_eq!(python_client(&["scram", &port, "tenure", PASSWORD])["ready"], true);
+    let out = server.psql("", Some("wrong"), &["select 1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("assword authentication failed for user \"tenure\""), "{}", output_text(&out));
+    let out = server.psql("", None, &["select 1"]);
+    assert!(!out.status.success(), "no password was accepted:\n{}", output_text(&out));
+
+    // Regression: after a failed login pgwire leaves the connection "ready
+    // for query"; a client that ignores the error must still not run SQL.
+    let mut s = TcpStream::connect(server.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let params = b"user\0tenure\0database\0tenure\0\0";
+    let mut startup = ((params.len() + 8) as i32).to_be_bytes().to_vec();
+    startup.extend_from_slice(&196608i32.to_be_bytes());
+    startup.extend_from_slice(params);
+    s.write_all(&startup).unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(buf[0], b'R', "expected an authentication request: {:?}", &buf[..n]);
+    let body = b"BOGUS\0\x00\x00\x00\x03abc";
+    let mut msg = vec![b'p'];
+    msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    msg.extend_from_slice(body);
+    s.write_all(&msg).unwrap();
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(buf[0], b'E', "expected an error: {:?}", &buf[..n]);
+    let q = b"select count(*) from events\0";
+    let mut msg = vec![b'Q'];
+    msg.extend_from_slice(&((q.len() + 4) as i32).to_be_bytes());
+    msg.extend_from_slice(q);
+    let _ = s.write_all(&msg);
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(!rest.contains(&b'D'), "rows were sent to an unauthenticated client: {rest:?}");
+    server.wait_for_log("28000, not authenticated", 10);
+
+    assert_eq!(server.query(&["select count(*) from events"]), EVENTS);
+    assert!(!server.log().contains(PASSWORD), "the password appears in the server log");
+}
+
+#[test]
+fn tls_is_required_when_a_certificate_is_configured() {
+    let p = published();
+    let certs = repo().join("tests/fixtures/serve");
+    let config = config_with(p.dir.path(), |t| {
+        set(t, &["server", "tls_cert"], toml::Value::String(certs.join("server.crt").display().to_string()));
+        set(t, &["server", "tls_key"], toml::Value::String(certs.join("server.key").display().to_string()));
+    });
+    let server = Server::start(&p, Some(&config), Some(PASSWORD));
+    let root = certs.join("server.crt").display().to_string();
+    let out = server.psql(&format!("sslmode=verify-full sslrootcert={root}"), Some(PASSWORD), &["\\conninfo", "select count(*) from events"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SSL connection") && text.trim_end().ends_with(EVENTS), "{text}");
+    let out = server.psql("sslmode=disable", Some(PASSWORD), &["select 1"]);
+    assert!(!out.status.success(), "a plain connection was accepted:\n{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("requires TLS"), "{}", output_text(&out));
+}
+
+#[test]
+fn new_runs_are_served_without_a_restart_and_earlier_versions_by_name() {
+    let p = published();
+    let server = Server::start(&p, None, Some(PASSWORD));
+    let c4 = "select count(*) from mrr_monthly where customer_id = 'c4'";
+    assert_eq!(server.query(&[c4]), "0");
+
+    copy_tree(&repo().join("tests/fixtures/serve/later"), &p.raw);
+    p.run();
+    let start = Instant::now();
+    while server.query(&[c4]) != "1" {
+        assert!(start.elapsed() < Duration::from_secs(15), "the new version was not served:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Time travel: the version before the second run, by name.
+    assert_eq!(server.query(&["select count(*) from \"mrr_monthly@v0\" where customer_id = 'c4'"]), "0");
+    assert_eq!(server.query(&["select count(*) from \"mrr_monthly@v1\" where customer_id = 'c4'"]), "1");
+    assert_eq!(server.query(&["select count(*) from \"events@v1\""]), EVENTS);
+    let out = server.psql("", Some(PASSWORD), &["select * from \"mrr_monthly@v7\""]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no version 7; its versions are 0 to 1"),
+        "{}",
+        output_text(&out)
+    );
+}
+
+#[test]
+fn queries_stop_on_timeout_row_limit_and_disconnect() {
+    let p = published();
+    let config = config_with(p.dir.path(), |t| {
+        set(t, &["server", "max_rows"], toml::Value::Integer(3));
+        set(t, &["server", "query_timeout_seconds"], toml::Value::Integer(60));
+    });
+    let server = Server::start(&p, Some(&config), Some(PASSWORD));
+    let endless = "select count(*) from generate_series(1, 1000000000000)";
+
+    server.refused("select * from events", "54000");
+    assert_eq!(server.query(&["select event_id from events order by event_id limit 3"]), "e1\ne2\ne3");
+
+    let start = Instant::now();
+    let out = server.psql("", Some(PASSWORD), &["set statement_timeout = '500ms'", endless]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ERROR:  57014:"), "{}", output_text(&out));
+    assert!(start.elapsed() < Duration::from_secs(30), "the timeout took {:?}", start.elapsed());
+
+    // A client that goes away mid-query: its query stops.
+    let mut cmd = Command::new("psql");
+    cmd.arg(format!("host=127.0.0.1 port={} user=tenure dbname=tenure", server.addr.port()))
+        .args(["-X", "-c", endless])
+        .env("PGPASSWORD", PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut client = cmd.spawn().expect("psql");
+    std::thread::sleep(Duration::from_millis(700));
+    client.kill().expect("kill our psql");
+    let _ = client.wait();
+    server.wait_for_log("the client disconnected", 10);
+    assert_eq!(server.query(&["select count(*) from events"]), EVENTS);
+}
+
+#[test]
+fn serve_refuses_unsafe_or_incomplete_settings() {
+    let p = published();
+    let open = config_with(p.dir.path(), |t| set(t, &["server", "auth"], toml::Value::String("none".into())));
+    let wh = p.warehouse.display().to_string();
+    let cfg = open.display().to_string();
+
+    let out = tenure(&["--config", &cfg, "serve", "--warehouse", &wh, "--listen", "0.0.0.0:0"]);
+    assert!(!out.status.success(), "auth = none served the network:\n{}", output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"), "{}", output_text(&out));
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenure"));
+    cmd.args(["serve", "--warehouse", &wh, "--listen", "127.0.0.1:0"]).current_dir(repo()).env_remove("TENURE_SERVER_PASSWORD");
+    let out = bounded(cmd, 60);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TENURE_SERVER_PASSWORD"), "{}", output_text(&out));
+
+    // auth = "none" on a loopback address: a local demo, no password asked.
+    let server = Server::start(&p, Some(&open), None);
+    let out = server.psql("", None, &["select count(*) from events"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), EVENTS);
+}

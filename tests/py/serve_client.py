@@ -1,0 +1,140 @@
+"""Real PostgreSQL clients against `tenure serve`, for tests/it/serve.rs.
+
+    serve_client.py psycopg PORT PASSWORD   parameterised queries with psycopg 3
+                                            (extended protocol), printed as JSON
+    serve_client.py scram PORT USER PASSWORD
+                                            a SCRAM-SHA-256 login by hand, printing
+                                            the SQLSTATE the server answers with
+                                            (libpq shows no code for login errors)
+
+Values are printed with their Python types so the Rust test can check that
+decimals arrive as Decimal, dates as date, NULLs as None. Nothing is computed
+here: the test holds the expected values.
+"""
+
+import base64
+import datetime
+import decimal
+import hashlib
+import hmac
+import json
+import os
+import socket
+import struct
+import sys
+
+
+def typed(value):
+    """A JSON-friendly [type, text] pair."""
+    if value is None:
+        return ["None", None]
+    return [type(value).__name__, str(value)]
+
+
+def run_psycopg(port, password):
+    import psycopg
+
+    out = {}
+    conn = psycopg.connect(host="127.0.0.1", port=port, user="tenure", password=password, dbname="tenure", connect_timeout=10)
+    cur = conn.cursor()
+    cur.execute(
+        "select mrr, event_date, occurred_at, seats, plan from events where event_id = %s and customer_id = %s",
+        ("e1", "c1"),
+    )
+    out["columns"] = [[d.name, d.type_code] for d in cur.description]
+    out["event"] = [typed(v) for v in cur.fetchone()]
+    cur.execute(
+        "select month, mrr from mrr_monthly where customer_id = %s and month >= %s order by month",
+        ("c2", datetime.date(2026, 2, 1)),
+    )
+    out["c2"] = [[typed(m), typed(v)] for m, v in cur.fetchall()]
+    # A decimal parameter compared with a decimal column, prepared and re-run.
+    for _ in range(3):
+        cur.execute("select count(*) from mrr_monthly where mrr > %s", (decimal.Decimal("50.25"),), prepare=True)
+    out["over_50_25"] = cur.fetchone()[0]
+    cur.execute("select true as yes, cast(null as bigint) as nothing")
+    out["literals"] = [typed(v) for v in cur.fetchone()]
+    try:
+        cur.execute("insert into events (event_id) values (%s)", ("x",))
+        out["insert"] = "accepted"
+    except psycopg.Error as e:
+        out["insert"] = e.sqlstate
+    conn.rollback()
+    cur.execute("select count(*) from events")
+    out["after_refusal"] = cur.fetchone()[0]
+    conn.close()
+    print(json.dumps(out))
+
+
+def message(kind, body):
+    return kind + struct.pack("!i", len(body) + 4) + body
+
+
+def read_message(sock):
+    head = b""
+    while len(head) < 5:
+        chunk = sock.recv(5 - len(head))
+        if not chunk:
+            raise EOFError("server closed the connection")
+        head += chunk
+    kind, length = head[:1], struct.unpack("!i", head[1:])[0]
+    body = b""
+    while len(body) < length - 4:
+        chunk = sock.recv(length - 4 - len(body))
+        if not chunk:
+            raise EOFError("server closed the connection")
+        body += chunk
+    return kind, body
+
+
+def error_code(body):
+    for field in body.split(b"\0"):
+        if field.startswith(b"C"):
+            return field[1:].decode()
+    return None
+
+
+def run_scram(port, user, password):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    params = b"user\0" + user.encode() + b"\0database\0tenure\0\0"
+    sock.sendall(struct.pack("!ii", len(params) + 8, 196608) + params)
+    kind, body = read_message(sock)
+    assert kind == b"R" and struct.unpack("!i", body[:4])[0] == 10, (kind, body)
+    nonce = base64.b64encode(os.urandom(18)).decode()
+    first_bare = "n=,r=" + nonce
+    first = ("n,," + first_bare).encode()
+    sock.sendall(message(b"p", b"SCRAM-SHA-256\0" + struct.pack("!i", len(first)) + first))
+    kind, body = read_message(sock)
+    if kind == b"E":
+        print(json.dumps({"code": error_code(body)}))
+        return
+    server_first = body[4:].decode()
+    fields = dict(item.split("=", 1) for item in server_first.split(","))
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    final_without_proof = "c=biws,r=" + fields["r"]
+    auth_message = ",".join([first_bare, server_first, final_without_proof]).encode()
+    signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    final = final_without_proof + ",p=" + base64.b64encode(proof).decode()
+    sock.sendall(message(b"p", final.encode()))
+    kind, body = read_message(sock)
+    if kind == b"E":
+        print(json.dumps({"code": error_code(body)}))
+        return
+    while kind != b"Z":
+        kind, body = read_message(sock)
+        if kind == b"E":
+            print(json.dumps({"code": error_code(body)}))
+            return
+    print(json.dumps({"code": None, "ready": True}))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "psycopg":
+        run_psycopg(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "scram":
+        run_scram(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    else:
+        sys.exit("usage: serve_client.py psycopg PORT PASSWORD | scram PORT USER PASSWORD")
