@@ -15,5 +15,6 @@ mod cli;
 mod crash;
 mod common;
 mod ingest;
+mod metrics;
 mod s3;
 mod serve;

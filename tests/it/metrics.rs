@@ -1,0 +1,159 @@
+//! Golden tests of the metric marts (METRICS.md): each case under
+//! `tests/fixtures/metrics/<case>/` has raw events, the run's as-of date and
+//! timezone (`case.toml`), and the expected rows of some marts, computed by
+//! hand from METRICS.md (`expected/<table>.csv`: header = columns in order,
+//! empty cell = NULL). tenure runs on the raw events; each mart is read back
+//! with the independent Python reader and compared: money exactly, ratios to
+//! 1e-9, NULLs where NULLs are due, column names, order and types.
+
+use crate::common::{copy_tree, output_text, read_table, repo, Project, RunOpts};
+use serde_json::Value;
+use std::path::Path;
+
+fn cases() -> Vec<std::path::PathBuf> {
+    let dir = repo().join("tests/fixtures/metrics");
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .expect("metrics fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("case.toml").exists())
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// The text a cell of a column of arrow type `typ` is compared by, and
+/// whether it is a float (compared with a tolerance instead).
+fn normalise(value: &str, typ: &str) -> String {
+    if typ.starts_with("decimal") {
+        // Equal decimals of different scale are equal (§10.10).
+        let v = value.trim();
+        if v.contains('.') {
+            let t = v.trim_end_matches('0').trim_end_matches('.');
+            if t == "-0" { "0".into() } else { t.to_string() }
+        } else {
+            v.to_string()
+        }
+    } else if typ == "bool" {
+        value.to_ascii_lowercase()
+    } else {
+        value.to_string()
+    }
+}
+
+fn is_float(typ: &str) -> bool {
+    typ == "double" || typ == "float"
+}
+
+fn cell(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn floats_equal(a: &str, b: &str) -> bool {
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * (1.0 + x.abs().max(y.abs())),
+        _ => false,
+    }
+}
+
+/// A row as sortable text: floats rounded so that 1e-9 differences sort alike.
+fn sort_key(row: &[Option<String>], types: &[String]) -> String {
+    row.iter()
+        .zip(types)
+        .map(|(c, t)| match c {
+            None => "\u{0}".to_string(),
+            Some(v) if is_float(t) => v.parse::<f64>().map(|f| format!("{f:.6}")).unwrap_or_else(|_| v.clone()),
+            Some(v) => normalise(v, t),
+        })
+        .collect::<Vec<_>>()
+        .join("\u{1}")
+}
+
+fn compare(case: &str, table: &str, warehouse_table: &Path, expected_csv: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let got = read_table(warehouse_table);
+    let mut reader = csv::Reader::from_path(expected_csv).expect("expected csv");
+    let header: Vec<String> = reader.headers().expect("header").iter().map(str::to_string).collect();
+    let columns: Vec<String> = got.schema.iter().map(|(n, _)| n.clone()).collect();
+    if columns != header {
+        problems.push(format!("{case}/{table}: columns\n  expected {header:?}\n  got      {columns:?}"));
+        return problems;
+    }
+    let types: Vec<String> = got.schema.iter().map(|(_, t)| t.clone()).collect();
+    let mut want: Vec<Vec<Option<String>>> = reader
+        .records()
+        .map(|r| r.expect("csv row").iter().map(|c| (!c.is_empty()).then(|| c.to_string())).collect())
+        .collect();
+    let mut have: Vec<Vec<Option<String>>> = got
+        .rows
+        .iter()
+        .map(|r| columns.iter().map(|c| cell(&r[c])).collect())
+        .collect();
+    want.sort_by_key(|r| sort_key(r, &types));
+    have.sort_by_key(|r| sort_key(r, &types));
+    if want.len() != have.len() {
+        problems.push(format!("{case}/{table}: {} rows expected, {} published", want.len(), have.len()));
+    }
+    for (i, (w, h)) in want.iter().zip(&have).enumerate() {
+        for (c, ((wv, hv), typ)) in w.iter().zip(h).zip(&types).enumerate() {
+            let same = match (wv, hv) {
+                (None, None) => true,
+                (Some(a), Some(b)) if is_float(typ) => floats_equal(a, b),
+                (Some(a), Some(b)) => normalise(a, typ) == normalise(b, typ),
+                _ => false,
+            };
+            if !same {
+                problems.push(format!(
+                    "{case}/{table}: row {i} ({}), column {}: expected {:?}, got {:?}",
+                    w.iter().take(2).map(|x| x.clone().unwrap_or_default()).collect::<Vec<_>>().join(", "),
+                    header[c],
+                    wv,
+                    hv
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn marts_match_hand_computed_results() {
+    let mut problems = Vec::new();
+    let mut compared = 0;
+    for case_dir in cases() {
+        let case = case_dir.file_name().expect("name").to_string_lossy().to_string();
+        let spec: toml::Table = std::fs::read_to_string(case_dir.join("case.toml"))
+            .expect("case.toml")
+            .parse()
+            .expect("case.toml is TOML");
+        let as_of = spec["as_of"].as_str().expect("as_of").to_string();
+        let timezone = spec["timezone"].as_str().expect("timezone").to_string();
+        let p = Project::new();
+        copy_tree(&case_dir.join("raw"), &p.raw);
+        let opts = RunOpts {
+            as_of,
+            ..RunOpts::default()
+        }
+        .timezone(&timezone);
+        let (out, _) = p.try_run(&opts);
+        if !out.status.success() {
+            problems.push(format!("{case}: tenure run failed:\n{}", output_text(&out)));
+            continue;
+        }
+        let mut expected: Vec<_> = std::fs::read_dir(case_dir.join("expected"))
+            .expect("expected dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        expected.sort();
+        for csv_path in expected {
+            let table = csv_path.file_stem().expect("stem").to_string_lossy().to_string();
+            problems.extend(compare(&case, &table, &p.table(&format!("marts/{table}")), &csv_path));
+            compared += 1;
+        }
+    }
+    assert!(compared >= 20, "only {compared} expected tables found");
+    assert!(problems.is_empty(), "{} difference(s):\n{}", problems.len(), problems.join("\n"));
+}
