@@ -157,3 +157,68 @@ fn marts_match_hand_computed_results() {
     assert!(compared >= 20, "only {compared} expected tables found");
     assert!(problems.is_empty(), "{} difference(s):\n{}", problems.len(), problems.join("\n"));
 }
+
+/// The built-in checks hold on the demo data: every check of `sql/checks`
+/// runs and passes, and the bridge reconciles in the published table too.
+#[test]
+fn demo_data_passes_every_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = crate::common::tenure(&["demo", "--dir", &dir.path().display().to_string(), "--customers", "120"]);
+    assert!(out.status.success(), "tenure demo failed:\n{}", output_text(&out));
+    let runs = dir.path().join("warehouse/_runs");
+    let report_path = std::fs::read_dir(&runs).expect("runs").next().expect("a report").expect("entry").path();
+    let report: Value = serde_json::from_slice(&std::fs::read(report_path).expect("report")).expect("json");
+    let checks = report["checks"].as_array().expect("checks");
+    let files = std::fs::read_dir(repo().join("sql/checks")).expect("sql/checks").count();
+    assert_eq!(checks.len(), files, "every check ran: {checks:?}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "checks: {checks:?}");
+    let bridge = read_table(&dir.path().join("warehouse/marts/mrr_bridge_monthly"));
+    assert!(bridge.rows.len() > 24, "the demo covers 24 months in several segments");
+    let money = |v: &Value| -> i128 {
+        let s = v.as_str().expect("decimal as text");
+        let (i, f) = s.split_once('.').unwrap_or((s, ""));
+        let neg = i.starts_with('-');
+        let n = i.trim_start_matches('-').parse::<i128>().expect("int") * 10_000 + format!("{f:0<4}").parse::<i128>().expect("frac");
+        if neg { -n } else { n }
+    };
+    for r in &bridge.rows {
+        let end = money(&r["start_mrr"]) + money(&r["new_mrr"]) + money(&r["reactivation_mrr"]) + money(&r["expansion_mrr"])
+            - money(&r["contraction_mrr"])
+            - money(&r["churned_mrr"]);
+        assert_eq!(end, money(&r["end_mrr"]), "bridge row does not reconcile: {r}");
+    }
+}
+
+/// A failing check stops the run before publishing: the error names the
+/// check (table and rule) and offending rows, and the tables stay as they were.
+#[test]
+fn a_failing_check_publishes_nothing() {
+    let p = Project::from_fixture("reasons");
+    let first = p.run();
+    let version_before = read_table(&p.table("marts/mrr_monthly")).version;
+    // A project whose SQL has one more check, which every row breaks.
+    let sql = p.dir.path().join("sql");
+    copy_tree(&repo().join("sql"), &sql);
+    std::fs::write(
+        sql.join("checks/mrr_monthly__always_fails.sql"),
+        "-- check: mrr_monthly, rule \"fails on every row\" (test)\nselect customer_id, month from mrr_monthly",
+    )
+    .expect("write check");
+    let config = crate::common::config_with(p.dir.path(), |t| {
+        crate::common::set(t, &["project", "sql_dir"], toml::Value::String(sql.display().to_string()));
+    });
+    // New input, so that the run has something to publish.
+    std::fs::write(
+        p.raw.join("later.jsonl"),
+        "{\"event_id\":\"late-1\",\"event_type\":\"subscription.started\",\"customer_id\":\"c9\",\"occurred_at\":\"2026-03-01T00:00:00Z\",\"subscription_id\":\"s9\",\"mrr\":10}\n",
+    )
+    .expect("write raw");
+    let (out, report) = p.try_run(&RunOpts::default().config(&config));
+    assert!(!out.status.success(), "the run must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mrr_monthly__always_fails") && err.contains("customer_id="), "error names check and rows:\n{err}");
+    let report = report.expect("a failed run still writes its report");
+    assert_eq!(report.json["status"], "failed");
+    assert_eq!(read_table(&p.table("marts/mrr_monthly")).version, version_before, "nothing published");
+    let _ = first;
+}
