@@ -347,16 +347,27 @@ async fn run_steps(
     if let Some(ing) = &report.ingest {
         for (name, version) in [("events", ing.events_version), ("rejects", ing.rejects_version)] {
             if let Some(v) = version {
+                // The table's whole row count (this run appended
+                // `ingest.totals.accepted` / `rejected` of them).
+                let rows = table_rows(&ctx, name).await.map_err(|source| RunError::Source {
+                    table: name.into(),
+                    source,
+                })?;
                 report.tables.push(publish::Published {
                     name: name.into(),
                     location: warehouse.join(name).display(),
                     version: v,
-                    rows: if name == "events" { ing.totals.accepted } else { ing.totals.rejected },
+                    rows,
                 });
             }
         }
     }
     Ok(())
+}
+
+async fn table_rows(ctx: &datafusion::prelude::SessionContext, table: &str) -> datafusion::error::Result<u64> {
+    let batches = ctx.table(table).await?.count().await?;
+    Ok(batches as u64)
 }
 
 /// The latest succeeded run that published tables, if its inputs equal `inputs`:
