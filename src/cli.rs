@@ -48,6 +48,8 @@ pub enum Command {
     Schedule(ScheduleArgs),
     /// Serve the published tables, read-only, over the PostgreSQL protocol (psql, BI tools) until SIGTERM/SIGINT.
     Serve(ServeArgs),
+    /// Measure speed and memory of full runs on a generated dataset (optionally against a DuckDB peer); prints figures.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +233,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("listening on {}", server.local_addr());
             Ok(server.run(crate::serve::shutdown_signal()).await?)
         }
+        Command::Bench(args) => crate::bench::run(&config_file(&cli.config), args).await,
     }
 }
 

@@ -6,6 +6,7 @@
 //! dependency order by DataFusion ([`catalog`], [`engine`]), and the marts are
 //! published as Delta tables ([`publish`]) by one run ([`pipeline`]).
 
+pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod config;

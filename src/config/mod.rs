@@ -673,3 +673,60 @@ fn compile_pipeline(file: &Path, raw: RawPipeline, p: &mut Problems) -> Option<P
 pub fn check_cron(expr: &str) -> Result<(), String> {
     crate::scheduler::cron::CronSchedule::parse(expr, Tz::UTC).map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(text: &str) -> (Option<Server>, Vec<Problem>) {
+        let raw: raw::RawServer = toml::from_str(text).expect("toml");
+        let mut p = Problems {
+            file: "tenure.toml".into(),
+            list: Vec::new(),
+        };
+        let server = compile_server(Path::new("/etc/tenure"), raw, &mut p);
+        (server, p.list)
+    }
+
+    #[test]
+    fn server_defaults_ask_for_a_password_from_the_environment() {
+        let (s, problems) = server("");
+        assert!(problems.is_empty(), "{problems:?}");
+        let s = s.expect("server");
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.query_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(s.max_rows, Some(1_000_000));
+        match &s.auth {
+            ServerAuth::Password { user, .. } => assert_eq!(user, "tenure"),
+            other => panic!("{other:?}"),
+        }
+        // Without the variable only `tenure serve` fails, naming it.
+        if std::env::var("TENURE_SERVER_PASSWORD").is_err() {
+            assert!(s.problems.iter().any(|p| p.message.contains("TENURE_SERVER_PASSWORD")), "{:?}", s.problems);
+        }
+    }
+
+    #[test]
+    fn server_settings_are_checked_and_the_password_never_printed() {
+        let (s, problems) = server(
+            "listen = \"0.0.0.0:6000\"\npassword = \"hunter2\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nmax_rows = 0\nquery_timeout_seconds = 0",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let s = s.expect("server");
+        assert_eq!(s.max_rows, None);
+        assert_eq!(s.query_timeout, None);
+        assert_eq!(s.tls.as_ref().map(|t| t.cert.clone()), Some(PathBuf::from("/etc/tenure/c.pem")));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        for (text, key) in [
+            ("listen = \"localhost\"", "server.listen"),
+            ("auth = \"md5\"", "server.auth"),
+            ("tls_cert = \"c.pem\"", "server.tls_key"),
+            ("auth = \"none\"\npassword = \"x\"", "server.password"),
+            ("max_connections = 0", "server.max_connections"),
+        ] {
+            let (_, problems) = server(text);
+            assert!(problems.iter().any(|p| p.key == key), "{text}: {problems:?}");
+        }
+        assert!(toml::from_str::<raw::RawServer>("pasword = \"x\"").is_err(), "unknown keys are errors");
+    }
+}

@@ -12,17 +12,18 @@
 //! register tables.
 
 use crate::storage::{Location, Storage};
-use chrono::{DateTime, NaiveDate, Utc};
 use arrow::datatypes::SchemaRef;
+use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::catalog::{ScanArgs, ScanResult, SchemaProvider, Session, TableProvider};
 use datafusion::datasource::TableType;
-use datafusion::logical_expr::TableProviderFilterPushDown;
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::Expr;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::TableProviderFilterPushDown;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::Expr;
 use deltalake::DeltaTable;
+use object_store::ObjectStoreExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -67,6 +68,9 @@ pub fn parse_name(name: &str) -> std::result::Result<(&str, AsOf), String> {
     Err(bad())
 }
 
+/// An earlier version, opened: (table, version asked for) and its provider.
+type Pinned = ((String, AsOf), Arc<dyn TableProvider>);
+
 struct Latest {
     table: DeltaTable,
     provider: Arc<dyn TableProvider>,
@@ -90,13 +94,15 @@ struct Inner {
     runtime: Arc<RuntimeEnv>,
     names: RwLock<Names>,
     latest: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Latest>>>>>,
-    pinned: Mutex<Vec<((String, AsOf), Arc<dyn TableProvider>)>>,
+    pinned: Mutex<Vec<Pinned>>,
     refreshing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for PublishedTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PublishedTables").field("warehouse", &self.inner.warehouse).finish()
+        f.debug_struct("PublishedTables")
+            .field("warehouse", &self.inner.warehouse)
+            .finish()
     }
 }
 
@@ -173,7 +179,9 @@ impl Inner {
     /// Open a table's Delta log (latest version) and register its object store.
     async fn open(&self, location: &Location) -> Result<DeltaTable> {
         let table = self.storage.delta_table(location).await.map_err(external)?;
-        let state = SessionStateBuilder::new().with_runtime_env(self.runtime.clone()).build();
+        let state = SessionStateBuilder::new()
+            .with_runtime_env(self.runtime.clone())
+            .build();
         table.update_datafusion_session(&state).map_err(external)?;
         Ok(table)
     }
@@ -225,12 +233,26 @@ impl Inner {
                     "table {name:?} has no version {v}; its versions are 0 to {newest}"
                 )))
             }
-            AsOf::Version(v) => table.load_version(v).await.map_err(|e| {
-                DataFusionError::Plan(format!("table {name:?}: cannot read version {v}: {e}"))
-            })?,
-            AsOf::Time(t) => table.load_with_datetime(t).await.map_err(|e| {
-                DataFusionError::Plan(format!("table {name:?}: no version as of {}: {e}", t.to_rfc3339()))
-            })?,
+            AsOf::Version(v) => table
+                .load_version(v)
+                .await
+                .map_err(|e| DataFusionError::Plan(format!("table {name:?}: cannot read version {v}: {e}")))?,
+            AsOf::Time(t) => {
+                table.load_with_datetime(t).await.map_err(|e| {
+                    DataFusionError::Plan(format!("table {name:?}: no version as of {}: {e}", t.to_rfc3339()))
+                })?;
+                // Before the first commit, the loader still picks version 0.
+                let v = table.version().unwrap_or(0);
+                let commit = location.path(&format!("_delta_log/{v:020}.json"));
+                let committed = location.store.head(&commit).await.map_err(external)?.last_modified;
+                if committed > t {
+                    return Err(DataFusionError::Plan(format!(
+                        "table {name:?} did not exist yet at {}; its first version is from {}",
+                        t.to_rfc3339(),
+                        committed.to_rfc3339()
+                    )));
+                }
+            }
             AsOf::Latest => {}
         }
         let provider = table.table_provider().await?;
@@ -351,11 +373,26 @@ mod tests {
     fn names_ask_for_versions() {
         assert_eq!(parse_name("mrr_monthly"), Ok(("mrr_monthly", AsOf::Latest)));
         assert_eq!(parse_name("mrr_monthly@v3"), Ok(("mrr_monthly", AsOf::Version(3))));
-        let t = DateTime::parse_from_rfc3339("2026-04-01T12:00:00+02:00").expect("time").with_timezone(&Utc);
-        assert_eq!(parse_name("mrr_monthly@2026-04-01T12:00:00+02:00"), Ok(("mrr_monthly", AsOf::Time(t))));
-        let midnight = DateTime::parse_from_rfc3339("2026-04-01T00:00:00Z").expect("time").with_timezone(&Utc);
-        assert_eq!(parse_name("mrr_monthly@2026-04-01"), Ok(("mrr_monthly", AsOf::Time(midnight))));
-        for bad in ["mrr_monthly@", "mrr_monthly@v", "mrr_monthly@v-1", "mrr_monthly@yesterday"] {
+        let t = DateTime::parse_from_rfc3339("2026-04-01T12:00:00+02:00")
+            .expect("time")
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_name("mrr_monthly@2026-04-01T12:00:00+02:00"),
+            Ok(("mrr_monthly", AsOf::Time(t)))
+        );
+        let midnight = DateTime::parse_from_rfc3339("2026-04-01T00:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_name("mrr_monthly@2026-04-01"),
+            Ok(("mrr_monthly", AsOf::Time(midnight)))
+        );
+        for bad in [
+            "mrr_monthly@",
+            "mrr_monthly@v",
+            "mrr_monthly@v-1",
+            "mrr_monthly@yesterday",
+        ] {
             let e = parse_name(bad).expect_err(bad);
             assert!(e.contains("after '@'"), "{e}");
         }

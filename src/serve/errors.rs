@@ -104,7 +104,10 @@ mod tests {
         assert_eq!(sqlstate(&plan("DDL not supported: CreateMemoryTable")), "25006");
         let stopped = DataFusionError::External(Box::new(Stopped::TooManyRows(5)));
         assert_eq!(sqlstate(&stopped), "54000");
-        let wrapped = DataFusionError::Context("x".into(), Box::new(DataFusionError::External(Box::new(Stopped::Canceled))));
+        let wrapped = DataFusionError::Context(
+            "x".into(),
+            Box::new(DataFusionError::External(Box::new(Stopped::Canceled))),
+        );
         assert_eq!(sqlstate(&wrapped), "57014");
         assert_eq!(sqlstate(&ParserError::ParserError("x".into())), "42601");
     }

@@ -131,7 +131,9 @@ impl Connection {
                 // loop to read later): forget this readiness without reading,
                 // then wait for the next event on the socket.
                 Ok(_) => {
-                    let _ = watch.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
+                    let _ = watch.try_io(Interest::READABLE, || {
+                        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+                    });
                 }
                 Err(_) => return,
             }
@@ -149,7 +151,10 @@ pub struct Connections {
 impl Connections {
     pub fn insert(&self, connection: &Arc<Connection>) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::downgrade(connection));
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::downgrade(connection));
         id
     }
 
@@ -197,8 +202,14 @@ pub struct LimitedPlanner {
 
 #[async_trait]
 impl QueryPlanner for LimitedPlanner {
-    async fn create_physical_plan(&self, logical_plan: &LogicalPlan, session: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
-        let plan = DefaultPhysicalPlanner::default().create_physical_plan(logical_plan, session).await?;
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = DefaultPhysicalPlanner::default()
+            .create_physical_plan(logical_plan, session)
+            .await?;
         Ok(Arc::new(LimitExec::new(plan, self.limits)))
     }
 }
@@ -242,7 +253,11 @@ impl LimitExec {
 
 impl DisplayAs for LimitExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LimitExec: timeout={:?}, max_rows={:?}", self.limits.timeout, self.limits.max_rows)
+        write!(
+            f,
+            "LimitExec: timeout={:?}, max_rows={:?}",
+            self.limits.timeout, self.limits.max_rows
+        )
     }
 }
 
@@ -388,7 +403,9 @@ mod tests {
             },
         );
         assert_eq!(count(&ctx, "select * from generate_series(1, 10)").await, Ok(10));
-        let e = count(&ctx, "select * from generate_series(1, 11)").await.expect_err("11 rows");
+        let e = count(&ctx, "select * from generate_series(1, 11)")
+            .await
+            .expect_err("11 rows");
         assert!(e.contains("more than 10 rows"), "{e}");
         let slow = "select count(*) from generate_series(1, 100000000000) a";
         let e = count(&ctx, slow).await.expect_err("slow");

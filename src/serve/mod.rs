@@ -57,7 +57,7 @@ pub enum ServeError {
     #[error("{path}: TLS: {message}")]
     Tls { path: String, message: String },
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Storage(Box<StorageError>),
     #[error(transparent)]
     Query(#[from] QueryError),
     #[error("cannot set up pg_catalog: {0}")]
@@ -124,11 +124,14 @@ impl Server {
         };
 
         let storage = Arc::new(Storage::new(config.storage.clone()));
-        let warehouse = storage.location(&config.warehouse)?;
+        let warehouse = storage
+            .location(&config.warehouse)
+            .map_err(|e| ServeError::Storage(Box::new(e)))?;
         let service = Arc::new(QueryService::open(storage, warehouse).await?);
         let ctx = service.context().clone();
         let catalog = ctx.state().config().options().catalog.default_catalog.clone();
         setup_pg_catalog(&ctx, &catalog, EmptyContextProvider).map_err(ServeError::Catalog)?;
+        ctx.register_udf(version_udf());
         limits::install(
             &ctx,
             limits::Limits {
@@ -165,7 +168,9 @@ impl Server {
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| ServeError::Bind { addr: listen, source })?;
-        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: listen, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr: listen, source })?;
         let auth = match settings.auth {
             ServerAuth::None => "none",
             ServerAuth::Password { .. } => "password",
@@ -240,6 +245,26 @@ impl Server {
         tracing::info!("server stopped");
         Ok(())
     }
+}
+
+/// `version()` as PostgreSQL words it: drivers and SQLAlchemy (Superset)
+/// read the server's version from it and fail on anything else.
+fn version_udf() -> datafusion::logical_expr::ScalarUDF {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+    use datafusion::scalar::ScalarValue;
+    let text = format!(
+        "PostgreSQL 16.6 on tenure {} (Apache DataFusion {}), read-only",
+        env!("CARGO_PKG_VERSION"),
+        datafusion::DATAFUSION_VERSION
+    );
+    create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.clone()))))),
+    )
 }
 
 /// The socket, and a second handle on it that only watches for the peer

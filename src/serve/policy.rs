@@ -57,15 +57,15 @@ enum Verdict {
     Cursor(Vec<Query>),
     /// Accepted and ignored, answered with this command tag.
     Ignore(&'static str),
-    Refuse(ErrorInfo),
+    Refuse(Box<ErrorInfo>),
 }
 
-fn error(code: &str, message: String) -> ErrorInfo {
-    ErrorInfo::new("ERROR".into(), code.into(), message)
+fn error(code: &str, message: String) -> Box<ErrorInfo> {
+    Box::new(ErrorInfo::new("ERROR".into(), code.into(), message))
 }
 
-fn user_error(info: ErrorInfo) -> PgWireError {
-    PgWireError::UserError(Box::new(info))
+fn user_error(info: Box<ErrorInfo>) -> PgWireError {
+    PgWireError::UserError(info)
 }
 
 fn api(e: datafusion::error::DataFusionError) -> PgWireError {
@@ -104,7 +104,10 @@ fn judge(statement: &Statement) -> Verdict {
             let queries: Option<Vec<Query>> = stmts.iter().map(|d| d.for_query.as_deref().cloned()).collect();
             match queries {
                 Some(q) => Verdict::Cursor(q),
-                None => Verdict::Refuse(error("0A000", "only DECLARE ... CURSOR FOR <query> is supported".into())),
+                None => Verdict::Refuse(error(
+                    "0A000",
+                    "only DECLARE ... CURSOR FOR <query> is supported".into(),
+                )),
             }
         }
         Statement::Set(set) => judge_set(set),
@@ -115,7 +118,10 @@ fn judge(statement: &Statement) -> Verdict {
         Statement::Deallocate { .. } => Verdict::Ignore("DEALLOCATE"),
         other => Verdict::Refuse(error(
             "25006", // read_only_sql_transaction
-            format!("cannot execute {}: tenure serves the published tables read-only", command(other)),
+            format!(
+                "cannot execute {}: tenure serves the published tables read-only",
+                command(other)
+            ),
         )),
     }
 }
@@ -223,6 +229,17 @@ impl QueryHook for Policy {
         if let Err(e) = authenticated(client) {
             return Some(Err(e));
         }
+        if matches!(statement, Statement::Declare { .. } | Statement::Fetch { .. }) {
+            // datafusion-postgres describes a cursor's rows only over the simple
+            // protocol; over this one a client would get rows it was told not to
+            // expect (psycopg 3 named cursors crash on it).
+            return Some(Err(user_error(error(
+                "0A000", // feature_not_supported
+                "server-side cursors (DECLARE/FETCH) work over the simple query protocol only; \
+                 use a client-side cursor"
+                    .into(),
+            ))));
+        }
         match judge(statement) {
             Verdict::Refuse(info) => Some(Err(user_error(info))),
             Verdict::Ignore(_) => Some(Ok(empty_plan())),
@@ -232,7 +249,10 @@ impl QueryHook for Policy {
                 if let Err(e) = self.service.refresh().await {
                     return Some(Err(api(e)));
                 }
-                let planned = self.service.plan(DfStatement::Statement(Box::new(statement.clone()))).await;
+                let planned = self
+                    .service
+                    .plan(DfStatement::Statement(Box::new(statement.clone())))
+                    .await;
                 Some(planned.map_err(api))
             }
         }
@@ -326,13 +346,27 @@ mod tests {
 
     #[test]
     fn only_reads_pass() {
-        for sql in ["select 1", "explain select 1", "show tables", "with a as (select 1) select * from a"] {
+        for sql in [
+            "select 1",
+            "explain select 1",
+            "show tables",
+            "with a as (select 1) select * from a",
+        ] {
             assert!(matches!(verdict(sql), Verdict::Plan), "{sql}");
         }
-        for sql in ["begin", "commit", "set search_path = public", "show search_path", "set time zone 'UTC'"] {
+        for sql in [
+            "begin",
+            "commit",
+            "set search_path = public",
+            "show search_path",
+            "set time zone 'UTC'",
+        ] {
             assert!(matches!(verdict(sql), Verdict::Library), "{sql}");
         }
-        for sql in ["set client_min_messages = warning", "set session characteristics as transaction read only"] {
+        for sql in [
+            "set client_min_messages = warning",
+            "set session characteristics as transaction read only",
+        ] {
             assert!(matches!(verdict(sql), Verdict::Ignore(_)), "{sql}");
         }
         for (sql, code, cmd) in [

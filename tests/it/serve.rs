@@ -87,7 +87,10 @@ impl Server {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("tenure serve did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+                panic!(
+                    "tenure serve did not start:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
         }
     }
@@ -110,14 +113,34 @@ impl Server {
 
     /// Runs `psql` with `commands` (each one `-c`), unaligned, tuples only.
     fn psql(&self, extra: &str, password: Option<&str>, commands: &[&str]) -> Output {
-        let conninfo =
-            format!("host=127.0.0.1 port={} user=tenure dbname=tenure connect_timeout=10 {extra}", self.addr.port());
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user=tenure dbname=tenure connect_timeout=10 {extra}",
+            self.addr.port()
+        );
         let mut cmd = Command::new("psql");
-        cmd.arg(conninfo).args(["-X", "-q", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "\\set VERBOSITY verbose"]);
+        cmd.arg(conninfo).args([
+            "-X",
+            "-q",
+            "-w",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "\\set VERBOSITY verbose",
+        ]);
         for c in commands {
             cmd.args(["-c", c]);
         }
-        for var in ["PGUSER", "PGDATABASE", "PGHOST", "PGPORT", "PGSSLMODE", "PGPASSFILE", "PGSERVICE"] {
+        for var in [
+            "PGUSER",
+            "PGDATABASE",
+            "PGHOST",
+            "PGPORT",
+            "PGSSLMODE",
+            "PGPASSFILE",
+            "PGSERVICE",
+        ] {
             cmd.env_remove(var);
         }
         match password {
@@ -130,7 +153,12 @@ impl Server {
     /// `psql` with the password that must succeed; returns stdout.
     fn query(&self, commands: &[&str]) -> String {
         let out = self.psql("", Some(PASSWORD), commands);
-        assert!(out.status.success(), "psql {commands:?} failed:\n{}\n--- server log\n{}", output_text(&out), self.log());
+        assert!(
+            out.status.success(),
+            "psql {commands:?} failed:\n{}\n--- server log\n{}",
+            output_text(&out),
+            self.log()
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -139,7 +167,10 @@ impl Server {
         let out = self.psql("", Some(PASSWORD), &[sql]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{sql} was accepted:\n{}", output_text(&out));
-        assert!(err.contains(&format!("ERROR:  {sqlstate}:")), "{sql} should fail with SQLSTATE {sqlstate}:\n{err}");
+        assert!(
+            err.contains(&format!("ERROR:  {sqlstate}:")),
+            "{sql} should fail with SQLSTATE {sqlstate}:\n{err}"
+        );
     }
 }
 
@@ -177,8 +208,13 @@ fn python_client(args: &[&str]) -> serde_json::Value {
     let mut cmd = Command::new(python());
     cmd.arg(repo().join("tests/py/serve_client.py")).args(args);
     let out = bounded(cmd, 60);
-    assert!(out.status.success(), "serve_client.py {args:?} failed:\n{}", output_text(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("serve_client.py printed no JSON ({e}):\n{}", output_text(&out)))
+    assert!(
+        out.status.success(),
+        "serve_client.py {args:?} failed:\n{}",
+        output_text(&out)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("serve_client.py printed no JSON ({e}):\n{}", output_text(&out)))
 }
 
 #[test]
@@ -186,7 +222,8 @@ fn psql_and_psycopg_query_and_describe_the_published_tables() {
     let p = published();
     let server = Server::start(&p, None, Some(PASSWORD));
 
-    let feb = server.query(&["select customer_id, mrr from mrr_monthly where month = date '2026-02-01' order by customer_id"]);
+    let feb = server
+        .query(&["select customer_id, mrr from mrr_monthly where month = date '2026-02-01' order by customer_id"]);
     assert_eq!(feb, "c1|100.5000\nc2|60.0000\nc3|25.2500");
 
     // What psql's \d commands and BI tools ask pg_catalog.
@@ -196,12 +233,18 @@ fn psql_and_psycopg_query_and_describe_the_published_tables() {
     }
     let described = server.query(&["\\d mrr_monthly"]);
     for line in ["month|date", "customer_id|text", "mrr|numeric"] {
-        assert!(described.contains(line), "\\d mrr_monthly should show {line:?}:\n{described}");
+        assert!(
+            described.contains(line),
+            "\\d mrr_monthly should show {line:?}:\n{described}"
+        );
     }
     let columns = server.query(&[
         "select column_name from information_schema.columns where table_name = 'mrr_monthly' order by ordinal_position",
     ]);
     assert!(columns.starts_with("month\ncustomer_id\nsegment\nmrr"), "{columns}");
+
+    // SQLAlchemy (Superset) parses the server version from version().
+    assert!(server.query(&["select version()"]).starts_with("PostgreSQL 16."));
 
     // What drivers and BI tools send on connect.
     let settings = server.query(&[
@@ -212,13 +255,21 @@ fn psql_and_psycopg_query_and_describe_the_published_tables() {
         "show search_path",
         "begin",
         "select count(*) from events",
+        "declare c cursor for select event_id from events order by event_id",
+        "fetch 2 from c",
+        "close c",
         "commit",
     ]);
-    assert_eq!(settings, format!("public\n{EVENTS}"));
+    assert_eq!(settings, format!("public\n{EVENTS}\ne1\ne2"));
 
     // psycopg 3: the extended protocol, parameters of several types, Decimal/date/NULL.
     let r = python_client(&["psycopg", &server.addr.port().to_string(), PASSWORD]);
-    let oids: Vec<i64> = r["columns"].as_array().unwrap().iter().map(|c| c[1].as_i64().unwrap()).collect();
+    let oids: Vec<i64> = r["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[1].as_i64().unwrap())
+        .collect();
     // numeric, date, timestamptz, int8, text
     assert_eq!(oids, vec![1700, 1082, 1184, 20, 25], "type OIDs of {}", r["columns"]);
     assert_eq!(
@@ -233,24 +284,32 @@ fn psql_and_psycopg_query_and_describe_the_published_tables() {
     );
     assert_eq!(
         r["c2"],
-        serde_json::json!([[["date", "2026-02-01"], ["Decimal", "60.0000"]], [["date", "2026-03-01"], ["Decimal", "60.0000"]]])
+        serde_json::json!([
+            [["date", "2026-02-01"], ["Decimal", "60.0000"]],
+            [["date", "2026-03-01"], ["Decimal", "60.0000"]]
+        ])
     );
     // c1 in January, February, March and c2 in February, March.
     assert_eq!(r["over_50_25"], 5);
     assert_eq!(r["literals"], serde_json::json!([["bool", "True"], ["None", null]]));
     assert_eq!(r["insert"], "25006");
     assert_eq!(r["after_refusal"], 5);
+    // Cursors are for the simple protocol; psycopg's named ones get a clear error.
+    assert_eq!(r["named_cursor"], "0A000");
 
     // Many clients at once.
     let clients: Vec<_> = (0..6)
         .map(|i| {
-            let sql = format!("select count(*) + {i} from events e join mrr_monthly m on e.customer_id = m.customer_id");
+            let sql =
+                format!("select count(*) + {i} from events e join mrr_monthly m on e.customer_id = m.customer_id");
             let port = server.addr.port();
             std::thread::spawn(move || {
                 let mut cmd = Command::new("psql");
-                cmd.arg(format!("host=127.0.0.1 port={port} user=tenure dbname=tenure connect_timeout=10"))
-                    .args(["-X", "-A", "-t", "-c", &sql])
-                    .env("PGPASSWORD", PASSWORD);
+                cmd.arg(format!(
+                    "host=127.0.0.1 port={port} user=tenure dbname=tenure connect_timeout=10"
+                ))
+                .args(["-X", "-A", "-t", "-c", &sql])
+                .env("PGPASSWORD", PASSWORD);
                 bounded(cmd, 60)
             })
         })
@@ -259,7 +318,11 @@ fn psql_and_psycopg_query_and_describe_the_published_tables() {
         let out = c.join().expect("client thread");
         assert!(out.status.success(), "client {i}:\n{}", output_text(&out));
         // 8 monthly rows, joined with each customer's events: c1 3×1, c2 3×2, c3 2×2.
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (13 + i).to_string(), "client {i}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            (13 + i).to_string(),
+            "client {i}"
+        );
     }
 }
 
@@ -288,8 +351,16 @@ fn writes_file_reads_and_bad_logins_are_refused_and_the_server_keeps_serving() {
         server.refused(sql, sqlstate);
     }
     // DataFusion's own syntax for reading files does not even parse here.
-    let out = server.psql("", Some(PASSWORD), &["create external table x stored as csv location '/etc/hostname'"]);
-    assert!(!out.status.success(), "create external table was accepted:\n{}", output_text(&out));
+    let out = server.psql(
+        "",
+        Some(PASSWORD),
+        &["create external table x stored as csv location '/etc/hostname'"],
+    );
+    assert!(
+        !out.status.success(),
+        "create external table was accepted:\n{}",
+        output_text(&out)
+    );
     assert!(!Path::new("/tmp/tenure-serve-copy.csv").exists());
     assert_eq!(server.query(&["select count(*) from events"]), EVENTS);
 
@@ -300,9 +371,17 @@ fn writes_file_reads_and_bad_logins_are_refused_and_the_server_keeps_serving() {
     assert_eq!(python_client(&["scram", &port, "tenure", PASSWORD])["ready"], true);
     let out = server.psql("", Some("wrong"), &["select 1"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("assword authentication failed for user \"tenure\""), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("assword authentication failed for user \"tenure\""),
+        "{}",
+        output_text(&out)
+    );
     let out = server.psql("", None, &["select 1"]);
-    assert!(!out.status.success(), "no password was accepted:\n{}", output_text(&out));
+    assert!(
+        !out.status.success(),
+        "no password was accepted:\n{}",
+        output_text(&out)
+    );
 
     // Regression: after a failed login pgwire leaves the connection "ready
     // for query"; a client that ignores the error must still not run SQL.
@@ -330,11 +409,17 @@ fn writes_file_reads_and_bad_logins_are_refused_and_the_server_keeps_serving() {
     let _ = s.write_all(&msg);
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    assert!(!rest.contains(&b'D'), "rows were sent to an unauthenticated client: {rest:?}");
+    assert!(
+        !rest.contains(&b'D'),
+        "rows were sent to an unauthenticated client: {rest:?}"
+    );
     server.wait_for_log("28000, not authenticated", 10);
 
     assert_eq!(server.query(&["select count(*) from events"]), EVENTS);
-    assert!(!server.log().contains(PASSWORD), "the password appears in the server log");
+    assert!(
+        !server.log().contains(PASSWORD),
+        "the password appears in the server log"
+    );
 }
 
 #[test]
@@ -342,18 +427,41 @@ fn tls_is_required_when_a_certificate_is_configured() {
     let p = published();
     let certs = repo().join("tests/fixtures/serve");
     let config = config_with(p.dir.path(), |t| {
-        set(t, &["server", "tls_cert"], toml::Value::String(certs.join("server.crt").display().to_string()));
-        set(t, &["server", "tls_key"], toml::Value::String(certs.join("server.key").display().to_string()));
+        set(
+            t,
+            &["server", "tls_cert"],
+            toml::Value::String(certs.join("server.crt").display().to_string()),
+        );
+        set(
+            t,
+            &["server", "tls_key"],
+            toml::Value::String(certs.join("server.key").display().to_string()),
+        );
     });
     let server = Server::start(&p, Some(&config), Some(PASSWORD));
     let root = certs.join("server.crt").display().to_string();
-    let out = server.psql(&format!("sslmode=verify-full sslrootcert={root}"), Some(PASSWORD), &["\\conninfo", "select count(*) from events"]);
+    let out = server.psql(
+        &format!("sslmode=verify-full sslrootcert={root}"),
+        Some(PASSWORD),
+        &["\\conninfo", "select count(*) from events"],
+    );
     assert!(out.status.success(), "{}", output_text(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("SSL connection") && text.trim_end().ends_with(EVENTS), "{text}");
+    assert!(
+        text.contains("SSL connection") && text.trim_end().ends_with(EVENTS),
+        "{text}"
+    );
     let out = server.psql("sslmode=disable", Some(PASSWORD), &["select 1"]);
-    assert!(!out.status.success(), "a plain connection was accepted:\n{}", output_text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("requires TLS"), "{}", output_text(&out));
+    assert!(
+        !out.status.success(),
+        "a plain connection was accepted:\n{}",
+        output_text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("requires TLS"),
+        "{}",
+        output_text(&out)
+    );
 }
 
 #[test]
@@ -367,13 +475,34 @@ fn new_runs_are_served_without_a_restart_and_earlier_versions_by_name() {
     p.run();
     let start = Instant::now();
     while server.query(&[c4]) != "1" {
-        assert!(start.elapsed() < Duration::from_secs(15), "the new version was not served:\n{}", server.log());
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the new version was not served:\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // Time travel: the version before the second run, by name.
-    assert_eq!(server.query(&["select count(*) from \"mrr_monthly@v0\" where customer_id = 'c4'"]), "0");
-    assert_eq!(server.query(&["select count(*) from \"mrr_monthly@v1\" where customer_id = 'c4'"]), "1");
+    assert_eq!(
+        server.query(&["select count(*) from \"mrr_monthly@v0\" where customer_id = 'c4'"]),
+        "0"
+    );
+    assert_eq!(
+        server.query(&["select count(*) from \"mrr_monthly@v1\" where customer_id = 'c4'"]),
+        "1"
+    );
     assert_eq!(server.query(&["select count(*) from \"events@v1\""]), EVENTS);
+    // By time: far in the future is the latest; before the first run, nothing.
+    assert_eq!(
+        server.query(&["select count(*) from \"mrr_monthly@2999-01-01\" where customer_id = 'c4'"]),
+        "1"
+    );
+    let out = server.psql("", Some(PASSWORD), &["select * from \"events@2000-01-01T00:00:00Z\""]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did not exist yet"),
+        "{}",
+        output_text(&out)
+    );
     let out = server.psql("", Some(PASSWORD), &["select * from \"mrr_monthly@v7\""]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("has no version 7; its versions are 0 to 1"),
@@ -393,20 +522,34 @@ fn queries_stop_on_timeout_row_limit_and_disconnect() {
     let endless = "select count(*) from generate_series(1, 1000000000000)";
 
     server.refused("select * from events", "54000");
-    assert_eq!(server.query(&["select event_id from events order by event_id limit 3"]), "e1\ne2\ne3");
+    assert_eq!(
+        server.query(&["select event_id from events order by event_id limit 3"]),
+        "e1\ne2\ne3"
+    );
 
     let start = Instant::now();
     let out = server.psql("", Some(PASSWORD), &["set statement_timeout = '500ms'", endless]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ERROR:  57014:"), "{}", output_text(&out));
-    assert!(start.elapsed() < Duration::from_secs(30), "the timeout took {:?}", start.elapsed());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ERROR:  57014:"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "the timeout took {:?}",
+        start.elapsed()
+    );
 
     // A client that goes away mid-query: its query stops.
     let mut cmd = Command::new("psql");
-    cmd.arg(format!("host=127.0.0.1 port={} user=tenure dbname=tenure", server.addr.port()))
-        .args(["-X", "-c", endless])
-        .env("PGPASSWORD", PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.arg(format!(
+        "host=127.0.0.1 port={} user=tenure dbname=tenure",
+        server.addr.port()
+    ))
+    .args(["-X", "-c", endless])
+    .env("PGPASSWORD", PASSWORD)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     let mut client = cmd.spawn().expect("psql");
     std::thread::sleep(Duration::from_millis(700));
     client.kill().expect("kill our psql");
@@ -418,19 +561,35 @@ fn queries_stop_on_timeout_row_limit_and_disconnect() {
 #[test]
 fn serve_refuses_unsafe_or_incomplete_settings() {
     let p = published();
-    let open = config_with(p.dir.path(), |t| set(t, &["server", "auth"], toml::Value::String("none".into())));
+    let open = config_with(p.dir.path(), |t| {
+        set(t, &["server", "auth"], toml::Value::String("none".into()))
+    });
     let wh = p.warehouse.display().to_string();
     let cfg = open.display().to_string();
 
     let out = tenure(&["--config", &cfg, "serve", "--warehouse", &wh, "--listen", "0.0.0.0:0"]);
-    assert!(!out.status.success(), "auth = none served the network:\n{}", output_text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"), "{}", output_text(&out));
+    assert!(
+        !out.status.success(),
+        "auth = none served the network:\n{}",
+        output_text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback"),
+        "{}",
+        output_text(&out)
+    );
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenure"));
-    cmd.args(["serve", "--warehouse", &wh, "--listen", "127.0.0.1:0"]).current_dir(repo()).env_remove("TENURE_SERVER_PASSWORD");
+    cmd.args(["serve", "--warehouse", &wh, "--listen", "127.0.0.1:0"])
+        .current_dir(repo())
+        .env_remove("TENURE_SERVER_PASSWORD");
     let out = bounded(cmd, 60);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TENURE_SERVER_PASSWORD"), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TENURE_SERVER_PASSWORD"),
+        "{}",
+        output_text(&out)
+    );
 
     // auth = "none" on a loopback address: a local demo, no password asked.
     let server = Server::start(&p, Some(&open), None);

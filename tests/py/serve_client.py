@@ -62,6 +62,14 @@ def run_psycopg(port, password):
     conn.rollback()
     cur.execute("select count(*) from events")
     out["after_refusal"] = cur.fetchone()[0]
+    try:
+        named = conn.cursor(name="c")
+        named.execute("select event_id from events")
+        named.fetchall()
+        out["named_cursor"] = "accepted"
+    except psycopg.Error as e:
+        out["named_cursor"] = e.sqlstate
+    conn.rollback()
     conn.close()
     print(json.dumps(out))
 

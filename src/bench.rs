@@ -1,0 +1,970 @@
+//! `tenure bench`: the speed and memory of a full pipeline run (ingest, every
+//! model, checks, publish) on a deterministic dataset, and optionally of a
+//! DuckDB peer doing the same job on the same files. It prints figures and
+//! writes them as JSON; it asserts nothing (STYLE.md rule 13).
+//!
+//! This module owns the benchmark datasets (made once per size by the
+//! generator of `tenure demo` and reused while their manifest matches), the
+//! child processes that do the measured work (`tenure run`, and
+//! `bench/duckdb_peer.py` for the peer), and the reading of each child's peak
+//! RSS from the OS (`wait4`). It must not change how a run works: every
+//! measured run is an ordinary `tenure run` in a fresh warehouse, and its step
+//! timings are the ones its run report records.
+
+use crate::catalog::Catalog;
+use crate::config::{self, Overrides};
+use crate::demo::{self, DemoOptions};
+use anyhow::{anyhow, bail, Context};
+use chrono::{Days, NaiveDate};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Last day of the benchmark history (the date `tenure demo` uses); the
+/// measured runs are as of this date.
+const END_DATE: (i32, u32, u32) = (2026, 11, 15);
+/// Seed of the generator (the demo's).
+const SEED: u64 = 42;
+/// The marts the DuckDB peer builds, so the work both do.
+const PEER_MARTS: [&str; 4] = ["mrr_monthly", "mrr_bridge_monthly", "ndr_trailing_12m", "customer_health"];
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Events in the dataset (usage events are scaled to reach about this many).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Customers in the dataset.
+    #[arg(long, default_value_t = 20_000)]
+    pub customers: usize,
+    /// Months of history.
+    #[arg(long, default_value_t = 24)]
+    pub months: u32,
+    /// Folder for the datasets (one per size, reused) and the runs' warehouses.
+    #[arg(long, default_value = "bench-data")]
+    pub dir: PathBuf,
+    /// Measured runs; figures are their medians.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Also write the figures, and every run's, as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Also run the DuckDB peer (`bench/duckdb_peer.py`, needs `python3` with
+    /// `duckdb`) on the same files in each run, and print tenure/DuckDB ratios.
+    #[arg(long)]
+    pub peer: bool,
+    /// After each full run, add one new day of objects and measure the
+    /// incremental run that picks them up.
+    #[arg(long)]
+    pub incremental: bool,
+}
+
+/// What a dataset folder holds; a folder whose manifest differs is made again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Manifest {
+    tenure_version: String,
+    target_events: u64,
+    customers: usize,
+    months: u32,
+    end_date: String,
+    seed: u64,
+    messy: bool,
+    /// From the generator's summary: what ingest must accept, reject, drop.
+    events: u64,
+    bad_rows: u64,
+    duplicate_rows: u64,
+    objects: usize,
+    bytes: u64,
+    generate_seconds: f64,
+}
+
+impl Manifest {
+    fn same_options(&self, other: &Manifest) -> bool {
+        (
+            &self.tenure_version,
+            self.target_events,
+            self.customers,
+            self.months,
+            &self.end_date,
+            self.seed,
+            self.messy,
+        ) == (
+            &other.tenure_version,
+            other.target_events,
+            other.customers,
+            other.months,
+            &other.end_date,
+            other.seed,
+            other.messy,
+        )
+    }
+}
+
+/// A child process's wall time and peak resident set size, as the OS saw it.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Usage {
+    wall_seconds: f64,
+    peak_rss_kib: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct StepTime {
+    name: String,
+    seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<u64>,
+}
+
+/// One measured `tenure run`.
+#[derive(Debug, Clone, Serialize)]
+struct TenureRun {
+    usage: Usage,
+    /// `seconds` of the run report (the run, without process start and exit).
+    report_seconds: f64,
+    steps: Vec<StepTime>,
+    rows_read: u64,
+    accepted: u64,
+    rejected: u64,
+    duplicates: u64,
+    objects_ingested: u64,
+}
+
+/// One measured run of the DuckDB peer.
+#[derive(Debug, Clone, Serialize)]
+struct PeerRun {
+    usage: Usage,
+    /// The peer's own total (its steps, without interpreter start).
+    own_seconds: f64,
+    /// The peer's own `ru_maxrss` (KiB), for comparison with `usage`.
+    own_peak_rss_kib: u64,
+    steps: Vec<StepTime>,
+    counts: BTreeMap<String, u64>,
+    duckdb_version: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Median {
+    name: String,
+    seconds: f64,
+    min: f64,
+    max: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Compared {
+    work: String,
+    tenure_seconds: f64,
+    duckdb_seconds: f64,
+    ratio: f64,
+    /// Which tenure steps and which peer steps the row adds up.
+    tenure_steps: Vec<String>,
+    duckdb_steps: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    dataset: Manifest,
+    runs: usize,
+    tenure: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duckdb: Option<Summary>,
+    comparison: Vec<Compared>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incremental: Option<Incremental>,
+    tenure_runs: Vec<TenureRun>,
+    duckdb_runs: Vec<PeerRun>,
+    incremental_runs: Vec<TenureRun>,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    /// Median wall time of the child process, start to exit.
+    wall_seconds: f64,
+    /// Median of the per-run peak RSS of the child (KiB), and the largest.
+    peak_rss_kib: u64,
+    peak_rss_kib_max: u64,
+    steps: Vec<Median>,
+    /// Rows read by ingest per second of its ingest step (median).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingest_rows_per_second: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Incremental {
+    new_objects: usize,
+    new_rows: u64,
+    as_of: String,
+    wall_seconds: f64,
+    full_wall_seconds: f64,
+    fraction_of_full: f64,
+    peak_rss_kib: u64,
+    steps: Vec<Median>,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cores: usize,
+    memory_kib: Option<u64>,
+    cpu: Option<String>,
+    os: String,
+}
+
+/// Run the benchmark. `config_file` is the config the measured runs use.
+pub async fn run(config_file: &Path, args: &BenchArgs) -> anyhow::Result<()> {
+    let config_file = config_file.to_path_buf();
+    let args = args.clone();
+    tokio::task::spawn_blocking(move || run_blocking(&config_file, &args))
+        .await
+        .map_err(|e| anyhow!("the benchmark task failed: {e}"))?
+}
+
+fn run_blocking(config_file: &Path, args: &BenchArgs) -> anyhow::Result<()> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let end = NaiveDate::from_ymd_opt(END_DATE.0, END_DATE.1, END_DATE.2).context("end date")?;
+    let exe = std::env::current_exe().context("cannot find the tenure executable to run the measured runs")?;
+    let machine = machine();
+    fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize().with_context(|| format!("cannot resolve {}", args.dir.display()))?;
+
+    let (data_root, manifest) = dataset(&dir, args, end)?;
+    let data_raw = data_root.join("raw");
+    let work = dir.join("work");
+    fs::create_dir_all(&work)?;
+
+    // The model groups the peer is compared on, from the model graph.
+    let project = config::load(
+        config_file,
+        &Overrides {
+            raw: Some(data_raw.display().to_string()),
+            warehouse: Some(work.join("warehouse").display().to_string()),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    let catalog = Catalog::load(&project.config.sql_dir).map_err(|e| anyhow!("{e}"))?;
+    let groups = peer_groups(&catalog)?;
+    if args.peer && (project.config.timezone.name() != "UTC" || project.config.currency != "USD") {
+        eprintln!(
+            "note: the DuckDB peer assumes reporting timezone UTC and currency USD; this config has {} and {}",
+            project.config.timezone.name(),
+            project.config.currency
+        );
+    }
+    let peer_script = if args.peer { Some(peer_script()?) } else { None };
+
+    // With --incremental the runs read a tree of hard links to the dataset, so
+    // that the new day can be added and removed without touching the dataset.
+    let run_raw = if args.incremental {
+        let tree = work.join("raw-links");
+        link_tree(&data_raw, &tree)?;
+        tree
+    } else {
+        data_raw.clone()
+    };
+
+    let mut tenure_runs = Vec::new();
+    let mut peer_runs = Vec::new();
+    let mut incremental_runs = Vec::new();
+    let mut new_day = (0usize, 0u64);
+    for i in 0..args.runs {
+        let run_dir = work.join(format!("run-{}", i + 1));
+        reset_dir(&run_dir)?;
+        let warehouse = run_dir.join("warehouse");
+        let full = tenure_run(&exe, config_file, &run_raw, &warehouse, end, &run_dir.join("full"))
+            .with_context(|| format!("run {} of tenure failed", i + 1))?;
+        eprintln!(
+            "run {}/{}  tenure   {:>8.2}s  peak RSS {}",
+            i + 1,
+            args.runs,
+            full.usage.wall_seconds,
+            mib(full.usage.peak_rss_kib)
+        );
+        tenure_runs.push(full);
+        if args.incremental {
+            let next = end + Days::new(1);
+            let added = add_next_day(&run_raw, end)?;
+            new_day = (added.paths.len(), added.rows);
+            let inc = tenure_run(&exe, config_file, &run_raw, &warehouse, next, &run_dir.join("incremental"));
+            for p in &added.paths {
+                let _ = fs::remove_file(p);
+            }
+            let inc = inc.with_context(|| format!("incremental run {} of tenure failed", i + 1))?;
+            eprintln!(
+                "run {}/{}  tenure incremental {:>8.2}s  ({} new rows)  peak RSS {}",
+                i + 1,
+                args.runs,
+                inc.usage.wall_seconds,
+                added.rows,
+                mib(inc.usage.peak_rss_kib)
+            );
+            incremental_runs.push(inc);
+        }
+        if let Some(script) = &peer_script {
+            let out = run_dir.join("duckdb");
+            let peer = peer_run(script, &data_raw, &out, end, machine.cores)
+                .with_context(|| format!("run {} of the DuckDB peer failed", i + 1))?;
+            eprintln!(
+                "run {}/{}  duckdb   {:>8.2}s  peak RSS {}",
+                i + 1,
+                args.runs,
+                peer.usage.wall_seconds,
+                mib(peer.usage.peak_rss_kib)
+            );
+            peer_runs.push(peer);
+        }
+        // Keep the last run's outputs for inspection; drop the others.
+        if i + 1 < args.runs {
+            let _ = fs::remove_dir_all(&run_dir);
+        }
+    }
+
+    let tenure = summarize(&tenure_runs.iter().map(|r| (r.usage, r.steps.clone(), r.rows_read)).collect::<Vec<_>>());
+    let duckdb = (!peer_runs.is_empty()).then(|| {
+        let rows_read = |r: &PeerRun| r.counts.get("rows_read").copied().unwrap_or(0);
+        summarize(&peer_runs.iter().map(|r| (r.usage, r.steps.clone(), rows_read(r))).collect::<Vec<_>>())
+    });
+    let comparison = match &duckdb {
+        Some(d) => compare(&groups, &tenure, d),
+        None => Vec::new(),
+    };
+    let incremental = (!incremental_runs.is_empty()).then(|| {
+        let s = summarize(&incremental_runs.iter().map(|r| (r.usage, r.steps.clone(), r.rows_read)).collect::<Vec<_>>());
+        Incremental {
+            new_objects: new_day.0,
+            new_rows: new_day.1,
+            as_of: (end + Days::new(1)).to_string(),
+            wall_seconds: s.wall_seconds,
+            full_wall_seconds: tenure.wall_seconds,
+            fraction_of_full: s.wall_seconds / tenure.wall_seconds,
+            peak_rss_kib: s.peak_rss_kib,
+            steps: s.steps,
+        }
+    });
+    let report = Report {
+        machine,
+        dataset: manifest,
+        runs: args.runs,
+        tenure,
+        duckdb,
+        comparison,
+        incremental,
+        tenure_runs,
+        duckdb_runs: peer_runs,
+        incremental_runs,
+    };
+    print_report(&report, end);
+    if let Some(path) = &args.json {
+        let body = serde_json::to_vec_pretty(&report)?;
+        fs::write(path, body).with_context(|| format!("cannot write {}", path.display()))?;
+        println!("\nfigures written to {}", path.display());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The dataset
+
+/// The dataset folder for these options, generated unless a complete one with
+/// a matching manifest is there.
+fn dataset(dir: &Path, args: &BenchArgs, end: NaiveDate) -> anyhow::Result<(PathBuf, Manifest)> {
+    let root = dir.join(format!("events-{}-customers-{}-months-{}", args.events, args.customers, args.months));
+    let manifest_path = root.join("manifest.json");
+    let opts = DemoOptions {
+        customers: args.customers,
+        months: args.months,
+        end_date: end,
+        seed: SEED,
+        target_events: Some(args.events),
+        messy: true,
+    };
+    let mut wanted = Manifest {
+        tenure_version: env!("CARGO_PKG_VERSION").to_string(),
+        target_events: args.events,
+        customers: args.customers,
+        months: args.months,
+        end_date: end.to_string(),
+        seed: SEED,
+        messy: true,
+        events: 0,
+        bad_rows: 0,
+        duplicate_rows: 0,
+        objects: 0,
+        bytes: 0,
+        generate_seconds: 0.0,
+    };
+    if let Ok(text) = fs::read_to_string(&manifest_path) {
+        if let Ok(found) = serde_json::from_str::<Manifest>(&text) {
+            if found.same_options(&wanted) && root.join("raw").is_dir() {
+                eprintln!("dataset  {} (reused: manifest matches)", root.display());
+                return Ok((root, found));
+            }
+        }
+    }
+    // Stale or partial: make it again. The manifest is written last, so an
+    // interrupted generation is never taken for a complete one.
+    reset_dir(&root)?;
+    eprintln!("dataset  generating about {} events for {} customers over {} months into {} ...", args.events, args.customers, args.months, root.display());
+    let t = Instant::now();
+    let summary = demo::generate(&root.join("raw"), &opts).with_context(|| format!("cannot generate the dataset in {}", root.display()))?;
+    wanted.events = summary.events;
+    wanted.bad_rows = summary.bad_rows;
+    wanted.duplicate_rows = summary.duplicate_rows;
+    wanted.objects = summary.objects;
+    wanted.bytes = summary.bytes;
+    wanted.generate_seconds = t.elapsed().as_secs_f64();
+    fs::write(&manifest_path, serde_json::to_vec_pretty(&wanted)?).with_context(|| format!("cannot write {}", manifest_path.display()))?;
+    eprintln!("dataset  {} events in {} objects ({}) in {:.1}s", wanted.events, wanted.objects, gib(wanted.bytes), wanted.generate_seconds);
+    Ok((root, wanted))
+}
+
+fn reset_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// `dst` as a tree of hard links to the files of `src` (copies where a link
+/// cannot be made): same bytes, sizes and modification times, no extra space.
+fn link_tree(src: &Path, dst: &Path) -> anyhow::Result<()> {
+    reset_dir(dst)?;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in fs::read_dir(src.join(&rel)).with_context(|| format!("cannot list {}", src.join(&rel).display()))? {
+            let entry = entry?;
+            let rel_child = rel.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                fs::create_dir_all(dst.join(&rel_child))?;
+                stack.push(rel_child);
+            } else {
+                let (from, to) = (src.join(&rel_child), dst.join(&rel_child));
+                if fs::hard_link(&from, &to).is_err() {
+                    fs::copy(&from, &to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+struct AddedDay {
+    paths: Vec<PathBuf>,
+    rows: u64,
+}
+
+/// One new day of raw objects: the JSON Lines objects of the day `end`, with
+/// new event ids and every `occurred_at` one day later, written to the folder
+/// of the next day. Rows that are not valid JSON objects with a parsable
+/// timestamp are left out, so the new day is all accepted events.
+fn add_next_day(raw: &Path, end: NaiveDate) -> anyhow::Result<AddedDay> {
+    let day_dir = |d: NaiveDate| raw.join("events").join(d.format("%Y/%m/%d").to_string());
+    let src = day_dir(end);
+    let dst = day_dir(end + Days::new(1));
+    fs::create_dir_all(&dst)?;
+    let mut names: Vec<String> = fs::read_dir(&src)
+        .with_context(|| format!("cannot list {}", src.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(['_', '.']) && [".jsonl", ".ndjson", ".json"].iter().any(|x| n.to_ascii_lowercase().ends_with(x)))
+        .collect();
+    names.sort();
+    let mut added = AddedDay { paths: Vec::new(), rows: 0 };
+    for name in names {
+        let reader = std::io::BufReader::new(fs::File::open(src.join(&name))?);
+        let stem = name.split('.').next().unwrap_or("part");
+        let path = dst.join(format!("incremental-{stem}.jsonl"));
+        let mut out = std::io::BufWriter::new(fs::File::create(&path)?);
+        added.paths.push(path.clone());
+        for line in reader.lines() {
+            let line = line?;
+            let Ok(serde_json::Value::Object(mut o)) = serde_json::from_str::<serde_json::Value>(line.trim_start_matches('\u{feff}')) else {
+                continue;
+            };
+            let (Some(id), Some(ts)) = (
+                o.get("event_id").and_then(|v| v.as_str()).map(str::to_string),
+                o.get("occurred_at").and_then(|v| v.as_str()).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()),
+            ) else {
+                continue;
+            };
+            let Some(next) = ts.checked_add_days(Days::new(1)) else { continue };
+            o.insert("event_id".into(), format!("{id}_next").into());
+            o.insert("occurred_at".into(), next.to_rfc3339().into());
+            serde_json::to_writer(&mut out, &o)?;
+            out.write_all(b"\n")?;
+            added.rows += 1;
+        }
+        out.flush()?;
+    }
+    Ok(added)
+}
+
+// ---------------------------------------------------------------------------
+// Measured child processes
+
+/// Run `cmd` to its end and read its wall time and peak RSS (`ru_maxrss` of
+/// the rusage `wait4` returns for it: the OS's count, per child).
+fn measure(cmd: &mut Command) -> anyhow::Result<(Usage, std::process::ExitStatus)> {
+    use std::os::unix::process::ExitStatusExt;
+    let t = Instant::now();
+    let child = cmd.spawn().with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data, and wait4 fills it; the child is ours
+    // and not waited for by anything else (`child` is never waited on).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(anyhow!("waiting for child {pid}: {err}"));
+        }
+    }
+    let wall_seconds = t.elapsed().as_secs_f64();
+    drop(child);
+    // ru_maxrss is in KiB on Linux, in bytes on macOS.
+    let maxrss = usage.ru_maxrss.max(0) as u64;
+    let peak_rss_kib = if cfg!(target_os = "macos") { maxrss / 1024 } else { maxrss };
+    Ok((Usage { wall_seconds, peak_rss_kib }, std::process::ExitStatus::from_raw(status)))
+}
+
+fn log_files(prefix: &Path) -> anyhow::Result<(PathBuf, PathBuf, Stdio, Stdio)> {
+    if let Some(parent) = prefix.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let out = prefix.with_extension("stdout.txt");
+    let err = prefix.with_extension("stderr.txt");
+    let o = fs::File::create(&out)?;
+    let e = fs::File::create(&err)?;
+    Ok((out, err, Stdio::from(o), Stdio::from(e)))
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// One `tenure run` as a child process, and the steps of its run report.
+fn tenure_run(exe: &Path, config_file: &Path, raw: &Path, warehouse: &Path, as_of: NaiveDate, logs: &Path) -> anyhow::Result<TenureRun> {
+    let (_, err_path, stdout, stderr) = log_files(logs)?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--config")
+        .arg(config_file)
+        .arg("run")
+        .arg("--raw")
+        .arg(raw)
+        .arg("--warehouse")
+        .arg(warehouse)
+        .arg("--as-of")
+        .arg(as_of.to_string())
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    let (usage, status) = measure(&mut cmd)?;
+    if !status.success() {
+        bail!("tenure run exited with {status}:\n{}", tail(&err_path, 20));
+    }
+    let report = latest_report(warehouse)?;
+    let steps = report["steps"]
+        .as_array()
+        .ok_or_else(|| anyhow!("run report without steps"))?
+        .iter()
+        .map(|s| StepTime {
+            name: s["name"].as_str().unwrap_or("?").to_string(),
+            seconds: s["seconds"].as_f64().unwrap_or(0.0),
+            rows: s["rows"].as_u64(),
+        })
+        .collect();
+    let totals = &report["ingest"]["totals"];
+    let n = |k: &str| totals[k].as_u64().unwrap_or(0);
+    Ok(TenureRun {
+        usage,
+        report_seconds: report["seconds"].as_f64().unwrap_or(0.0),
+        steps,
+        rows_read: n("rows_read"),
+        accepted: n("accepted"),
+        rejected: n("rejected"),
+        duplicates: n("duplicates"),
+        objects_ingested: n("objects_ingested"),
+    })
+}
+
+/// The newest run report of a local warehouse (run ids sort by start time).
+fn latest_report(warehouse: &Path) -> anyhow::Result<serde_json::Value> {
+    let dir = warehouse.join(crate::pipeline::report::RUNS_DIR);
+    let newest = fs::read_dir(&dir)
+        .with_context(|| format!("no run reports in {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .max()
+        .ok_or_else(|| anyhow!("no run report in {}", dir.display()))?;
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(&newest)?).with_context(|| format!("cannot read {}", newest.display()))?;
+    if report["status"] != "succeeded" {
+        bail!("run {} did not succeed: {}", newest.display(), report["error"]);
+    }
+    Ok(report)
+}
+
+/// The peer script: next to the sources this binary was built from, or in `bench/` here.
+fn peer_script() -> anyhow::Result<PathBuf> {
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/duckdb_peer.py");
+    let here = PathBuf::from("bench/duckdb_peer.py");
+    [built_from, here]
+        .into_iter()
+        .find(|p| p.exists())
+        .ok_or_else(|| anyhow!("bench/duckdb_peer.py not found; run tenure bench --peer from the project folder"))
+}
+
+/// One run of the DuckDB peer as a child process; it prints its figures as JSON.
+fn peer_run(script: &Path, raw: &Path, out: &Path, as_of: NaiveDate, threads: usize) -> anyhow::Result<PeerRun> {
+    reset_dir(out)?;
+    let (out_path, err_path, stdout, stderr) = log_files(&out.join("peer"))?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut cmd = Command::new(&python);
+    cmd.arg(script)
+        .arg("--raw")
+        .arg(raw)
+        .arg("--out")
+        .arg(out)
+        .arg("--as-of")
+        .arg(as_of.to_string())
+        .arg("--threads")
+        .arg(threads.to_string())
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    let (usage, status) = measure(&mut cmd).with_context(|| format!("is {python} installed (with `pip install duckdb`)?"))?;
+    if !status.success() {
+        bail!("the DuckDB peer exited with {status}:\n{}", tail(&err_path, 20));
+    }
+    let text = fs::read_to_string(&out_path)?;
+    let last = text.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or_else(|| anyhow!("the DuckDB peer printed no figures"))?;
+    let v: serde_json::Value = serde_json::from_str(last).context("the DuckDB peer's figures are not JSON")?;
+    let steps = v["steps"]
+        .as_array()
+        .ok_or_else(|| anyhow!("peer figures without steps"))?
+        .iter()
+        .map(|s| StepTime {
+            name: s["name"].as_str().unwrap_or("?").to_string(),
+            seconds: s["seconds"].as_f64().unwrap_or(0.0),
+            rows: s["rows"].as_u64(),
+        })
+        .collect();
+    let counts = v["counts"]
+        .as_object()
+        .map(|o| o.iter().filter_map(|(k, v)| v.as_u64().map(|n| (k.clone(), n))).collect())
+        .unwrap_or_default();
+    Ok(PeerRun {
+        usage,
+        own_seconds: v["seconds"].as_f64().unwrap_or(0.0),
+        own_peak_rss_kib: v["peak_rss_kib"].as_u64().unwrap_or(0),
+        steps,
+        counts,
+        duckdb_version: v["duckdb_version"].as_str().unwrap_or("?").to_string(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Figures
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Medians over runs: wall time, peak RSS, and every step (in first-run order).
+fn summarize(runs: &[(Usage, Vec<StepTime>, u64)]) -> Summary {
+    let mut wall: Vec<f64> = runs.iter().map(|r| r.0.wall_seconds).collect();
+    let mut rss: Vec<f64> = runs.iter().map(|r| r.0.peak_rss_kib as f64).collect();
+    let mut names: Vec<String> = Vec::new();
+    for (_, steps, _) in runs {
+        for s in steps {
+            if !names.contains(&s.name) {
+                names.push(s.name.clone());
+            }
+        }
+    }
+    let steps = names
+        .iter()
+        .map(|name| {
+            let mut v: Vec<f64> = runs.iter().filter_map(|r| r.1.iter().find(|s| &s.name == name).map(|s| s.seconds)).collect();
+            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = v.iter().copied().fold(0.0, f64::max);
+            Median { name: name.clone(), seconds: median(&mut v), min, max }
+        })
+        .collect();
+    let mut ingest_rate: Vec<f64> = runs
+        .iter()
+        .filter_map(|(_, steps, rows)| steps.iter().find(|s| s.name == "ingest").filter(|s| s.seconds > 0.0).map(|s| *rows as f64 / s.seconds))
+        .collect();
+    Summary {
+        wall_seconds: median(&mut wall),
+        peak_rss_kib: median(&mut rss) as u64,
+        peak_rss_kib_max: runs.iter().map(|r| r.0.peak_rss_kib).max().unwrap_or(0),
+        steps,
+        ingest_rows_per_second: (!ingest_rate.is_empty()).then(|| median(&mut ingest_rate)),
+    }
+}
+
+/// Which tenure steps do the work of which peer step.
+struct PeerGroups {
+    /// Models upstream of the MRR marts (the customer-month spine).
+    spine: Vec<String>,
+    /// Models only `customer_health` needs (beyond the spine), itself included.
+    health: Vec<String>,
+}
+
+fn upstream(catalog: &Catalog, name: &str, into: &mut BTreeSet<String>) -> anyhow::Result<()> {
+    let model = catalog.model(name).ok_or_else(|| anyhow!("model {name:?} is not in sql/; the peer comparison needs it"))?;
+    for dep in &model.depends_on {
+        if into.insert(dep.clone()) {
+            upstream(catalog, dep, into)?;
+        }
+    }
+    Ok(())
+}
+
+fn peer_groups(catalog: &Catalog) -> anyhow::Result<PeerGroups> {
+    let mut spine = BTreeSet::new();
+    for m in &PEER_MARTS[..3] {
+        upstream(catalog, m, &mut spine)?;
+    }
+    for m in &PEER_MARTS {
+        spine.remove(*m);
+    }
+    let mut health = BTreeSet::new();
+    upstream(catalog, "customer_health", &mut health)?;
+    health.insert("customer_health".to_string());
+    let health = health.into_iter().filter(|m| !spine.contains(m)).collect();
+    Ok(PeerGroups { spine: spine.into_iter().collect(), health })
+}
+
+fn compare(groups: &PeerGroups, tenure: &Summary, duckdb: &Summary) -> Vec<Compared> {
+    let models = |names: &[String]| names.iter().map(|n| format!("model:{n}")).collect::<Vec<_>>();
+    let rows: Vec<(&str, Vec<String>, Vec<String>)> = vec![
+        ("ingest", vec!["ingest".into()], vec!["ingest".into()]),
+        ("customer-month spine", models(&groups.spine), vec!["customer_months".into()]),
+        ("mrr_monthly", vec!["model:mrr_monthly".into()], vec!["mrr_monthly".into()]),
+        ("mrr_bridge_monthly", vec!["model:mrr_bridge_monthly".into()], vec!["mrr_bridge_monthly".into()]),
+        ("ndr_trailing_12m", vec!["model:ndr_trailing_12m".into()], vec!["ndr_trailing_12m".into()]),
+        ("customer_health (+ its inputs)", models(&groups.health), vec!["customer_health".into()]),
+        ("publish / write marts", vec!["publish".into()], vec!["write".into()]),
+    ];
+    let sum = |s: &Summary, names: &[String]| s.steps.iter().filter(|m| names.contains(&m.name)).map(|m| m.seconds).sum::<f64>();
+    let mut out: Vec<Compared> = rows
+        .into_iter()
+        .map(|(work, t, d)| {
+            let (ts, ds) = (sum(tenure, &t), sum(duckdb, &d));
+            Compared { work: work.into(), tenure_seconds: ts, duckdb_seconds: ds, ratio: ratio(ts, ds), tenure_steps: t, duckdb_steps: d }
+        })
+        .collect();
+    let (ts, ds) = (out.iter().map(|c| c.tenure_seconds).sum::<f64>(), out.iter().map(|c| c.duckdb_seconds).sum::<f64>());
+    let all_t = out.iter().flat_map(|c| c.tenure_steps.clone()).collect();
+    let all_d = out.iter().flat_map(|c| c.duckdb_steps.clone()).collect();
+    out.push(Compared { work: "same job, total".into(), tenure_seconds: ts, duckdb_seconds: ds, ratio: ratio(ts, ds), tenure_steps: all_t, duckdb_steps: all_d });
+    out.push(Compared {
+        work: "process wall time".into(),
+        tenure_seconds: tenure.wall_seconds,
+        duckdb_seconds: duckdb.wall_seconds,
+        ratio: ratio(tenure.wall_seconds, duckdb.wall_seconds),
+        tenure_steps: vec!["(whole `tenure run`: all 10 marts, checks, publish)".into()],
+        duckdb_steps: vec!["(whole peer process, python start included)".into()],
+    });
+    out
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        f64::NAN
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.0} MiB", kib as f64 / 1024.0)
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn print_report(r: &Report, end: NaiveDate) {
+    let d = &r.dataset;
+    let first = r.tenure_runs.first();
+    println!();
+    println!(
+        "tenure bench: {} events target, {} customers, {} months to {} (as of {end}); {} rows in {} objects, {} on disk",
+        thousands(d.target_events),
+        thousands(d.customers as u64),
+        d.months,
+        d.end_date,
+        thousands(first.map_or(0, |f| f.rows_read)),
+        thousands(first.map_or(0, |f| f.objects_ingested)),
+        gib(d.bytes),
+    );
+    if let Some(f) = first {
+        println!(
+            "ingest outcome: {} accepted, {} rejected, {} duplicates",
+            thousands(f.accepted),
+            thousands(f.rejected),
+            thousands(f.duplicates)
+        );
+    }
+    println!(
+        "machine: {} cores, {} memory, {}{}",
+        r.machine.cores,
+        r.machine.memory_kib.map_or("?".into(), |k| gib(k * 1024)),
+        r.machine.os,
+        r.machine.cpu.as_ref().map_or(String::new(), |c| format!(", {c}"))
+    );
+    println!("medians of {} run(s); each run a child process in a fresh warehouse\n", r.runs);
+
+    let t = &r.tenure;
+    let mut report_seconds: Vec<f64> = r.tenure_runs.iter().map(|x| x.report_seconds).collect();
+    let total = median(&mut report_seconds);
+    println!("{:<40} {:>10} {:>10} {:>10} {:>7}", "tenure step", "median s", "min s", "max s", "share");
+    for s in &t.steps {
+        println!(
+            "{:<40} {:>10.3} {:>10.3} {:>10.3} {:>6.1}%",
+            s.name,
+            s.seconds,
+            s.min,
+            s.max,
+            if total > 0.0 { 100.0 * s.seconds / total } else { 0.0 }
+        );
+    }
+    println!("{:<40} {:>10.3}", "run (report seconds)", total);
+    println!("{:<40} {:>10.3}", "process wall time", t.wall_seconds);
+    println!("{:<40} {:>10}   (max {})", "peak RSS", mib(t.peak_rss_kib), mib(t.peak_rss_kib_max));
+    if let Some(rate) = t.ingest_rows_per_second {
+        println!("{:<40} {:>10}", "ingest rows read per second", thousands(rate as u64));
+    }
+    let mut heaviest: Vec<&Median> = t.steps.iter().filter(|s| s.name.starts_with("model:")).collect();
+    heaviest.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    let names: Vec<String> = heaviest.iter().take(3).map(|s| format!("{} {:.2}s", s.name.trim_start_matches("model:"), s.seconds)).collect();
+    if !names.is_empty() {
+        println!("{:<40} {}", "heaviest models", names.join(", "));
+    }
+
+    if let Some(dk) = &r.duckdb {
+        println!();
+        let version = r.duckdb_runs.first().map_or("?", |p| p.duckdb_version.as_str());
+        println!("{:<40} {:>10} {:>10} {:>10}", format!("DuckDB peer ({version}) step"), "median s", "min s", "max s");
+        for s in &dk.steps {
+            println!("{:<40} {:>10.3} {:>10.3} {:>10.3}", s.name, s.seconds, s.min, s.max);
+        }
+        println!("{:<40} {:>10.3}", "process wall time", dk.wall_seconds);
+        println!("{:<40} {:>10}   (max {})", "peak RSS", mib(dk.peak_rss_kib), mib(dk.peak_rss_kib_max));
+        if let Some(rate) = dk.ingest_rows_per_second {
+            println!("{:<40} {:>10}", "ingest rows read per second", thousands(rate as u64));
+        }
+        if let Some(p) = r.duckdb_runs.first() {
+            let c = |k: &str| thousands(p.counts.get(k).copied().unwrap_or(0));
+            println!(
+                "{:<40} {} read = {} accepted + {} rejected + {} duplicates",
+                "peer ingest outcome",
+                c("rows_read"),
+                c("accepted"),
+                c("rejected"),
+                c("duplicates")
+            );
+        }
+        println!();
+        println!("{:<40} {:>10} {:>10} {:>14}", "same work", "tenure s", "DuckDB s", "tenure/DuckDB");
+        for c in &r.comparison {
+            println!("{:<40} {:>10.3} {:>10.3} {:>13.2}x", c.work, c.tenure_seconds, c.duckdb_seconds, c.ratio);
+        }
+        println!(
+            "{:<40} {:>10} {:>10} {:>13.2}x",
+            "peak RSS",
+            mib(t.peak_rss_kib),
+            mib(dk.peak_rss_kib),
+            ratio(t.peak_rss_kib as f64, dk.peak_rss_kib as f64)
+        );
+        println!("note: tenure's publish writes all 10 marts as Delta tables, the peer writes its 4 as Parquet; the spine row is the sum of");
+        println!("      tenure's models upstream of the MRR marts; process wall time compares a full tenure run with the peer's 4 marts.");
+    }
+
+    if let Some(inc) = &r.incremental {
+        println!();
+        println!(
+            "incremental: {} new rows in {} objects, as of {}: {:.3}s median wall, {:.1}% of the full run ({:.3}s); peak RSS {}",
+            thousands(inc.new_rows),
+            inc.new_objects,
+            inc.as_of,
+            inc.wall_seconds,
+            100.0 * inc.fraction_of_full,
+            inc.full_wall_seconds,
+            mib(inc.peak_rss_kib)
+        );
+        let steps: Vec<String> = inc.steps.iter().filter(|s| s.seconds >= 0.05).map(|s| format!("{} {:.2}s", s.name, s.seconds)).collect();
+        println!("             steps: {}", steps.join(", "));
+    }
+}
+
+fn machine() -> Machine {
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string());
+    Machine {
+        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        memory_kib,
+        cpu,
+        os: std::env::consts::OS.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn measure_reads_the_childs_peak_rss() {
+        let (usage, status) = measure(Command::new("true").stdout(Stdio::null())).expect("true runs");
+        assert!(status.success());
+        assert!(usage.peak_rss_kib > 0);
+    }
+}
