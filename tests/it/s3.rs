@@ -144,6 +144,14 @@ fn pipeline_runs_end_to_end_on_s3() {
     let bridge = moto.read_delta("s3://lake/warehouse/marts/mrr_bridge_monthly");
     assert_eq!(bridge["version"], 0);
 
+    // The run held the pipeline's lease in the bucket (conditional create,
+    // then a conditional update to release it).
+    let lease: Value = serde_json::from_str(&moto.boto(
+        "print(s3.get_object(Bucket='lake', Key='warehouse/_tenure/leases/daily.json')['Body'].read().decode())",
+    ))
+    .expect("lease json");
+    assert_eq!(lease["released"], true, "the lease is released after the run: {lease}");
+
     // A second run finds nothing new and ingests nothing twice.
     let out = run_s3(&config, "s3://lake/raw", "s3://lake/warehouse");
     assert!(out.status.success(), "second run failed:\n{}", output_text(&out));
