@@ -784,7 +784,7 @@ fn compare(groups: &PeerGroups, tenure: &Summary, duckdb: &Summary) -> Vec<Compa
         tenure_seconds: tenure.wall_seconds,
         duckdb_seconds: duckdb.wall_seconds,
         ratio: ratio(tenure.wall_seconds, duckdb.wall_seconds),
-        tenure_steps: vec!["(whole `tenure run`: all 10 marts, checks, publish)".into()],
+        tenure_steps: vec!["(whole `tenure run`: every mart, checks, publish)".into()],
         duckdb_steps: vec!["(whole peer process, python start included)".into()],
     });
     out
@@ -810,7 +810,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -832,6 +832,17 @@ fn print_report(r: &Report, end: NaiveDate) {
         thousands(first.map_or(0, |f| f.objects_ingested)),
         gib(d.bytes),
     );
+    let off = d.events as f64 / d.target_events.max(1) as f64;
+    if !(0.9..=1.1).contains(&off) {
+        println!(
+            "note: {} events, not the {} asked for: with {} customers over {} months the generator writes at least one usage event \
+             per active customer-day; use fewer --customers for a smaller dataset",
+            thousands(d.events),
+            thousands(d.target_events),
+            thousands(d.customers as u64),
+            d.months
+        );
+    }
     if let Some(f) = first {
         println!(
             "ingest outcome: {} accepted, {} rejected, {} duplicates",
@@ -911,7 +922,7 @@ fn print_report(r: &Report, end: NaiveDate) {
             mib(dk.peak_rss_kib),
             ratio(t.peak_rss_kib as f64, dk.peak_rss_kib as f64)
         );
-        println!("note: tenure's publish writes all 10 marts as Delta tables, the peer writes its 4 as Parquet; the spine row is the sum of");
+        println!("note: tenure's publish writes every mart as a Delta table, the peer writes its 4 as Parquet; the spine row is the sum of");
         println!("      tenure's models upstream of the MRR marts; process wall time compares a full tenure run with the peer's 4 marts.");
     }
 
@@ -959,6 +970,30 @@ mod tests {
     fn median_of_odd_and_even_counts() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn next_day_has_new_ids_one_day_later_and_only_valid_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let day = dir.path().join("events/2026/11/15");
+        fs::create_dir_all(&day).expect("mkdir");
+        fs::write(
+            day.join("part-0000.jsonl"),
+            concat!(
+                r#"{"event_id":"evt_1","event_type":"usage.login","customer_id":"c","occurred_at":"2026-11-15T23:30:00-05:00"}"#,
+                "\nnot json\n\n",
+                r#"{"event_id":"evt_2","event_type":"usage.login","customer_id":"c","occurred_at":"2026-11-15"}"#,
+                "\n"
+            ),
+        )
+        .expect("write");
+        let end = NaiveDate::from_ymd_opt(2026, 11, 15).expect("date");
+        let added = add_next_day(dir.path(), end).expect("next day");
+        assert_eq!(added.rows, 1);
+        let text = fs::read_to_string(dir.path().join("events/2026/11/16/incremental-part-0000.jsonl")).expect("read");
+        let v: serde_json::Value = serde_json::from_str(text.trim()).expect("json");
+        assert_eq!(v["event_id"], "evt_1_next");
+        assert_eq!(v["occurred_at"], "2026-11-16T23:30:00-05:00");
     }
 
     #[test]
