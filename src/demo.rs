@@ -3398,18 +3398,4 @@ mod tests {
         push_ts(&mut b, &days, 3_600, None, Some(-300));
         assert_eq!(b, b"2025-11-21T20:00:00-05:00");
     }
-
-    /// Counts per event type for the demo defaults (run with `--ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn print_demo_default_counts() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let summary = generate(dir.path(), &DemoOptions::demo(end())).expect("generate");
-        let t = tally(dir.path());
-        println!("{summary:?}");
-        println!("reasons {:?}", t.reasons);
-        for (ty, n) in &t.types {
-            println!("{ty:28} {n}");
-        }
-    }
 }
