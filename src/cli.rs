@@ -287,6 +287,7 @@ async fn backfill(cli: &Cli, args: &BackfillArgs) -> anyhow::Result<()> {
             return Err(anyhow::Error::new(e).context("backfill stopped at its ingest; re-run the same command to resume"));
         }
     }
+    let done = CompletedBackfills::read(&project, &pipeline, &storage, &warehouse).await?;
     for date in &dates {
         let opts = RunOptions {
             pipeline: Some(pipeline.name.clone()),
@@ -296,7 +297,7 @@ async fn backfill(cli: &Cli, args: &BackfillArgs) -> anyhow::Result<()> {
             skip_ingest: true,
             ingest_only: false,
         };
-        if backfill_done(&project, &pipeline, &storage, &warehouse, *date).await? {
+        if done.contains(&project, *date) {
             skipped += 1;
             pb.inc(1);
             continue;
@@ -318,23 +319,47 @@ async fn backfill(cli: &Cli, args: &BackfillArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether a succeeded backfill run for `date` used the inputs a run now would.
-async fn backfill_done(
-    project: &Project,
-    pipeline: &config::Pipeline,
-    storage: &crate::storage::Storage,
-    warehouse: &crate::storage::Location,
-    date: NaiveDate,
-) -> anyhow::Result<bool> {
-    let catalog = crate::catalog::Catalog::load(&project.config.sql_dir)?;
-    let models = catalog.select(&pipeline.models).map_err(|e| anyhow!(e))?;
-    let events = storage.delta_table(&warehouse.join("events")).await?;
-    let params = crate::engine::Params::from_config(&project.config, date);
-    let inputs = pipeline::inputs_fingerprint(events.version().unwrap_or(0) as i64, &models, &params);
-    let runs = pipeline::history::list(warehouse).await?;
-    Ok(runs.iter().any(|r| {
-        r.pipeline == pipeline.name && r.status == "succeeded" && r.as_of == date.to_string() && r.inputs.as_deref() == Some(inputs.as_str())
-    }))
+/// What a backfill needs to skip dates already done: the inputs a run would
+/// have now (the `events` version does not move during a backfill, which
+/// ingests once before its dates), and the succeeded runs of the pipeline.
+/// Read once per backfill, not once per date.
+struct CompletedBackfills {
+    events_version: i64,
+    models: Vec<crate::catalog::Model>,
+    /// (as-of date, inputs fingerprint) of succeeded runs.
+    runs: std::collections::HashSet<(String, String)>,
+}
+
+impl CompletedBackfills {
+    async fn read(
+        project: &Project,
+        pipeline: &config::Pipeline,
+        storage: &crate::storage::Storage,
+        warehouse: &crate::storage::Location,
+    ) -> anyhow::Result<Self> {
+        let catalog = crate::catalog::Catalog::load(&project.config.sql_dir)?;
+        let models = catalog.select(&pipeline.models).map_err(|e| anyhow!(e))?.into_iter().cloned().collect();
+        let events = storage.delta_table(&warehouse.join("events")).await?;
+        let runs = pipeline::history::list(warehouse)
+            .await?
+            .into_iter()
+            .filter(|r| r.pipeline == pipeline.name && r.status == "succeeded")
+            .filter_map(|r| Some((r.as_of, r.inputs?)))
+            .collect();
+        Ok(CompletedBackfills {
+            events_version: events.version().unwrap_or(0) as i64,
+            models,
+            runs,
+        })
+    }
+
+    /// Whether a succeeded run as of `date` used the inputs a run now would.
+    fn contains(&self, project: &Project, date: NaiveDate) -> bool {
+        let params = crate::engine::Params::from_config(&project.config, date);
+        let models: Vec<&crate::catalog::Model> = self.models.iter().collect();
+        let inputs = pipeline::inputs_fingerprint(self.events_version, &models, &params);
+        self.runs.contains(&(date.to_string(), inputs))
+    }
 }
 
 async fn runs(cli: &Cli, args: &RunsArgs) -> anyhow::Result<()> {

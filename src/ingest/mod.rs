@@ -275,6 +275,21 @@ struct Decoded {
     rejects: Vec<RejectRow>,
 }
 
+impl Decoded {
+    /// An object none of whose rows count (EVENTS.md rule 14).
+    fn unreadable(identity: ObjectId, mut report: ObjectReport, error: String) -> Decoded {
+        report.status = "unreadable".into();
+        report.error = Some(error);
+        Decoded {
+            identity,
+            report,
+            events: None,
+            keys: Vec::new(),
+            rejects: Vec::new(),
+        }
+    }
+}
+
 /// Ingest every new object under `raw` into the tables of `warehouse`.
 pub async fn ingest(
     storage: &Storage,
@@ -379,13 +394,13 @@ pub async fn ingest(
             })
             .await
             .map_err(|e| IngestError::Task(e.to_string()))?;
-            Ok::<_, IngestError>((decoded, ()))
+            Ok::<_, IngestError>(decoded)
         }
     }))
     .buffered(opts.parallelism.max(1));
 
     while let Some(result) = decoded_stream.next().await {
-        let (mut decoded, ()) = result?;
+        let mut decoded = result?;
         let path = decoded.report.path.clone();
         if decoded.report.status == "unreadable" {
             tracing::warn!(object = %path, error = decoded.report.error.as_deref().unwrap_or(""), "object is unreadable; none of its rows are counted");
@@ -611,15 +626,7 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
         }
     });
     if let Err(e) = result {
-        report.status = "unreadable".into();
-        report.error = Some(e.to_string());
-        return Decoded {
-            identity,
-            report,
-            events: None,
-            keys: Vec::new(),
-            rejects: Vec::new(),
-        };
+        return Decoded::unreadable(identity, report, e.to_string());
     }
     report.rows_read = rows_read;
     report.rejected = rejects.len() as u64;
@@ -629,17 +636,7 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
     } else {
         match builder.finish().and_then(|b| batch::row_keys(&b).map(|k| (b, k))) {
             Ok((b, k)) => (Some(b), k),
-            Err(e) => {
-                report.status = "unreadable".into();
-                report.error = Some(format!("internal: cannot build events: {e}"));
-                return Decoded {
-                    identity,
-                    report,
-                    events: None,
-                    keys: Vec::new(),
-                    rejects: Vec::new(),
-                };
-            }
+            Err(e) => return Decoded::unreadable(identity, report, format!("internal: cannot build events: {e}")),
         }
     };
     Decoded {
