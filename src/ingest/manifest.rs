@@ -3,6 +3,7 @@
 //! sequence under `<warehouse>/_tenure/ingest/`; an entry counts only when the
 //! `events` table carries its sequence (see the `ingest` module docs).
 
+use super::keys::KeysFile;
 use super::IngestError;
 use crate::storage::Location;
 use deltalake::kernel::Add;
@@ -54,6 +55,18 @@ pub struct ManifestEntry {
     pub objects: Vec<ObjectId>,
     /// Data files of `rejects` written by this sequence, committed after `events`.
     pub rejects_files: Vec<Add>,
+    /// The de-duplication segment written with this sequence (absent in
+    /// entries written before the index existed).
+    #[serde(default)]
+    pub keys: Option<KeysFile>,
+}
+
+/// What the committed entries say: objects by path (the latest wins) and the
+/// key segment of each sequence.
+#[derive(Default)]
+pub struct Committed {
+    pub objects: HashMap<String, ObjectId>,
+    pub keys: HashMap<i64, Option<KeysFile>>,
 }
 
 pub struct Manifest {
@@ -101,9 +114,13 @@ impl Manifest {
         serde_json::from_slice(&bytes).map_err(|e| self.err(&name, format!("is not a manifest entry: {e}")))
     }
 
-    /// Every object of the entries up to `committed`, by path (the latest wins).
-    pub async fn load_committed(&self, committed: i64) -> Result<HashMap<String, ObjectId>, IngestError> {
-        let mut out = HashMap::new();
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The entries up to `committed`.
+    pub async fn load_committed(&self, committed: i64) -> Result<Committed, IngestError> {
+        let mut out = Committed::default();
         if committed == 0 {
             return Ok(out);
         }
@@ -124,8 +141,9 @@ impl Manifest {
             let entry = self.read_entry(s).await?;
             for mut o in entry.objects {
                 o.run_id = Some(entry.run_id.clone());
-                out.insert(o.path.clone(), o);
+                out.objects.insert(o.path.clone(), o);
             }
+            out.keys.insert(s, entry.keys);
         }
         Ok(out)
     }

@@ -15,6 +15,8 @@
 pub mod batch;
 pub mod decode;
 pub mod fields;
+mod files;
+mod keys;
 mod manifest;
 pub mod validate;
 
@@ -27,6 +29,8 @@ use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use files::EventFiles;
+use keys::SeenKeys;
 use deltalake::DeltaTable;
 use futures::{StreamExt, TryStreamExt};
 use manifest::{Manifest, ManifestEntry, ObjectId};
@@ -79,6 +83,18 @@ pub enum IngestError {
     Threshold { what: String, rate: f64, max: f64 },
     #[error("a decoding task failed: {0}")]
     Task(String),
+}
+
+/// Decoded objects waiting for de-duplication, at most.
+const DECODED_AHEAD: usize = 32;
+
+/// Aborts a task when dropped (an ingest that returns early stops decoding).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What ingest needs to know.
@@ -303,9 +319,17 @@ pub async fn ingest(
         raw: raw.display(),
         ..Default::default()
     };
-    let events = open_or_create(storage, &tables.events, &batch::EVENTS_SCHEMA, &["event_date"]).await?;
+    // New `events` tables are not partitioned: partitions by day made thousands
+    // of small files; whole files of consecutive objects carry date statistics.
+    let events = open_or_create(storage, &tables.events, &batch::EVENTS_SCHEMA, &[]).await?;
     let rejects_table = open_or_create(storage, &tables.rejects, &batch::REJECTS_SCHEMA, &[]).await?;
     let committed = sequence_of(&events, &tables.events).await?;
+    let partition_columns: Vec<String> = events
+        .snapshot()
+        .map_err(delta_err(&tables.events))?
+        .metadata()
+        .partition_columns()
+        .to_vec();
     let mut rejects_table = rejects_table;
 
     // Repair a run that crashed between its two commits.
@@ -319,7 +343,8 @@ pub async fn ingest(
         tracing::warn!(sequence = committed, run_id = %entry.run_id, "recovered the rejects commit of an interrupted run");
     }
 
-    let ingested = manifest.load_committed(committed).await?;
+    let prior = manifest.load_committed(committed).await?;
+    let ingested = prior.objects;
     let found = discover(raw, &mut report).await?;
 
     let mut new_objects = Vec::new();
@@ -351,28 +376,37 @@ pub async fn ingest(
         return Ok(report);
     }
 
-    let mut seen = load_seen(&events, &tables.events).await?;
+    let mut seen = match SeenKeys::load(manifest.location(), committed, &prior.keys).await? {
+        Some(keys) => keys,
+        None => {
+            tracing::info!(table = %tables.events.display(), "reading the keys of earlier events back from events (no key index yet)");
+            SeenKeys::scanned(load_seen(&events, &tables.events).await?)
+        }
+    };
     if let Some(pb) = opts.progress {
         pb.set_length(new_objects.len() as u64);
         pb.set_message("ingesting");
     }
 
-    let mut writer = RecordBatchWriter::for_table(&events).map_err(delta_err(&tables.events))?;
+    let mut writer = EventFiles::new(&events, &tables.events, opts.parallelism);
     let mut rejects_writer = RecordBatchWriter::for_table(&rejects_table).map_err(delta_err(&tables.rejects))?;
-    let mut event_adds: Vec<Add> = Vec::new();
     let mut manifest_objects = Vec::new();
     let tz = opts.timezone;
     let currency: Arc<str> = Arc::from(opts.currency);
     let run_id: Arc<str> = Arc::from(opts.run_id);
-    let mut buffered_rows = 0usize;
     let late_before = opts.late_before.map(|d| days_since_epoch(d));
     let mut late_months: std::collections::BTreeSet<String> = Default::default();
 
-    let mut decoded_stream = futures::stream::iter(new_objects.into_iter().map(|obj| {
-        let store = raw.store.clone();
+    // Objects are fetched and decoded by a task of their own, ahead of this
+    // loop, so that decoding goes on while this loop waits for file encoding.
+    let parallelism = opts.parallelism.max(1);
+    let raw_store = raw.store.clone();
+    let raw_url = raw.display();
+    let decoding = futures::stream::iter(new_objects.into_iter().map(move |obj| {
+        let store = raw_store.clone();
         let currency = currency.clone();
         let run_id = run_id.clone();
-        let url = raw.display();
+        let url = raw_url.clone();
         async move {
             let bytes = store
                 .get(&obj.meta.location)
@@ -397,9 +431,19 @@ pub async fn ingest(
             Ok::<_, IngestError>(decoded)
         }
     }))
-    .buffered(opts.parallelism.max(1));
+    .buffered(parallelism);
+    let (decoded_tx, mut decoded_rx) = tokio::sync::mpsc::channel(DECODED_AHEAD);
+    let producer = tokio::spawn(async move {
+        let mut decoding = std::pin::pin!(decoding);
+        while let Some(result) = decoding.next().await {
+            if decoded_tx.send(result).await.is_err() {
+                break;
+            }
+        }
+    });
+    let _stop_producer = AbortOnDrop(producer);
 
-    while let Some(result) = decoded_stream.next().await {
+    while let Some(result) = decoded_rx.recv().await {
         let mut decoded = result?;
         let path = decoded.report.path.clone();
         if decoded.report.status == "unreadable" {
@@ -417,10 +461,10 @@ pub async fn ingest(
         if let Some(batch) = decoded.events.take() {
             let mut keep = Vec::with_capacity(decoded.keys.len());
             for key in &decoded.keys {
-                match seen.get(&key.id) {
+                match seen.get(key.id) {
                     Some(payload) => {
                         decoded.report.duplicates += 1;
-                        if *payload != key.payload {
+                        if payload != key.payload {
                             decoded.report.conflicting_duplicates += 1;
                         }
                         keep.push(false);
@@ -432,21 +476,20 @@ pub async fn ingest(
                 }
             }
             decoded.report.accepted = decoded.keys.len() as u64 - decoded.report.duplicates;
-            let mask = arrow::array::BooleanArray::from(keep);
-            let kept = arrow::compute::filter_record_batch(&batch, &mask).map_err(|source| IngestError::Arrow {
-                table: tables.events.display(),
-                source,
-            })?;
+            let kept = if decoded.report.duplicates == 0 {
+                batch
+            } else {
+                let mask = arrow::array::BooleanArray::from(keep);
+                arrow::compute::filter_record_batch(&batch, &mask).map_err(|source| IngestError::Arrow {
+                    table: tables.events.display(),
+                    source,
+                })?
+            };
             if let Some(before) = late_before {
                 count_late(&kept, before, &mut report.late_events, &mut late_months);
             }
             if kept.num_rows() > 0 {
-                buffered_rows += kept.num_rows();
-                writer.write(kept).await.map_err(delta_err(&tables.events))?;
-                if buffered_rows >= 2_000_000 {
-                    event_adds.extend(writer.flush().await.map_err(delta_err(&tables.events))?);
-                    buffered_rows = 0;
-                }
+                writer.push(kept).await?;
             }
         }
         if !decoded.rejects.is_empty() {
@@ -464,7 +507,7 @@ pub async fn ingest(
         manifest_objects.push(decoded.identity.clone());
         report.objects.push(decoded.report);
     }
-    drop(decoded_stream);
+    drop(decoded_rx);
     report.late_months = late_months.into_iter().collect();
 
     // Totals.
@@ -490,7 +533,7 @@ pub async fn ingest(
     let object_rate = if read > 0 { t.objects_unreadable as f64 / read as f64 } else { 0.0 };
     for (what, rate) in [("the share of rejected rows", row_rate), ("the share of unreadable objects", object_rate)] {
         if rate > opts.max_reject_rate {
-            writer.reset();
+            writer.abort();
             rejects_writer.reset();
             return Err(IngestError::Threshold {
                 what: what.to_string(),
@@ -501,7 +544,7 @@ pub async fn ingest(
     }
 
     crate::failpoint("ingest:before_flush");
-    event_adds.extend(writer.flush().await.map_err(delta_err(&tables.events))?);
+    let event_adds = writer.finish().await?;
     let rejects_adds = rejects_writer.flush().await.map_err(delta_err(&tables.rejects))?;
 
     if manifest_objects.is_empty() {
@@ -511,11 +554,14 @@ pub async fn ingest(
     }
 
     let sequence = committed + 1;
+    let keys = seen.write(manifest.location(), sequence).await?;
+    drop(seen);
     let entry = ManifestEntry {
         sequence,
         run_id: opts.run_id.to_string(),
         objects: manifest_objects,
         rejects_files: rejects_adds.clone(),
+        keys: Some(keys),
     };
     manifest.write_entry(&entry).await?;
     crate::failpoint("ingest:after_manifest");
@@ -525,7 +571,7 @@ pub async fn ingest(
         event_adds,
         sequence,
         opts.run_id,
-        Some(vec!["event_date".to_string()]),
+        Some(partition_columns),
     )
     .await?;
     crate::failpoint("ingest:after_events_commit");

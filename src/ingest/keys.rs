@@ -1,0 +1,247 @@
+//! The de-duplication index: the key of every accepted event (a 128-bit hash
+//! of its `event_id` and a 64-bit hash of its typed payload), kept beside the
+//! ingest manifest so that a run recognises duplicates of earlier runs without
+//! reading `events` back.
+//!
+//! Each ingest sequence writes one segment, `keys/<sequence>.bin` under the
+//! manifest folder, before the manifest entry that names it (so it counts only
+//! when that sequence is committed, like the data files). A segment holds
+//! fixed-width records sorted by id hash; a lookup is a binary search per
+//! segment. Every [`MERGE_AFTER`] sequences a run writes one segment that
+//! covers all sequences so far, which ends the chain a reader follows. A
+//! warehouse whose entries have no segments (written before the index existed)
+//! is read back from `events` once, and the next segment covers everything.
+//!
+//! This module answers "was this id accepted before, with what payload"; what
+//! counts as a duplicate is ingest's decision.
+
+use super::IngestError;
+use crate::storage::Location;
+use bytes::Bytes;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+const MAGIC: &[u8; 8] = b"TNKEYS01";
+const HEADER: usize = 16;
+const RECORD: usize = 24;
+/// Segments a reader may have to follow before a run writes a merged one.
+pub const MERGE_AFTER: usize = 16;
+
+/// The segment of one manifest entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeysFile {
+    /// Path relative to the manifest folder.
+    pub file: String,
+    /// The first sequence whose keys this segment holds (1: all of them).
+    pub covers_from: i64,
+    pub count: u64,
+}
+
+impl KeysFile {
+    pub fn name(sequence: i64) -> String {
+        format!("keys/{sequence:020}.bin")
+    }
+}
+
+/// Keys of accepted events: earlier sequences' segments and this run's keys.
+#[derive(Default)]
+pub struct SeenKeys {
+    segments: Vec<Bytes>,
+    current: hashbrown::HashMap<u128, u64>,
+    /// Keys read back from `events` (no complete chain of segments).
+    scanned: bool,
+}
+
+impl SeenKeys {
+    /// Keys read back from `events` by the caller.
+    pub fn scanned(keys: hashbrown::HashMap<u128, u64>) -> SeenKeys {
+        SeenKeys {
+            segments: Vec::new(),
+            current: keys,
+            scanned: true,
+        }
+    }
+
+    /// Follow the chain of segments back from sequence `committed`. `None` when
+    /// an entry of the chain has no segment (an older warehouse).
+    pub async fn load(
+        manifest: &Location,
+        committed: i64,
+        files: &HashMap<i64, Option<KeysFile>>,
+    ) -> Result<Option<SeenKeys>, IngestError> {
+        let mut seen = SeenKeys::default();
+        let mut sequence = committed;
+        while sequence >= 1 {
+            let Some(Some(file)) = files.get(&sequence) else { return Ok(None) };
+            let path = format!("{}/{}", manifest.display(), file.file);
+            let err = |message: String| IngestError::Manifest {
+                path: path.clone(),
+                message,
+            };
+            let bytes = manifest
+                .store
+                .get(&manifest.path(&file.file))
+                .await
+                .map_err(|e| err(format!("cannot read: {e}")))?
+                .bytes()
+                .await
+                .map_err(|e| err(format!("cannot read: {e}")))?;
+            let records = check(&bytes).map_err(err)?;
+            if (records.len() / RECORD) as u64 != file.count {
+                return Err(err(format!("holds {} keys, the manifest says {}", records.len() / RECORD, file.count)));
+            }
+            seen.segments.push(records);
+            if file.covers_from <= 1 {
+                break;
+            }
+            sequence = file.covers_from - 1;
+        }
+        Ok(Some(seen))
+    }
+
+    /// The payload hash of an accepted id.
+    pub fn get(&self, id: u128) -> Option<u64> {
+        if let Some(p) = self.current.get(&id) {
+            return Some(*p);
+        }
+        self.segments.iter().find_map(|s| search(s, id))
+    }
+
+    pub fn insert(&mut self, id: u128, payload: u64) {
+        self.current.insert(id, payload);
+    }
+
+    /// The segment this run writes for `sequence`: its own keys, or all keys
+    /// when the chain has grown long or was read back from `events`.
+    pub fn segment_for(&self, sequence: i64) -> (KeysFile, Vec<u8>) {
+        let merge = self.scanned || self.segments.len() + 1 > MERGE_AFTER;
+        let mut records: Vec<(u128, u64)> = self.current.iter().map(|(k, v)| (*k, *v)).collect();
+        if merge {
+            for s in &self.segments {
+                records.extend(s.chunks_exact(RECORD).map(decode_record));
+            }
+        }
+        records.sort_unstable_by_key(|r| r.0);
+        let mut body = Vec::with_capacity(HEADER + records.len() * RECORD);
+        body.extend_from_slice(MAGIC);
+        body.extend_from_slice(&(records.len() as u64).to_le_bytes());
+        for (id, payload) in &records {
+            body.extend_from_slice(&id.to_le_bytes());
+            body.extend_from_slice(&payload.to_le_bytes());
+        }
+        let file = KeysFile {
+            file: KeysFile::name(sequence),
+            covers_from: if merge { 1 } else { sequence },
+            count: records.len() as u64,
+        };
+        (file, body)
+    }
+
+    /// Write the segment of `sequence` (before its manifest entry).
+    pub async fn write(&self, manifest: &Location, sequence: i64) -> Result<KeysFile, IngestError> {
+        let (file, body) = self.segment_for(sequence);
+        manifest
+            .store
+            .put(&manifest.path(&file.file), PutPayload::from(body))
+            .await
+            .map_err(|e| IngestError::Manifest {
+                path: format!("{}/{}", manifest.display(), file.file),
+                message: format!("cannot write: {e}"),
+            })?;
+        Ok(file)
+    }
+}
+
+fn check(bytes: &Bytes) -> Result<Bytes, String> {
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return Err("is not a key segment".into());
+    }
+    let count = u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default()) as usize;
+    if bytes.len() != HEADER + count * RECORD {
+        return Err(format!("is truncated: {} bytes for {count} keys", bytes.len()));
+    }
+    Ok(bytes.slice(HEADER..))
+}
+
+fn decode_record(r: &[u8]) -> (u128, u64) {
+    let id = u128::from_le_bytes(r[..16].try_into().unwrap_or_default());
+    let payload = u64::from_le_bytes(r[16..24].try_into().unwrap_or_default());
+    (id, payload)
+}
+
+/// Binary search of a sorted segment.
+fn search(records: &[u8], id: u128) -> Option<u64> {
+    let (mut lo, mut hi) = (0usize, records.len() / RECORD);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let (k, payload) = decode_record(&records[mid * RECORD..(mid + 1) * RECORD]);
+        match k.cmp(&id) {
+            std::cmp::Ordering::Less => lo = mid + 1,
+            std::cmp::Ordering::Greater => hi = mid,
+            std::cmp::Ordering::Equal => return Some(payload),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment_of(keys: &[(u128, u64)], sequence: i64) -> (KeysFile, Bytes) {
+        let mut s = SeenKeys::default();
+        for (k, v) in keys {
+            s.insert(*k, *v);
+        }
+        let (file, body) = s.segment_for(sequence);
+        (file, check(&Bytes::from(body)).expect("valid segment"))
+    }
+
+    #[test]
+    fn lookups_find_every_key_of_every_segment_and_nothing_else() {
+        let first: Vec<(u128, u64)> = (0..1000u128).map(|i| (i * 7919 % 100_003, i as u64)).collect();
+        let second: Vec<(u128, u64)> = (0..10u128).map(|i| (u128::MAX - i, 1_000 + i as u64)).collect();
+        let (f1, s1) = segment_of(&first, 1);
+        let (f2, s2) = segment_of(&second, 2);
+        assert_eq!((f1.covers_from, f1.count), (1, 1000));
+        assert_eq!((f2.covers_from, f2.count), (2, 10));
+        let seen = SeenKeys {
+            segments: vec![s2, s1],
+            ..Default::default()
+        };
+        for (k, v) in first.iter().chain(&second) {
+            assert_eq!(seen.get(*k), Some(*v), "key {k}");
+        }
+        assert_eq!(seen.get(100_004), None);
+        assert_eq!(seen.get(u128::MAX - 10), None);
+    }
+
+    #[test]
+    fn a_long_chain_or_a_scan_is_merged_into_one_segment_covering_all() {
+        let (_, s1) = segment_of(&[(5, 50), (1, 10)], 1);
+        let mut seen = SeenKeys {
+            segments: vec![s1; MERGE_AFTER],
+            ..Default::default()
+        };
+        seen.insert(3, 30);
+        let (file, body) = seen.segment_for(MERGE_AFTER as i64 + 1);
+        assert_eq!(file.covers_from, 1);
+        let records = check(&Bytes::from(body)).expect("valid");
+        let ids: Vec<u128> = records.chunks_exact(RECORD).map(|r| decode_record(r).0).collect();
+        assert!(ids.windows(2).all(|w| w[0] <= w[1]), "sorted: {ids:?}");
+        assert_eq!(ids.len(), 2 * MERGE_AFTER + 1);
+
+        let scanned = SeenKeys::scanned(hashbrown::HashMap::from([(9u128, 90u64)]));
+        assert_eq!(scanned.segment_for(4).0.covers_from, 1);
+    }
+
+    #[test]
+    fn a_truncated_segment_is_an_error() {
+        let (_, records) = segment_of(&[(1, 1), (2, 2)], 1);
+        let mut whole = Vec::from(&MAGIC[..]);
+        whole.extend_from_slice(&2u64.to_le_bytes());
+        whole.extend_from_slice(&records[..RECORD + 3]);
+        assert!(check(&Bytes::from(whole)).unwrap_err().contains("truncated"));
+    }
+}
