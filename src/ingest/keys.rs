@@ -101,6 +101,7 @@ impl SeenKeys {
     }
 
     /// The payload hash of an accepted id.
+    #[cfg(test)]
     pub fn get(&self, id: u128) -> Option<u64> {
         if let Some(p) = self.current.get(&id) {
             return Some(*p);
@@ -108,6 +109,27 @@ impl SeenKeys {
         self.segments.iter().find_map(|s| search(s, id))
     }
 
+    /// Accept `id` unless it was accepted before: `None` when it is new (and
+    /// now claimed), else the payload hash it was accepted with.
+    pub fn claim(&mut self, id: u128, payload: u64) -> Option<u64> {
+        if let Some(p) = self.segments.iter().find_map(|s| search(s, id)) {
+            return Some(p);
+        }
+        match self.current.entry(id) {
+            hashbrown::hash_map::Entry::Occupied(e) => Some(*e.get()),
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert(payload);
+                None
+            }
+        }
+    }
+
+    /// Room for about `n` more keys (saves rehashing a large index).
+    pub fn reserve(&mut self, n: usize) {
+        self.current.reserve(n);
+    }
+
+    #[cfg(test)]
     pub fn insert(&mut self, id: u128, payload: u64) {
         self.current.insert(id, payload);
     }

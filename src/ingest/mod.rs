@@ -383,6 +383,9 @@ pub async fn ingest(
             SeenKeys::scanned(load_seen(&events, &tables.events).await?)
         }
     };
+    // About one event per 150 bytes of raw JSON Lines: room for this run's keys.
+    let raw_bytes: u64 = new_objects.iter().map(|o| o.meta.size).sum();
+    seen.reserve((raw_bytes / 150).min(200_000_000) as usize);
     if let Some(pb) = opts.progress {
         pb.set_length(new_objects.len() as u64);
         pb.set_message("ingesting");
@@ -461,7 +464,7 @@ pub async fn ingest(
         if let Some(batch) = decoded.events.take() {
             let mut keep = Vec::with_capacity(decoded.keys.len());
             for key in &decoded.keys {
-                match seen.get(key.id) {
+                match seen.claim(key.id, key.payload) {
                     Some(payload) => {
                         decoded.report.duplicates += 1;
                         if payload != key.payload {
@@ -469,10 +472,7 @@ pub async fn ingest(
                         }
                         keep.push(false);
                     }
-                    None => {
-                        seen.insert(key.id, key.payload);
-                        keep.push(true);
-                    }
+                    None => keep.push(true),
                 }
             }
             decoded.report.accepted = decoded.keys.len() as u64 - decoded.report.duplicates;
