@@ -30,6 +30,7 @@ pub struct EventFiles<'a> {
     rows: usize,
     running: VecDeque<Encoding>,
     limit: usize,
+    props: WriterProperties,
     adds: Vec<Add>,
 }
 
@@ -42,6 +43,11 @@ impl<'a> EventFiles<'a> {
             rows: 0,
             running: VecDeque::new(),
             limit: parallelism.max(1),
+            props: WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
+                .set_created_by(format!("tenure {}", env!("CARGO_PKG_VERSION")))
+                .build(),
             adds: Vec::new(),
         }
     }
@@ -70,14 +76,9 @@ impl<'a> EventFiles<'a> {
         while self.running.len() >= self.limit {
             self.wait_oldest().await?;
         }
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
-            .set_created_by(format!("tenure {}", env!("CARGO_PKG_VERSION")))
-            .build();
         let mut writer = RecordBatchWriter::for_table(self.table)
             .map_err(|e| self.delta_err(e))?
-            .with_writer_properties(props);
+            .with_writer_properties(self.props.clone());
         let batches = std::mem::take(&mut self.pending);
         self.rows = 0;
         self.running.push_back(tokio::spawn(async move {

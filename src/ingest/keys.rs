@@ -15,10 +15,9 @@
 //! This module answers "was this id accepted before, with what payload"; what
 //! counts as a duplicate is ingest's decision.
 
+use super::manifest::Manifest;
 use super::IngestError;
-use crate::storage::Location;
 use bytes::Bytes;
-use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -66,7 +65,7 @@ impl SeenKeys {
     /// Follow the chain of segments back from sequence `committed`. `None` when
     /// an entry of the chain has no segment (an older warehouse).
     pub async fn load(
-        manifest: &Location,
+        manifest: &Manifest,
         committed: i64,
         files: &HashMap<i64, Option<KeysFile>>,
     ) -> Result<Option<SeenKeys>, IngestError> {
@@ -74,22 +73,11 @@ impl SeenKeys {
         let mut sequence = committed;
         while sequence >= 1 {
             let Some(Some(file)) = files.get(&sequence) else { return Ok(None) };
-            let path = format!("{}/{}", manifest.display(), file.file);
-            let err = |message: String| IngestError::Manifest {
-                path: path.clone(),
-                message,
-            };
-            let bytes = manifest
-                .store
-                .get(&manifest.path(&file.file))
-                .await
-                .map_err(|e| err(format!("cannot read: {e}")))?
-                .bytes()
-                .await
-                .map_err(|e| err(format!("cannot read: {e}")))?;
-            let records = check(&bytes).map_err(err)?;
+            let bytes = manifest.read_file(&file.file).await?;
+            let records = check(&bytes).map_err(|m| manifest.err(&file.file, m))?;
             if (records.len() / RECORD) as u64 != file.count {
-                return Err(err(format!("holds {} keys, the manifest says {}", records.len() / RECORD, file.count)));
+                let message = format!("holds {} keys, the manifest says {}", records.len() / RECORD, file.count);
+                return Err(manifest.err(&file.file, message));
             }
             seen.segments.push(records);
             if file.covers_from <= 1 {
@@ -103,16 +91,18 @@ impl SeenKeys {
     /// The payload hash of an accepted id.
     #[cfg(test)]
     pub fn get(&self, id: u128) -> Option<u64> {
-        if let Some(p) = self.current.get(&id) {
-            return Some(*p);
-        }
+        self.current.get(&id).copied().or_else(|| self.in_segments(id))
+    }
+
+    /// The payload hash of an id accepted by an earlier sequence.
+    fn in_segments(&self, id: u128) -> Option<u64> {
         self.segments.iter().find_map(|s| search(s, id))
     }
 
     /// Accept `id` unless it was accepted before: `None` when it is new (and
     /// now claimed), else the payload hash it was accepted with.
     pub fn claim(&mut self, id: u128, payload: u64) -> Option<u64> {
-        if let Some(p) = self.segments.iter().find_map(|s| search(s, id)) {
+        if let Some(p) = self.in_segments(id) {
             return Some(p);
         }
         match self.current.entry(id) {
@@ -161,16 +151,9 @@ impl SeenKeys {
     }
 
     /// Write the segment of `sequence` (before its manifest entry).
-    pub async fn write(&self, manifest: &Location, sequence: i64) -> Result<KeysFile, IngestError> {
+    pub async fn write(&self, manifest: &Manifest, sequence: i64) -> Result<KeysFile, IngestError> {
         let (file, body) = self.segment_for(sequence);
-        manifest
-            .store
-            .put(&manifest.path(&file.file), PutPayload::from(body))
-            .await
-            .map_err(|e| IngestError::Manifest {
-                path: format!("{}/{}", manifest.display(), file.file),
-                message: format!("cannot write: {e}"),
-            })?;
+        manifest.write_file(&file.file, body).await?;
         Ok(file)
     }
 }

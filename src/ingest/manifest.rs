@@ -82,40 +82,46 @@ impl Manifest {
         format!("{sequence:020}.json")
     }
 
-    fn err(&self, name: &str, message: impl Into<String>) -> IngestError {
+    pub(super) fn err(&self, name: &str, message: impl Into<String>) -> IngestError {
         IngestError::Manifest {
             path: format!("{}/{}", self.location.display(), name),
             message: message.into(),
         }
     }
 
+    /// Write a file of the manifest folder (an entry, a key segment).
+    pub(super) async fn write_file(&self, name: &str, body: Vec<u8>) -> Result<(), IngestError> {
+        self.location
+            .store
+            .put(&self.location.path(name), PutPayload::from(body))
+            .await
+            .map_err(|e| self.err(name, format!("cannot write: {e}")))?;
+        Ok(())
+    }
+
+    /// Read a file of the manifest folder.
+    pub(super) async fn read_file(&self, name: &str) -> Result<bytes::Bytes, IngestError> {
+        let read_err = |e: object_store::Error| self.err(name, format!("cannot read: {e}"));
+        self.location
+            .store
+            .get(&self.location.path(name))
+            .await
+            .map_err(read_err)?
+            .bytes()
+            .await
+            .map_err(read_err)
+    }
+
     pub async fn write_entry(&self, entry: &ManifestEntry) -> Result<(), IngestError> {
         let name = Self::entry_name(entry.sequence);
         let body = serde_json::to_vec(entry).map_err(|e| self.err(&name, e.to_string()))?;
-        self.location
-            .store
-            .put(&self.location.path(&name), PutPayload::from(body))
-            .await
-            .map_err(|e| self.err(&name, format!("cannot write: {e}")))?;
-        Ok(())
+        self.write_file(&name, body).await
     }
 
     pub async fn read_entry(&self, sequence: i64) -> Result<ManifestEntry, IngestError> {
         let name = Self::entry_name(sequence);
-        let bytes = self
-            .location
-            .store
-            .get(&self.location.path(&name))
-            .await
-            .map_err(|e| self.err(&name, format!("cannot read: {e}")))?
-            .bytes()
-            .await
-            .map_err(|e| self.err(&name, format!("cannot read: {e}")))?;
+        let bytes = self.read_file(&name).await?;
         serde_json::from_slice(&bytes).map_err(|e| self.err(&name, format!("is not a manifest entry: {e}")))
-    }
-
-    pub fn location(&self) -> &Location {
-        &self.location
     }
 
     /// The entries up to `committed`.

@@ -376,7 +376,7 @@ pub async fn ingest(
         return Ok(report);
     }
 
-    let mut seen = match SeenKeys::load(manifest.location(), committed, &prior.keys).await? {
+    let mut seen = match SeenKeys::load(&manifest, committed, &prior.keys).await? {
         Some(keys) => keys,
         None => {
             tracing::info!(table = %tables.events.display(), "reading the keys of earlier events back from events (no key index yet)");
@@ -554,7 +554,7 @@ pub async fn ingest(
     }
 
     let sequence = committed + 1;
-    let keys = seen.write(manifest.location(), sequence).await?;
+    let keys = seen.write(&manifest, sequence).await?;
     drop(seen);
     let entry = ManifestEntry {
         sequence,
