@@ -142,6 +142,10 @@ pub struct RunArgs {
     /// Local date the metrics are computed as of (default: today in the reporting timezone).
     #[arg(long, value_parser = parse_date)]
     pub as_of: Option<NaiveDate>,
+    /// Recompute every row of every mart, keeping nothing of earlier runs
+    /// (by default a run keeps the published rows of months nothing changed).
+    #[arg(long)]
+    pub full_refresh: bool,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +209,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 as_of: args.as_of,
                 trigger: "manual".into(),
                 progress: is_terminal(),
+                full_refresh: args.full_refresh,
                 ..Default::default()
             };
             run_and_print(&project, &opts, &SystemClock).await
@@ -296,6 +301,7 @@ async fn backfill(cli: &Cli, args: &BackfillArgs) -> anyhow::Result<()> {
             progress: false,
             skip_ingest: true,
             ingest_only: false,
+            full_refresh: false,
         };
         if done.contains(&project, *date) {
             skipped += 1;

@@ -1,22 +1,20 @@
 -- int_customer_days: what each customer did on each local date, as counts.
--- grain: one row per customer and local date with a usage, support, payment or
--- email event. Feeds activity (METRICS.md §3: succeeded payments) and the
--- health inputs (§7: usage, tickets, failed payments, emails).
+-- grain: one row per customer and local date with a support, payment or email
+-- event. Feeds activity (METRICS.md §3: succeeded payments) and the health
+-- inputs (§7: tickets, failed payments, emails); usage is in int_usage_days.
 with events as (
     select customer_id, event_type, priority, local_date
-    from stg_events
-    where event_type like 'usage.%'
-       or event_type in (
-           'support.ticket_opened', 'payment.succeeded', 'payment.failed',
-           'email.sent', 'email.opened'
-       )
+    from stg_account_events
+    where event_type in (
+        'support.ticket_opened', 'payment.succeeded', 'payment.failed',
+        'email.sent', 'email.opened'
+    )
 ),
 
 final as (
     select
         customer_id,
         local_date,
-        count(case when event_type like 'usage.%' then 1 end) as usage_events,
         count(case when event_type = 'support.ticket_opened' then 1 end) as tickets_opened,
         count(
             case when event_type = 'support.ticket_opened' and priority in ('high', 'urgent') then 1 end
@@ -30,6 +28,6 @@ final as (
 )
 
 select
-    customer_id, local_date, usage_events, tickets_opened, urgent_tickets_opened,
+    customer_id, local_date, tickets_opened, urgent_tickets_opened,
     payments_succeeded, payments_failed, emails_sent, emails_opened
 from final

@@ -6,7 +6,7 @@
 -- through `valid_to`; before the first one the segment is 'unknown'.
 with events as (
     select customer_id, segment, local_date, occurred_at, event_id
-    from stg_events
+    from stg_account_events
     where event_type in ('customer.created', 'customer.updated')
       and segment is not null
       and segment <> ''

@@ -5,10 +5,12 @@
 -- failed payments and emails over 90 days, surveys over 180 days (the latest by
 -- (occurred_at, event_id) of each kind). Counts are 0 when nothing happened;
 -- `latest_nps_score` / `latest_csat_score` are NULL when there is no survey.
+-- Only the snapshot dates of int_snapshot_windows (those this run recomputes).
 with scored as (
     select cutoff_date as snapshot_date, customer_id, segment, mrr
     from int_customer_months
     where is_active
+      and cutoff_date >= tenure_rebuild_from() - 1
 ),
 
 months as (
@@ -21,18 +23,24 @@ windows as (
 
 customer_days as (
     select
-        customer_id, local_date, usage_events, tickets_opened, urgent_tickets_opened,
+        customer_id, local_date, tickets_opened, urgent_tickets_opened,
         payments_failed, emails_sent, emails_opened
     from int_customer_days
 ),
 
-feature_days as (
-    select customer_id, feature, local_date from int_customer_feature_days
+usage_features as (
+    select customer_id, local_date, feature, usage_events from int_usage_days
+),
+
+usage_days as (
+    select customer_id, local_date, sum(usage_events) as usage_events
+    from usage_features
+    group by customer_id, local_date
 ),
 
 surveys as (
     select customer_id, event_type, score, local_date, occurred_at, event_id
-    from stg_events
+    from stg_account_events
     where event_type in ('survey.nps', 'survey.csat')
 ),
 
@@ -40,15 +48,6 @@ daily_counts as (
     select
         customer_days.customer_id,
         windows.snapshot_date,
-        count(
-            case when windows.days_before < 30 and customer_days.usage_events > 0 then 1 end
-        ) as active_days_30d,
-        sum(case when windows.days_before < 30 then customer_days.usage_events else 0 end)
-            as usage_events_30d,
-        sum(
-            case when windows.days_before >= 30 and windows.days_before < 60
-                then customer_days.usage_events else 0 end
-        ) as usage_events_prior_30d,
         sum(case when windows.days_before < 30 then customer_days.tickets_opened else 0 end)
             as tickets_opened_30d,
         sum(case when windows.days_before < 30 then customer_days.urgent_tickets_opened else 0 end)
@@ -63,16 +62,33 @@ daily_counts as (
     group by customer_days.customer_id, windows.snapshot_date
 ),
 
+usage_counts as (
+    select
+        usage_days.customer_id,
+        windows.snapshot_date,
+        count(case when windows.days_before < 30 then 1 end) as active_days_30d,
+        sum(case when windows.days_before < 30 then usage_days.usage_events else 0 end)
+            as usage_events_30d,
+        sum(case when windows.days_before >= 30 then usage_days.usage_events else 0 end)
+            as usage_events_prior_30d
+    from usage_days
+    inner join windows
+        on windows.local_date = usage_days.local_date
+       and windows.days_before < 60
+    group by usage_days.customer_id, windows.snapshot_date
+),
+
 feature_counts as (
     select
-        feature_days.customer_id,
+        usage_features.customer_id,
         windows.snapshot_date,
-        count(distinct feature_days.feature) as features_30d
-    from feature_days
+        count(distinct usage_features.feature) as features_30d
+    from usage_features
     inner join windows
-        on windows.local_date = feature_days.local_date
+        on windows.local_date = usage_features.local_date
        and windows.days_before < 30
-    group by feature_days.customer_id, windows.snapshot_date
+    where usage_features.feature is not null
+    group by usage_features.customer_id, windows.snapshot_date
 ),
 
 ranked_surveys as (
@@ -108,10 +124,10 @@ final as (
         scored.customer_id,
         scored.segment,
         scored.mrr,
-        cast(coalesce(daily_counts.active_days_30d, 0) as bigint) as active_days_30d,
+        cast(coalesce(usage_counts.active_days_30d, 0) as bigint) as active_days_30d,
         cast(coalesce(feature_counts.features_30d, 0) as bigint) as features_30d,
-        cast(coalesce(daily_counts.usage_events_30d, 0) as bigint) as usage_events_30d,
-        cast(coalesce(daily_counts.usage_events_prior_30d, 0) as bigint) as usage_events_prior_30d,
+        cast(coalesce(usage_counts.usage_events_30d, 0) as bigint) as usage_events_30d,
+        cast(coalesce(usage_counts.usage_events_prior_30d, 0) as bigint) as usage_events_prior_30d,
         latest_surveys.latest_nps_score,
         latest_surveys.latest_csat_score,
         cast(coalesce(daily_counts.tickets_opened_30d, 0) as bigint) as tickets_opened_30d,
@@ -125,6 +141,9 @@ final as (
     left join daily_counts
         on daily_counts.customer_id = scored.customer_id
        and daily_counts.snapshot_date = scored.snapshot_date
+    left join usage_counts
+        on usage_counts.customer_id = scored.customer_id
+       and usage_counts.snapshot_date = scored.snapshot_date
     left join feature_counts
         on feature_counts.customer_id = scored.customer_id
        and feature_counts.snapshot_date = scored.snapshot_date

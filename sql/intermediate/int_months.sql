@@ -6,7 +6,7 @@
 -- The cutoffs are also the health snapshot dates (§7), with
 -- `previous_cutoff_date` the snapshot before (§10.7).
 with events as (
-    select event_type, local_date from stg_events
+    select event_type, local_date from stg_account_events
 ),
 
 run_params as (

@@ -2,9 +2,12 @@
 -- grain: one row per snapshot date and local date in the 180 days ending at it
 -- (METRICS.md §7: snapshots are the cutoffs L(m), i.e. the last day of every
 -- complete covered month and D). `days_before` = snapshot_date - local_date, so
--- "trailing N days" is `days_before < N`.
+-- "trailing N days" is `days_before < N`. Only the snapshot dates this run
+-- recomputes: those from the day before `tenure_rebuild_from()` on (the snapshot
+-- before the first rebuilt one, which `score_change` compares with).
 with months as (
     select cutoff_date from int_months
+    where cutoff_date >= tenure_rebuild_from() - 1
 ),
 
 offsets as (

@@ -1,6 +1,7 @@
 -- cohort_retention: logo and revenue retention of each cohort, month by month.
 -- grain: one row per cohort month k and covered month m >= k (METRICS.md §4). A
 -- customer's cohort is the first covered month in which it is active (§3).
+-- incremental: month
 with customer_months as (
     select month, month_index, customer_id, mrr, is_active from int_customer_months
 ),

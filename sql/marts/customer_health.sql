@@ -5,6 +5,7 @@
 -- others are renormalised. Weights, targets and bands come from `params`.
 -- Scores are stored unrounded; band thresholds and driver ranking compare them
 -- rounded to 9 decimals (round() is half away from zero).
+-- incremental: snapshot_date
 with inputs as (
     select
         snapshot_date, previous_snapshot_date, customer_id, segment, mrr,

@@ -21,7 +21,7 @@ retention as (
 
 events as (
     select customer_id, event_type, amount, score, local_date
-    from stg_events
+    from stg_account_events
     where event_type in ('payment.succeeded', 'survey.nps', 'survey.csat')
 ),
 

@@ -3,6 +3,7 @@
 -- in it, plus an 'all' row for every covered month (METRICS.md §1, §10.5, §10.6).
 -- A customer counts in its segment at the cutoff of the month, for prev and cur.
 -- Reconciles exactly: end = start + new + reactivation + expansion - contraction - churned.
+-- incremental: month
 with months as (
     select month, is_complete from int_months
 ),

@@ -3,6 +3,7 @@
 -- (at the cutoff of m-12) present in the base B = { c : MRR(c, m-12) > 0 }, plus an
 -- 'all' row for every such month (METRICS.md §2, §10.6). Customers acquired
 -- after m-12 never count.
+-- incremental: month
 with months as (
     select month, month_index, is_complete from int_months
 ),

@@ -2,6 +2,7 @@
 -- grain: one row per covered month (METRICS.md §3). Active at m means
 -- active(c, L(m)); S, E, N and lost compare the month with the month before.
 -- Surveys count every response with local date in the month.
+-- incremental: month
 with months as (
     select month, is_complete from int_months
 ),
@@ -12,7 +13,7 @@ customer_months as (
 
 surveys as (
     select event_type, score, cast(date_trunc('month', local_date) as date) as month
-    from stg_events
+    from stg_account_events
     where event_type in ('survey.nps', 'survey.csat')
 ),
 

@@ -1,8 +1,10 @@
--- stg_events: accepted events as the metrics see them.
+-- stg_events: every accepted event, with every column, as the metrics see it.
 -- grain: one row per accepted, de-duplicated event (METRICS.md §0).
 -- `local_date` is the event's date in the run's reporting timezone (which may
--- differ from the timezone the `events` partitions were written with), and
--- events after the as-of date are dropped here, once, for every model (§10.13).
+-- differ from the timezone `event_date` was written with), and events after
+-- the as-of date are dropped (§10.13). A view for models of your own: the
+-- built-in models read stg_account_events and stg_usage_events, which split
+-- the same events by family so that each is read once.
 with events as (
     select * from events
 ),

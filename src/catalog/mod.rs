@@ -37,6 +37,16 @@ impl Layer {
     }
 }
 
+/// How a model's result is kept during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Materialized {
+    /// A view: every reader runs its query again (cheap projections).
+    View,
+    /// Computed once and held in memory for the models downstream.
+    Table,
+}
+
 /// One SQL model: a single `select` whose result is the table `name`.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -46,6 +56,44 @@ pub struct Model {
     pub sql: String,
     /// Models this one reads (sources excluded).
     pub depends_on: BTreeSet<String>,
+    /// `-- materialized: view|table` in the header; staging models are views
+    /// and the others tables unless they say otherwise.
+    pub materialized: Materialized,
+    /// `-- incremental: <date column>` in a mart's header: each row belongs to
+    /// the date in that column and depends only on events with local dates up
+    /// to it, so an incremental run keeps the published rows dated before the
+    /// first changed month and recomputes the rest (see `pipeline::carry`).
+    pub incremental: Option<String>,
+}
+
+/// The directives of a model's header comment (the `--` lines before the SQL).
+fn directives(sql: &str, layer: Layer) -> Result<(Materialized, Option<String>), String> {
+    let mut materialized = if layer == Layer::Staging { Materialized::View } else { Materialized::Table };
+    let mut incremental = None;
+    for line in sql.lines().map(str::trim).take_while(|l| l.is_empty() || l.starts_with("--")) {
+        let Some((key, value)) = line.trim_start_matches('-').trim().split_once(':') else { continue };
+        let value = value.trim();
+        match key.trim() {
+            "materialized" => {
+                materialized = match value {
+                    "view" => Materialized::View,
+                    "table" => Materialized::Table,
+                    other => return Err(format!("materialized: {other:?} must be \"view\" or \"table\"")),
+                }
+            }
+            "incremental" => {
+                if layer != Layer::Marts {
+                    return Err("incremental: only marts can be incremental".into());
+                }
+                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                    return Err(format!("incremental: {value:?} must name the mart's date column"));
+                }
+                incremental = Some(value.to_string());
+            }
+            _ => {}
+        }
+    }
+    Ok((materialized, incremental))
 }
 
 /// A data check: a query that returns the rows breaking a rule; any row fails
@@ -132,6 +180,13 @@ impl Catalog {
                 problems.push(format!("{}: model {name:?} is also defined by {}", file.display(), other.file.display()));
                 continue;
             }
+            let (materialized, incremental) = match directives(&sql, layer) {
+                Ok(d) => d,
+                Err(e) => {
+                    problems.push(format!("{}: {e}", file.display()));
+                    continue;
+                }
+            };
             models.insert(
                 name.clone(),
                 Model {
@@ -140,6 +195,8 @@ impl Catalog {
                     file,
                     sql,
                     depends_on: refs,
+                    materialized,
+                    incremental,
                 },
             );
         }
@@ -306,5 +363,27 @@ mod tests {
         write(dir.path(), "marts/a.sql", "select * from mrr_montly");
         let err = Catalog::load(dir.path()).expect_err("unknown").to_string();
         assert!(err.contains("unknown table \"mrr_montly\""), "{err}");
+    }
+
+    #[test]
+    fn header_directives_set_materialization_and_incremental_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "staging/a.sql", "-- a: held\n-- materialized: table\nselect * from events");
+        write(dir.path(), "staging/v.sql", "select * from events");
+        write(dir.path(), "marts/m.sql", "-- grain: month\n-- incremental: month\nselect * from a\n-- incremental: ignored after the header");
+        let c = Catalog::load(dir.path()).expect("catalog");
+        let get = |n: &str| c.model(n).expect("model");
+        assert_eq!(get("a").materialized, Materialized::Table);
+        assert_eq!(get("v").materialized, Materialized::View);
+        assert_eq!(get("m").materialized, Materialized::Table);
+        assert_eq!(get("m").incremental.as_deref(), Some("month"));
+        assert_eq!(get("a").incremental, None);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "staging/a.sql", "-- materialized: cached\nselect * from events");
+        write(dir.path(), "intermediate/b.sql", "-- incremental: month\nselect * from a");
+        let err = Catalog::load(dir.path()).expect_err("bad directives").to_string();
+        assert!(err.contains("a.sql: materialized: \"cached\" must be"), "{err}");
+        assert!(err.contains("b.sql: incremental: only marts"), "{err}");
     }
 }

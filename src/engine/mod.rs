@@ -5,7 +5,7 @@
 
 mod udf;
 
-use crate::catalog::{Layer, Model};
+use crate::catalog::{Materialized, Model};
 use crate::config::Config;
 use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -15,7 +15,12 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use std::sync::Arc;
 
-pub use udf::local_date_udf;
+pub use udf::{local_date_udf, rebuild_from_udf};
+
+/// `tenure_rebuild_from()` of a full rebuild: before any event.
+pub fn full_rebuild() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1, 1, 1).unwrap_or(NaiveDate::MIN)
+}
 
 /// The run parameters models read from `params`.
 #[derive(Debug, Clone)]
@@ -77,14 +82,24 @@ impl Params {
     }
 }
 
-/// A fresh session with tenure's functions registered.
+/// A fresh session with tenure's functions registered, for a full rebuild.
 pub fn session() -> SessionContext {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let config = SessionConfig::new()
-        .with_target_partitions(cores)
+    session_from(full_rebuild())
+}
+
+/// A fresh session whose run recomputes from `rebuild_from` on.
+pub fn session_from(rebuild_from: NaiveDate) -> SessionContext {
+    // DataFusion's own settings can be tuned from the environment
+    // (`DATAFUSION_EXECUTION_BATCH_SIZE=16384`, ...); the defaults are DataFusion's.
+    let config = SessionConfig::from_env()
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "DATAFUSION_* environment settings ignored");
+            SessionConfig::new()
+        })
         .with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
     ctx.register_udf(local_date_udf());
+    ctx.register_udf(rebuild_from_udf(rebuild_from));
     ctx
 }
 
@@ -110,17 +125,21 @@ pub struct Built {
     pub rows: usize,
 }
 
-/// Build one model. Staging models become views (they are cheap projections of
-/// `events`); the others are computed once and held in memory.
+/// Build one model: a view (registered, not run), or a table computed once and
+/// held in memory.
 pub async fn build(ctx: &SessionContext, model: &Model) -> datafusion::error::Result<Option<Built>> {
     let df = ctx.sql_with_options(&model.sql, read_only()).await?;
     let df_schema = df.schema().as_arrow().clone();
-    if model.layer == Layer::Staging {
+    if model.materialized == Materialized::View {
         ctx.deregister_table(&model.name)?;
         ctx.register_table(&model.name, df.into_view())?;
         return Ok(None);
     }
-    let batches = df.collect().await?;
+    let plan = df.create_physical_plan().await?;
+    let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx()).await?;
+    if let Some(dir) = std::env::var_os("TENURE_PROFILE_DIR") {
+        write_profile(std::path::Path::new(&dir), &model.name, plan.as_ref());
+    }
     // The batches' own schema (DataFusion's logical nullability can differ).
     let schema = match batches.first() {
         Some(b) => b.schema(),
@@ -129,6 +148,18 @@ pub async fn build(ctx: &SessionContext, model: &Model) -> datafusion::error::Re
     let rows = batches.iter().map(|b| b.num_rows()).sum();
     register_batch(ctx, &model.name, batches.clone(), schema.clone())?;
     Ok(Some(Built { batches, schema, rows }))
+}
+
+/// With `TENURE_PROFILE_DIR` set, each model's physical plan with the
+/// metrics of its execution (rows, time per operator) goes to `<dir>/<model>.txt`.
+fn write_profile(dir: &std::path::Path, model: &str, plan: &dyn datafusion::physical_plan::ExecutionPlan) {
+    let text = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan)
+        .indent(true)
+        .to_string();
+    let path = dir.join(format!("{model}.txt"));
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, text)) {
+        tracing::warn!(path = %path.display(), error = %e, "model profile not written");
+    }
 }
 
 /// Plan a model without running it (for `tenure validate`), then register an

@@ -1,9 +1,11 @@
 //! Data files of `events`: accepted rows, in (object path, row) order, cut into
 //! files of about [`ROWS_PER_FILE`] rows. Consecutive objects share a file, so
 //! a file spans a short stretch of time and its statistics let readers skip
-//! it; files are encoded concurrently, at most `parallelism` at a time, while
-//! decoding goes on. Nothing here is visible until ingest commits the returned
-//! `Add` actions.
+//! it. Product usage events (`usage.*`, most of the rows) and the other events
+//! go to files of their own, so that the many models that read only the other
+//! events skip the usage files by their `event_type` statistics. Files are
+//! encoded concurrently, at most `parallelism` at a time, while decoding goes
+//! on. Nothing here is visible until ingest commits the returned `Add` actions.
 
 use super::IngestError;
 use crate::storage::Location;
@@ -23,11 +25,27 @@ const ROWS_PER_GROUP: usize = 128 * 1024;
 
 type Encoding = JoinHandle<Result<Vec<Add>, DeltaTableError>>;
 
+/// The rows waiting for one kind of file.
+#[derive(Default)]
+struct Pending {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+}
+
+impl Pending {
+    fn push(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.rows += batch.num_rows();
+            self.batches.push(batch);
+        }
+    }
+}
+
 pub struct EventFiles<'a> {
     table: &'a DeltaTable,
     location: &'a Location,
-    pending: Vec<RecordBatch>,
-    rows: usize,
+    /// Usage events, then the others.
+    pending: [Pending; 2],
     running: VecDeque<Encoding>,
     limit: usize,
     props: WriterProperties,
@@ -39,8 +57,7 @@ impl<'a> EventFiles<'a> {
         EventFiles {
             table,
             location,
-            pending: Vec::new(),
-            rows: 0,
+            pending: Default::default(),
             running: VecDeque::new(),
             limit: parallelism.max(1),
             props: WriterProperties::builder()
@@ -60,17 +77,23 @@ impl<'a> EventFiles<'a> {
     }
 
     pub async fn push(&mut self, batch: RecordBatch) -> Result<(), IngestError> {
-        self.rows += batch.num_rows();
-        self.pending.push(batch);
-        if self.rows >= ROWS_PER_FILE {
-            self.cut().await?;
+        let (usage, other) = split_usage(&batch).map_err(|source| IngestError::Arrow {
+            table: self.location.display(),
+            source,
+        })?;
+        self.pending[0].push(usage);
+        self.pending[1].push(other);
+        for kind in 0..2 {
+            if self.pending[kind].rows >= ROWS_PER_FILE {
+                self.cut(kind).await?;
+            }
         }
         Ok(())
     }
 
-    /// Start encoding the pending rows as one file.
-    async fn cut(&mut self) -> Result<(), IngestError> {
-        if self.pending.is_empty() {
+    /// Start encoding the pending rows of one kind as one file.
+    async fn cut(&mut self, kind: usize) -> Result<(), IngestError> {
+        if self.pending[kind].batches.is_empty() {
             return Ok(());
         }
         while self.running.len() >= self.limit {
@@ -79,8 +102,7 @@ impl<'a> EventFiles<'a> {
         let mut writer = RecordBatchWriter::for_table(self.table)
             .map_err(|e| self.delta_err(e))?
             .with_writer_properties(self.props.clone());
-        let batches = std::mem::take(&mut self.pending);
-        self.rows = 0;
+        let batches = std::mem::take(&mut self.pending[kind]).batches;
         self.running.push_back(tokio::spawn(async move {
             for b in batches {
                 writer.write(b).await?;
@@ -103,7 +125,8 @@ impl<'a> EventFiles<'a> {
 
     /// Write everything still pending; the `Add` actions of every file.
     pub async fn finish(mut self) -> Result<Vec<Add>, IngestError> {
-        self.cut().await?;
+        self.cut(0).await?;
+        self.cut(1).await?;
         while !self.running.is_empty() {
             self.wait_oldest().await?;
         }
@@ -115,5 +138,55 @@ impl<'a> EventFiles<'a> {
         for task in &self.running {
             task.abort();
         }
+    }
+}
+
+/// The usage events of `batch` and the others, each in their order.
+fn split_usage(batch: &RecordBatch) -> Result<(RecordBatch, RecordBatch), arrow::error::ArrowError> {
+    use arrow::compute::kernels::comparison::starts_with;
+    let Some(types) = batch.column_by_name("event_type") else {
+        return Ok((RecordBatch::new_empty(batch.schema()), batch.clone()));
+    };
+    let usage = starts_with(types, &arrow::array::Scalar::new(arrow::array::StringArray::from(vec!["usage."])))?;
+    let count = usage.true_count();
+    if count == batch.num_rows() {
+        return Ok((batch.clone(), RecordBatch::new_empty(batch.schema())));
+    }
+    if count == 0 {
+        return Ok((RecordBatch::new_empty(batch.schema()), batch.clone()));
+    }
+    let other = arrow::compute::not(&usage)?;
+    Ok((
+        arrow::compute::filter_record_batch(batch, &usage)?,
+        arrow::compute::filter_record_batch(batch, &other)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use std::sync::Arc;
+
+    #[test]
+    fn usage_events_are_split_from_the_others_in_order() {
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("event_type", arrow::datatypes::DataType::Utf8, false),
+            arrow::datatypes::Field::new("source_row", arrow::datatypes::DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["usage.login", "payment.failed", "usage.feature_used", "usage_x", "email.sent"])),
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])),
+            ],
+        )
+        .expect("batch");
+        let (usage, other) = split_usage(&batch).expect("split");
+        let rows = |b: &RecordBatch| b.column(1).as_any().downcast_ref::<Int64Array>().expect("rows").values().to_vec();
+        assert_eq!(rows(&usage), [1, 3]);
+        assert_eq!(rows(&other), [2, 4, 5]);
+        let (usage, other) = split_usage(&usage).expect("split");
+        assert_eq!((usage.num_rows(), other.num_rows()), (2, 0));
     }
 }

@@ -59,6 +59,18 @@ pub struct ManifestEntry {
     /// entries written before the index existed).
     #[serde(default)]
     pub keys: Option<KeysFile>,
+    /// The events this sequence accepted: incremental runs read how far back
+    /// new events reach (absent in entries written before it was recorded).
+    #[serde(default)]
+    pub accepted: Option<AcceptedSpan>,
+}
+
+/// How many events a sequence accepted, and the earliest `occurred_at`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct AcceptedSpan {
+    pub rows: u64,
+    /// Microseconds since the epoch, UTC; None when no event was accepted.
+    pub earliest_occurred_at: Option<i64>,
 }
 
 /// What the committed entries say: objects by path (the latest wins) and the
@@ -122,6 +134,16 @@ impl Manifest {
         let name = Self::entry_name(sequence);
         let bytes = self.read_file(&name).await?;
         serde_json::from_slice(&bytes).map_err(|e| self.err(&name, format!("is not a manifest entry: {e}")))
+    }
+
+    /// What the sequences after `after` up to `committed` accepted, in
+    /// order; None for a sequence whose entry does not say.
+    pub async fn accepted_since(&self, after: i64, committed: i64) -> Result<Vec<Option<AcceptedSpan>>, IngestError> {
+        let mut out = Vec::new();
+        for sequence in after + 1..=committed {
+            out.push(self.read_entry(sequence).await?.accepted);
+        }
+        Ok(out)
     }
 
     /// The entries up to `committed`.

@@ -33,7 +33,8 @@ use files::EventFiles;
 use keys::SeenKeys;
 use deltalake::DeltaTable;
 use futures::{StreamExt, TryStreamExt};
-use manifest::{Manifest, ManifestEntry, ObjectId};
+use manifest::{ManifestEntry, ObjectId};
+pub use manifest::{AcceptedSpan, Manifest};
 use serde::Serialize;
 use object_store::ObjectStoreExt;
 use std::collections::BTreeMap;
@@ -231,6 +232,26 @@ pub async fn open_or_create(
     create.await.map_err(delta_err(location))
 }
 
+impl AcceptedSpan {
+    fn add(&mut self, batch: &arrow::array::RecordBatch) {
+        use arrow::array::AsArray;
+        self.rows += batch.num_rows() as u64;
+        let earliest = batch
+            .column_by_name("occurred_at")
+            .and_then(|c| arrow::compute::min(c.as_primitive::<arrow::datatypes::TimestampMicrosecondType>()));
+        self.earliest_occurred_at = match (self.earliest_occurred_at, earliest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// The latest `tenure.ingest` transaction sequence of the `events` table at
+/// `location` as `table` holds it (0 if none).
+pub async fn committed_sequence(table: &DeltaTable, location: &Location) -> Result<i64, IngestError> {
+    sequence_of(table, location).await
+}
+
 /// The latest `tenure.ingest` transaction sequence of a table (0 if none).
 async fn sequence_of(table: &DeltaTable, location: &Location) -> Result<i64, IngestError> {
     let snapshot = table.snapshot().map_err(delta_err(location))?;
@@ -398,6 +419,7 @@ pub async fn ingest(
     let currency: Arc<str> = Arc::from(opts.currency);
     let run_id: Arc<str> = Arc::from(opts.run_id);
     let late_before = opts.late_before.map(|d| days_since_epoch(d));
+    let mut accepted = AcceptedSpan { rows: 0, earliest_occurred_at: None };
     let mut late_months: std::collections::BTreeSet<String> = Default::default();
 
     // Objects are fetched and decoded by a task of their own, ahead of this
@@ -489,6 +511,7 @@ pub async fn ingest(
                 count_late(&kept, before, &mut report.late_events, &mut late_months);
             }
             if kept.num_rows() > 0 {
+                accepted.add(&kept);
                 writer.push(kept).await?;
             }
         }
@@ -562,6 +585,7 @@ pub async fn ingest(
         objects: manifest_objects,
         rejects_files: rejects_adds.clone(),
         keys: Some(keys),
+        accepted: Some(accepted),
     };
     manifest.write_entry(&entry).await?;
     crate::failpoint("ingest:after_manifest");
@@ -649,6 +673,7 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
     let mut rejects = Vec::new();
     let mut rows_read = 0u64;
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    let mut local_days = LocalDays::new(tz);
     let result = decode::decode(bytes, obj.format, obj.compression, &mut |row| {
         rows_read += 1;
         let outcome = match row.record {
@@ -657,7 +682,7 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
         };
         match outcome {
             Ok(ev) => {
-                let date = local_date_days(ev.occurred_at, tz);
+                let date = local_days.days(ev.occurred_at);
                 builder.push(&ev, date, &obj.relative, row.number, run_id);
             }
             Err(rejection) => {
@@ -698,6 +723,56 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
 pub fn local_date_days(micros: i64, tz: Tz) -> i32 {
     let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
     days_since_epoch(utc.with_timezone(&tz).date_naive())
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+const MICROS_PER_QUARTER_HOUR: i64 = 900_000_000;
+
+/// Local dates of many UTC instants in one timezone, the same as
+/// [`local_date_days`] but without a timezone lookup per instant: the UTC
+/// offset of the last quarter hour seen is kept when it is the same at both
+/// ends of that quarter hour (offsets change at quarter-hour instants; a
+/// quarter hour with a change inside is looked up instant by instant).
+pub struct LocalDays {
+    tz: Tz,
+    utc: bool,
+    quarter: i64,
+    offset: i64,
+}
+
+impl LocalDays {
+    pub fn new(tz: Tz) -> LocalDays {
+        LocalDays {
+            tz,
+            utc: tz == chrono_tz::UTC || tz == chrono_tz::Etc::UTC,
+            quarter: i64::MIN,
+            offset: 0,
+        }
+    }
+
+    fn offset_at(&self, micros: i64) -> Option<i64> {
+        use chrono::{Offset, TimeZone};
+        let utc = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
+        Some(i64::from(self.tz.offset_from_utc_datetime(&utc).fix().local_minus_utc()) * 1_000_000)
+    }
+
+    pub fn days(&mut self, micros: i64) -> i32 {
+        if self.utc {
+            return micros.div_euclid(MICROS_PER_DAY) as i32;
+        }
+        let quarter = micros.div_euclid(MICROS_PER_QUARTER_HOUR);
+        if quarter != self.quarter {
+            let start = quarter * MICROS_PER_QUARTER_HOUR;
+            match (self.offset_at(start), self.offset_at(start + MICROS_PER_QUARTER_HOUR - 1)) {
+                (Some(a), Some(b)) if a == b => {
+                    self.quarter = quarter;
+                    self.offset = a;
+                }
+                _ => return local_date_days(micros, self.tz),
+            }
+        }
+        (micros + self.offset).div_euclid(MICROS_PER_DAY) as i32
+    }
 }
 
 pub fn days_since_epoch(date: chrono::NaiveDate) -> i32 {
@@ -750,4 +825,31 @@ async fn load_seen(
         }
     }
     Ok(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cached offsets give the date a lookup per instant gives, across
+    /// DST changes, half- and quarter-hour zones and the odd offsets of
+    /// historical local mean time.
+    #[test]
+    fn local_days_agree_with_a_lookup_per_instant() {
+        let zones = ["UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe", "Pacific/Chatham", "Europe/Amsterdam"];
+        let micros = |y: i32| chrono::NaiveDate::from_ymd_opt(y, 1, 1).expect("date").and_hms_opt(0, 0, 0).expect("time").and_utc().timestamp_micros();
+        for name in zones {
+            let tz: Tz = name.parse().expect("zone");
+            let mut days = LocalDays::new(tz);
+            // Every 37 min 11 s over two recent years, then every 5 h 3 min 7 s from 1880 to 1950.
+            for (from, to, step) in [(micros(2025), micros(2027), 2_231_000_000i64), (micros(1880), micros(1950), 18_187_000_000)] {
+                let mut t = from;
+                while t < to {
+                    assert_eq!(days.days(t), local_date_days(t, tz), "{name} at {t} µs");
+                    t += step;
+                }
+            }
+            assert_eq!(days.days(-1), local_date_days(-1, tz), "{name} just before the epoch");
+        }
+    }
 }

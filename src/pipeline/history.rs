@@ -24,12 +24,28 @@ pub struct RunSummary {
     pub seconds: f64,
     #[serde(default)]
     pub inputs: Option<String>,
+    /// What the tables are a function of besides events and as-of date.
+    #[serde(default)]
+    pub shape: Option<String>,
+    /// The ingest sequence the models read.
+    #[serde(default)]
+    pub ingest_sequence: Option<i64>,
+    /// The tables the run published, with their versions.
+    #[serde(default)]
+    pub tables: Vec<TableVersion>,
     #[serde(default)]
     pub error: Option<Vec<String>>,
     #[serde(skip)]
     pub path: String,
     #[serde(skip)]
     pub accepted: u64,
+}
+
+/// A table a run published, and the Delta version it committed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TableVersion {
+    pub name: String,
+    pub version: i64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 //! run report. A failed step stops the run before anything is published; the
 //! report is written either way.
 
+pub mod carry;
 pub mod history;
 pub mod report;
 
@@ -14,7 +15,11 @@ use crate::publish;
 use crate::storage::{Location, Storage};
 use chrono::NaiveDate;
 use report::{CheckResult, RunReport, Step};
+use futures::{StreamExt, TryStreamExt};
 use std::time::Instant;
+
+/// Marts published at the same time.
+const PUBLISH_AT_ONCE: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -85,6 +90,9 @@ pub struct RunOptions {
     pub skip_ingest: bool,
     /// Ingest only; build nothing.
     pub ingest_only: bool,
+    /// Recompute everything: keep no rows of earlier runs, and publish even
+    /// when the inputs equal those of the latest run.
+    pub full_refresh: bool,
 }
 
 /// The outcome of a run: its report, and the error if it failed.
@@ -129,6 +137,11 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
         checks: Vec::new(),
         tables: Vec::new(),
         inputs: None,
+        shape: None,
+        ingest_sequence: None,
+        rebuild_from: None,
+        kept_rows_of: None,
+        full_rebuild_because: None,
         error: None,
     };
     tracing::info!(pipeline = %pipeline.name, run_id = %report.run_id, as_of = %as_of, timezone = %report.timezone, "run started");
@@ -245,10 +258,18 @@ async fn run_steps(
 
     // 2. Models.
     let ctx = engine::session();
-    let events_version = register_sources(&ctx, storage, warehouse).await?;
-    let inputs = inputs_fingerprint(events_version, &models, &Params::from_config(config, as_of));
+    let sources = register_sources(&ctx, storage, warehouse).await?;
+    let run_params = Params::from_config(config, as_of);
+    let inputs = inputs_fingerprint(sources.events_version, &models, &run_params);
+    let shape = carry::shape_fingerprint(&models, &run_params);
     report.inputs = Some(inputs.clone());
-    if let Some(prior) = unchanged_since(warehouse, &inputs).await {
+    report.shape = Some(shape.clone());
+    report.ingest_sequence = Some(sources.ingest_sequence);
+    let runs = history::list(warehouse).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "run history unreadable; every model is rebuilt");
+        Vec::new()
+    });
+    if let Some(prior) = unchanged_since(&runs, &inputs).filter(|_| !opts.full_refresh) {
         tracing::info!(run_id = %prior.run_id, "inputs unchanged since that run; tables stay as published");
         report.steps.push(Step {
             name: format!("unchanged since {}", prior.run_id),
@@ -257,7 +278,25 @@ async fn run_steps(
         });
         return Ok(());
     }
-    let params = Params::from_config(config, as_of)
+    let plan = if opts.full_refresh {
+        carry::Plan::full("--full-refresh")
+    } else {
+        incremental_plan(storage, warehouse, &models, &runs, &shape, &run_params, sources.ingest_sequence).await
+    };
+    match &plan.base {
+        Some(base) => {
+            tracing::info!(rebuild_from = %plan.rebuild_from, base = %base.run_id, "incremental run: rows before rebuild_from are kept");
+            report.rebuild_from = Some(plan.rebuild_from.to_string());
+            report.kept_rows_of = Some(base.run_id.clone());
+        }
+        None => {
+            let because = plan.full_because.clone().unwrap_or_default();
+            tracing::info!(because = %because, "every model is rebuilt");
+            report.full_rebuild_because = Some(because);
+        }
+    }
+    ctx.register_udf(engine::rebuild_from_udf(plan.rebuild_from));
+    let params = run_params
         .batch()
         .map_err(|e| RunError::Setup(format!("cannot build the params table: {e}")))?;
     engine::register_batch(&ctx, "params", vec![params.clone()], params.schema()).map_err(|source| RunError::Source {
@@ -268,11 +307,17 @@ async fn run_steps(
     let mut built_names = std::collections::BTreeSet::new();
     for model in &models {
         let t = Instant::now();
-        let built = engine::build(&ctx, model).await.map_err(|source| RunError::Model {
+        let model_err = |source| RunError::Model {
             model: model.name.clone(),
             file: model.file.display().to_string(),
             source,
-        })?;
+        };
+        let mut built = engine::build(&ctx, model).await.map_err(model_err)?;
+        if let Some(key) = &model.incremental {
+            if let Some(b) = built.take() {
+                built = Some(carry::merge(&ctx, storage, warehouse, model, key, &plan, b).await.map_err(model_err)?);
+            }
+        }
         built_names.insert(model.name.clone());
         let rows = built.as_ref().map(|b| b.rows as u64);
         tracing::info!(model = %model.name, rows = rows.unwrap_or(0), seconds = t.elapsed().as_secs_f64(), "model built");
@@ -324,21 +369,22 @@ async fn run_steps(
     }
 
     // 4. Publish.
+    // Marts are independent tables, each its own commit: a few at a time, so
+    // that one's encoding overlaps another's storage round trips.
     let t = Instant::now();
-    for (name, built) in marts {
-        crate::failpoint(&format!("publish:{name}"));
-        let published = publish::overwrite(
-            storage,
-            &publish::mart_location(warehouse, &name),
-            &name,
-            built.schema,
-            built.batches,
-            &report.run_id,
-        )
-        .await?;
-        tracing::info!(table = %name, version = published.version, rows = published.rows, "table published");
-        report.tables.push(published);
-    }
+    let run_id = report.run_id.clone();
+    let publishing = marts.into_iter().map(|(name, built)| {
+        let run_id = &run_id;
+        async move {
+            crate::failpoint(&format!("publish:{name}"));
+            let location = publish::mart_location(warehouse, &name);
+            let published = publish::overwrite(storage, &location, &name, built.schema, built.batches, run_id).await?;
+            tracing::info!(table = %name, version = published.version, rows = published.rows, "table published");
+            Ok::<_, RunError>(published)
+        }
+    });
+    let published: Vec<publish::Published> = futures::stream::iter(publishing).buffered(PUBLISH_AT_ONCE).try_collect().await?;
+    report.tables.extend(published);
     report.steps.push(Step {
         name: "publish".into(),
         seconds: t.elapsed().as_secs_f64(),
@@ -372,10 +418,37 @@ async fn table_rows(ctx: &datafusion::prelude::SessionContext, table: &str) -> d
 
 /// The latest succeeded run that published tables, if its inputs equal `inputs`:
 /// then this run would publish the same content, and commits nothing.
-async fn unchanged_since(warehouse: &Location, inputs: &str) -> Option<history::RunSummary> {
-    let runs = history::list(warehouse).await.ok()?;
-    let latest = runs.into_iter().rev().find(|r| r.status == "succeeded" && r.inputs.is_some())?;
-    (latest.inputs.as_deref() == Some(inputs)).then_some(latest)
+fn unchanged_since(runs: &[history::RunSummary], inputs: &str) -> Option<history::RunSummary> {
+    let latest = runs.iter().rev().find(|r| r.status == "succeeded" && r.inputs.is_some())?;
+    (latest.inputs.as_deref() == Some(inputs)).then(|| latest.clone())
+}
+
+/// What this run recomputes (see `carry`): the current versions of the
+/// incremental marts are compared with those the base run published.
+async fn incremental_plan(
+    storage: &Storage,
+    warehouse: &Location,
+    models: &[&crate::catalog::Model],
+    runs: &[history::RunSummary],
+    shape: &str,
+    params: &Params,
+    sequence: i64,
+) -> carry::Plan {
+    let mut versions = std::collections::BTreeMap::new();
+    for m in models.iter().filter(|m| m.incremental.is_some()) {
+        let location = publish::mart_location(warehouse, &m.name);
+        let version = match storage.delta_table(&location).await {
+            Ok(t) => t.version().map(|v| v as i64),
+            Err(e) => return carry::Plan::full(format!("cannot open mart {}: {e}", m.name)),
+        };
+        versions.insert(m.name.clone(), version);
+    }
+    if versions.is_empty() {
+        return carry::Plan::full("no mart is incremental");
+    }
+    let tz: chrono_tz::Tz = params.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let manifest = ingest::Manifest::new(ingest::Tables::in_warehouse(warehouse).manifest);
+    carry::plan(runs, shape, params.as_of, tz, sequence, &manifest, &versions).await
 }
 
 /// What a run's tables are a function of: the `events` version, the SQL of
@@ -391,14 +464,22 @@ pub fn inputs_fingerprint(events_version: i64, models: &[&crate::catalog::Model]
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
 }
 
+/// What `register_sources` registered.
+pub struct Sources {
+    pub events_version: i64,
+    /// The last ingest sequence committed to that version of `events`.
+    pub ingest_sequence: i64,
+}
+
 /// Register `events` and `rejects` (Delta) in a session, creating them empty
-/// if no run has ingested yet. Returns the version of `events` registered.
+/// if no run has ingested yet.
 pub async fn register_sources(
     ctx: &datafusion::prelude::SessionContext,
     storage: &Storage,
     warehouse: &Location,
-) -> Result<i64, RunError> {
+) -> Result<Sources, RunError> {
     let mut events_version = 0;
+    let mut ingest_sequence = 0;
     let tables = ingest::Tables::in_warehouse(warehouse);
     for (name, location, schema, partition) in [
         ("events", &tables.events, ingest::batch::EVENTS_SCHEMA.clone(), vec!["event_date"]),
@@ -407,6 +488,7 @@ pub async fn register_sources(
         let table = ingest::open_or_create(storage, location, &schema, &partition).await?;
         if name == "events" {
             events_version = table.version().unwrap_or(0) as i64;
+            ingest_sequence = ingest::committed_sequence(&table, location).await?;
         }
         let err = |source| RunError::Source {
             table: name.into(),
@@ -418,7 +500,10 @@ pub async fn register_sources(
         let provider = table.table_provider().await.map_err(err)?;
         ctx.register_table(name, provider).map_err(err)?;
     }
-    Ok(events_version)
+    Ok(Sources {
+        events_version,
+        ingest_sequence,
+    })
 }
 
 fn examples(batches: &[arrow::array::RecordBatch], n: usize) -> Vec<String> {

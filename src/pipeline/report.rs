@@ -45,6 +45,21 @@ pub struct RunReport {
     /// Fingerprint of what the tables are a function of (events version,
     /// model SQL, parameters); equal fingerprints publish equal tables.
     pub inputs: Option<String>,
+    /// Fingerprint of the model SQL and the parameters other than the as-of
+    /// date: runs with equal shapes can keep each other's rows.
+    pub shape: Option<String>,
+    /// The last ingest sequence of `events` the models read.
+    pub ingest_sequence: Option<i64>,
+    /// The first local date the models recomputed; absent when they rebuilt
+    /// everything (see README "Incremental runs").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuild_from: Option<String>,
+    /// The run whose published rows before `rebuild_from` were kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_rows_of: Option<String>,
+    /// Why the models rebuilt everything, when they did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_rebuild_because: Option<String>,
     /// The error and its causes, outermost first, when the run failed.
     pub error: Option<Vec<String>>,
 }

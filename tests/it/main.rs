@@ -14,6 +14,7 @@
 mod cli;
 mod crash;
 mod common;
+mod incremental;
 mod ingest;
 mod metrics;
 mod s3;
