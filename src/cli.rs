@@ -515,8 +515,8 @@ async fn validate(cli: &Cli) -> anyhow::Result<()> {
     ] {
         crate::engine::register_batch(&ctx, name, vec![], schema)?;
     }
-    let params = crate::engine::Params::from_config(&project.config, NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default()).batch()?;
-    crate::engine::register_batch(&ctx, "params", vec![params.clone()], params.schema())?;
+    let params = crate::engine::Params::from_config(&project.config, NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default());
+    crate::engine::register_params(&ctx, &params, crate::engine::full_rebuild())?;
     for model in &catalog.models {
         if let Err(e) = crate::engine::plan(&ctx, model).await {
             problems.push(format!("{}: model {:?}: {e}", model.file.display(), model.name));

@@ -28,14 +28,21 @@ customer_days as (
     from int_customer_days
 ),
 
-usage_features as (
-    select customer_id, local_date, feature, usage_events from int_usage_days
+usage_days as (
+    select customer_id, local_date, usage_events from int_usage_days
 ),
 
-usage_days as (
-    select customer_id, local_date, sum(usage_events) as usage_events
-    from usage_features
-    group by customer_id, local_date
+usage_features as (
+    select customer_id, feature, month, last_used_date from int_usage_features
+),
+
+snapshot_months as (
+    -- the months the 30 days ending at each snapshot date touch
+    select distinct
+        snapshot_date,
+        cast(date_trunc('month', local_date) as date) as month
+    from windows
+    where days_before < 30
 ),
 
 surveys as (
@@ -81,40 +88,28 @@ usage_counts as (
 feature_counts as (
     select
         usage_features.customer_id,
-        windows.snapshot_date,
+        snapshot_months.snapshot_date,
         count(distinct usage_features.feature) as features_30d
     from usage_features
-    inner join windows
-        on windows.local_date = usage_features.local_date
-       and windows.days_before < 30
-    where usage_features.feature is not null
-    group by usage_features.customer_id, windows.snapshot_date
-),
-
-ranked_surveys as (
-    select
-        surveys.customer_id,
-        windows.snapshot_date,
-        surveys.event_type,
-        surveys.score,
-        row_number() over (
-            partition by surveys.customer_id, windows.snapshot_date, surveys.event_type
-            order by surveys.occurred_at desc, surveys.event_id desc
-        ) as recency_rank
-    from surveys
-    inner join windows
-        on windows.local_date = surveys.local_date
+    inner join snapshot_months
+        on snapshot_months.month = usage_features.month
+    where usage_features.last_used_date >= snapshot_months.snapshot_date - 29
+    group by usage_features.customer_id, snapshot_months.snapshot_date
 ),
 
 latest_surveys as (
+    -- the latest survey of each kind in the 180 days, by (occurred_at, event_id)
     select
-        customer_id,
-        snapshot_date,
-        max(case when event_type = 'survey.nps' then score end) as latest_nps_score,
-        max(case when event_type = 'survey.csat' then score end) as latest_csat_score
-    from ranked_surveys
-    where recency_rank = 1
-    group by customer_id, snapshot_date
+        surveys.customer_id,
+        windows.snapshot_date,
+        first_value(surveys.score order by surveys.occurred_at desc, surveys.event_id desc)
+            filter (where surveys.event_type = 'survey.nps') as latest_nps_score,
+        first_value(surveys.score order by surveys.occurred_at desc, surveys.event_id desc)
+            filter (where surveys.event_type = 'survey.csat') as latest_csat_score
+    from surveys
+    inner join windows
+        on windows.local_date = surveys.local_date
+    group by surveys.customer_id, windows.snapshot_date
 ),
 
 final as (

@@ -8,36 +8,23 @@
 -- materialized: table
 with events as (
     select
-        event_id, event_type, customer_id, occurred_at, subscription_id,
-        mrr, amount, priority, score, segment
+        event_id,
+        event_type,
+        customer_id,
+        occurred_at,
+        tenure_local_date(occurred_at, tenure_timezone()) as local_date,
+        subscription_id,
+        mrr,
+        amount,
+        priority,
+        score,
+        segment
     from events
     where event_type not like 'usage.%'
 ),
 
-params as (
-    select as_of, timezone from params
-),
-
-localized as (
-    select
-        events.event_id,
-        events.event_type,
-        events.customer_id,
-        events.occurred_at,
-        tenure_local_date(events.occurred_at, params.timezone) as local_date,
-        events.subscription_id,
-        events.mrr,
-        events.amount,
-        events.priority,
-        events.score,
-        events.segment,
-        params.as_of
-    from events
-    cross join params
-),
-
 final as (
-    select * from localized where local_date <= as_of
+    select * from events where local_date <= tenure_as_of()
 )
 
 select

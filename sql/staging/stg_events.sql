@@ -5,49 +5,18 @@
 -- the as-of date are dropped (§10.13). A view for models of your own: the
 -- built-in models read stg_account_events and stg_usage_events, which split
 -- the same events by family so that each is read once.
-with events as (
-    select * from events
-),
-
-params as (
-    select as_of, timezone from params
-),
-
-localized as (
+with localized as (
     select
-        events.event_id,
-        events.event_type,
-        events.customer_id,
-        events.occurred_at,
-        tenure_local_date(events.occurred_at, params.timezone) as local_date,
-        events.subscription_id,
-        events.plan,
-        events.mrr,
-        events.currency,
-        events.seats,
-        events.amount,
-        events.payment_id,
-        events.feature,
-        events.user_id,
-        events.quantity,
-        events.ticket_id,
-        events.priority,
-        events.score,
-        events.campaign_id,
-        events.name,
-        events.segment,
-        events.country,
-        events.industry,
-        events.owner,
-        events.reason,
-        events.comment,
-        params.as_of
+        event_id, event_type, customer_id, occurred_at,
+        tenure_local_date(occurred_at, tenure_timezone()) as local_date,
+        subscription_id, plan, mrr, currency, seats, amount, payment_id,
+        feature, user_id, quantity, ticket_id, priority, score, campaign_id,
+        name, segment, country, industry, owner, reason, comment
     from events
-    cross join params
 ),
 
 final as (
-    select * from localized where local_date <= as_of
+    select * from localized where local_date <= tenure_as_of()
 )
 
 select

@@ -8,30 +8,19 @@
 -- (two days wider, for any timezone) lets the scan skip older files; the
 -- exact bound is on the local date. `feature` is NULL when absent or empty.
 with events as (
-    select customer_id, occurred_at, feature
+    select
+        customer_id,
+        tenure_local_date(occurred_at, tenure_timezone()) as local_date,
+        nullif(feature, '') as feature
     from events
     where event_type like 'usage.%'
       and occurred_at >= arrow_cast(tenure_rebuild_from() - 62, 'Timestamp(µs, "UTC")')
 ),
 
-params as (
-    select as_of, timezone from params
-),
-
-localized as (
-    select
-        events.customer_id,
-        tenure_local_date(events.occurred_at, params.timezone) as local_date,
-        nullif(events.feature, '') as feature,
-        params.as_of
-    from events
-    cross join params
-),
-
 final as (
     select customer_id, local_date, feature
-    from localized
-    where local_date <= as_of
+    from events
+    where local_date <= tenure_as_of()
       and local_date >= tenure_rebuild_from() - 60
 )
 

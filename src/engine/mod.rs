@@ -15,7 +15,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use std::sync::Arc;
 
-pub use udf::{local_date_udf, rebuild_from_udf};
+pub use udf::local_date_udf;
 
 /// `tenure_rebuild_from()` of a full rebuild: before any event.
 pub fn full_rebuild() -> NaiveDate {
@@ -82,13 +82,8 @@ impl Params {
     }
 }
 
-/// A fresh session with tenure's functions registered, for a full rebuild.
+/// A fresh session with tenure's functions registered.
 pub fn session() -> SessionContext {
-    session_from(full_rebuild())
-}
-
-/// A fresh session whose run recomputes from `rebuild_from` on.
-pub fn session_from(rebuild_from: NaiveDate) -> SessionContext {
     // DataFusion's own settings can be tuned from the environment
     // (`DATAFUSION_EXECUTION_BATCH_SIZE=16384`, ...); the defaults are DataFusion's.
     let config = SessionConfig::from_env()
@@ -99,8 +94,18 @@ pub fn session_from(rebuild_from: NaiveDate) -> SessionContext {
         .with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
     ctx.register_udf(local_date_udf());
-    ctx.register_udf(rebuild_from_udf(rebuild_from));
     ctx
+}
+
+/// Register a run's parameters: the `params` table, and the run constants
+/// `tenure_as_of()`, `tenure_timezone()` and `tenure_rebuild_from()`.
+pub fn register_params(ctx: &SessionContext, params: &Params, rebuild_from: NaiveDate) -> datafusion::error::Result<()> {
+    let batch = params.batch()?;
+    register_batch(ctx, "params", vec![batch.clone()], batch.schema())?;
+    ctx.register_udf(udf::as_of_udf(params.as_of));
+    ctx.register_udf(udf::timezone_udf(&params.timezone));
+    ctx.register_udf(udf::rebuild_from_udf(rebuild_from));
+    Ok(())
 }
 
 /// Options that keep SQL from a user read-only: no DDL, DML or `SET`/`COPY`.

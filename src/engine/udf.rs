@@ -1,15 +1,16 @@
 //! tenure's SQL functions. `tenure_local_date(ts, tz)`: the local date of a
 //! UTC instant in an IANA timezone; SQL models use it once, in staging, so that
 //! every month boundary follows the run's reporting timezone.
-//! `tenure_rebuild_from()`: the first local date the run recomputes, a
-//! constant of the run that the planner folds into the query (so that a scan
-//! can skip files by their statistics, which a join with `params` cannot).
+//! `tenure_as_of()`, `tenure_timezone()`, `tenure_rebuild_from()`: constants
+//! of the run (as-of date, reporting timezone, first local date recomputed)
+//! that the planner folds into the query, so that staging filters by them
+//! without a join with `params`, and a scan can skip files by statistics.
 
 use arrow::array::{Array, ArrayRef, AsArray, Date32Builder};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use datafusion::common::{exec_err, Result};
+use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -43,10 +44,31 @@ impl ScalarUDFImpl for LocalDate {
         Ok(DataType::Date32)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let ts = arrays[0].as_primitive::<TimestampMicrosecondType>();
-        let tz = arrays[1].as_string::<i32>();
+        let zone = |name: &str| match name.parse::<Tz>() {
+            Ok(z) => Ok(crate::ingest::LocalDays::new(z)),
+            Err(_) => exec_err!("tenure_local_date: unknown timezone {name:?}"),
+        };
+        // The usual call has one timezone for every row (a constant).
+        let fixed = match &args.args[1] {
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(name)) | ScalarValue::LargeUtf8(Some(name)) | ScalarValue::Utf8View(Some(name))) => {
+                Some(zone(name)?)
+            }
+            _ => None,
+        };
+        let ts = match &args.args[0] {
+            ColumnarValue::Array(a) => a.clone(),
+            ColumnarValue::Scalar(v) => v.to_array_of_size(args.number_rows)?,
+        };
+        let ts = ts.as_primitive::<TimestampMicrosecondType>();
         let mut out = Date32Builder::with_capacity(ts.len());
+        if let Some(mut days) = fixed {
+            for v in ts.iter() {
+                out.append_option(v.map(|v| days.days(v)));
+            }
+            return Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef));
+        }
+        let tz = args.args[1].to_array(ts.len())?;
+        let tz = tz.as_string::<i32>();
         let mut cached: Option<(String, crate::ingest::LocalDays)> = None;
         for i in 0..ts.len() {
             if ts.is_null(i) || tz.is_null(i) {
@@ -55,10 +77,7 @@ impl ScalarUDFImpl for LocalDate {
             }
             let name = tz.value(i);
             if cached.as_ref().is_none_or(|(n, _)| n != name) {
-                match name.parse::<Tz>() {
-                    Ok(z) => cached = Some((name.to_string(), crate::ingest::LocalDays::new(z))),
-                    Err(_) => return exec_err!("tenure_local_date: unknown timezone {name:?}"),
-                }
+                cached = Some((name.to_string(), zone(name)?));
             }
             if let Some((_, days)) = cached.as_mut() {
                 out.append_value(days.days(ts.value(i)));
@@ -68,32 +87,49 @@ impl ScalarUDFImpl for LocalDate {
     }
 }
 
+/// A constant of the run as a nullary SQL function: Stable, so the planner
+/// folds it into a literal before optimising.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct RebuildFrom {
+struct RunConstant {
+    name: &'static str,
     signature: Signature,
-    days: i32,
+    value: ScalarValue,
 }
 
-/// `tenure_rebuild_from()` of a run that recomputes from `date` on.
-pub fn rebuild_from_udf(date: NaiveDate) -> ScalarUDF {
-    ScalarUDF::from(RebuildFrom {
-        // Stable: one value for the whole run, folded at planning.
+fn run_constant(name: &'static str, value: ScalarValue) -> ScalarUDF {
+    ScalarUDF::from(RunConstant {
+        name,
         signature: Signature::nullary(Volatility::Stable),
-        days: crate::ingest::days_since_epoch(date),
+        value,
     })
 }
 
-impl ScalarUDFImpl for RebuildFrom {
+/// `tenure_rebuild_from()`: the first local date the run recomputes.
+pub fn rebuild_from_udf(date: NaiveDate) -> ScalarUDF {
+    run_constant("tenure_rebuild_from", ScalarValue::Date32(Some(crate::ingest::days_since_epoch(date))))
+}
+
+/// `tenure_as_of()`: the run's as-of date D.
+pub fn as_of_udf(date: NaiveDate) -> ScalarUDF {
+    run_constant("tenure_as_of", ScalarValue::Date32(Some(crate::ingest::days_since_epoch(date))))
+}
+
+/// `tenure_timezone()`: the run's reporting timezone.
+pub fn timezone_udf(name: &str) -> ScalarUDF {
+    run_constant("tenure_timezone", ScalarValue::Utf8(Some(name.to_string())))
+}
+
+impl ScalarUDFImpl for RunConstant {
     fn name(&self) -> &str {
-        "tenure_rebuild_from"
+        self.name
     }
     fn signature(&self) -> &Signature {
         &self.signature
     }
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Date32)
+        Ok(self.value.data_type())
     }
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(datafusion::scalar::ScalarValue::Date32(Some(self.days))))
+        Ok(ColumnarValue::Scalar(self.value.clone()))
     }
 }

@@ -295,11 +295,7 @@ async fn run_steps(
             report.full_rebuild_because = Some(because);
         }
     }
-    ctx.register_udf(engine::rebuild_from_udf(plan.rebuild_from));
-    let params = run_params
-        .batch()
-        .map_err(|e| RunError::Setup(format!("cannot build the params table: {e}")))?;
-    engine::register_batch(&ctx, "params", vec![params.clone()], params.schema()).map_err(|source| RunError::Source {
+    engine::register_params(&ctx, &run_params, plan.rebuild_from).map_err(|source| RunError::Source {
         table: "params".into(),
         source,
     })?;
