@@ -35,15 +35,24 @@ customer_mrr as (
     group by subscription_states.customer_id, cutoff_dates.cutoff_date
 ),
 
+activity_windows as (
+    -- the local dates of the trailing activity window of every cutoff date
+    select
+        cutoff_dates.cutoff_date,
+        cast(cutoff_dates.cutoff_date - offsets.days_before as date) as local_date
+    from cutoff_dates
+    cross join (
+        select unnest(range(0, activity_window_days)) as days_before from run_params
+    ) as offsets
+),
+
 recent_payers as (
     select distinct
         payment_days.customer_id,
-        cutoff_dates.cutoff_date
+        activity_windows.cutoff_date
     from payment_days
-    cross join run_params
-    inner join cutoff_dates
-        on payment_days.local_date between cutoff_dates.cutoff_date - (run_params.activity_window_days - 1)
-                                       and cutoff_dates.cutoff_date
+    inner join activity_windows
+        on activity_windows.local_date = payment_days.local_date
 ),
 
 customer_dates as (
