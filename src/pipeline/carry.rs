@@ -163,14 +163,12 @@ pub async fn merge(
         .update_datafusion_session(&ctx.state())
         .map_err(|e| external(e.to_string()))?;
     let provider = table.table_provider().await.map_err(|e| external(e.to_string()))?;
+    let bound = crate::ingest::days_since_epoch(plan.rebuild_from);
     let kept = ctx
         .read_table(provider)?
-        .filter(col(key).lt(lit(datafusion::scalar::ScalarValue::Date32(Some(
-            crate::ingest::days_since_epoch(plan.rebuild_from),
-        )))))?
+        .filter(col(key).lt(lit(datafusion::scalar::ScalarValue::Date32(Some(bound)))))?
         .collect()
         .await?;
-    let bound = crate::ingest::days_since_epoch(plan.rebuild_from);
     let mut batches = Vec::with_capacity(kept.len() + built.batches.len());
     for b in kept {
         batches.push(conform(&b, &built.schema)?);

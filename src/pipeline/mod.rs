@@ -214,16 +214,16 @@ async fn run_steps(
     let catalog = Catalog::load(&config.sql_dir)?;
     let models = catalog.select(&pipeline.models).map_err(|e| RunError::Setup(format!("{}: {e}", pipeline.file.display())))?;
 
+    // The run history, read once: late events, unchanged inputs, incremental plan.
+    let runs = history::list(warehouse).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "run history unreadable; late events are not counted and every model is rebuilt");
+        Vec::new()
+    });
+
     // 1. Ingest.
     if pipeline.ingest && !opts.skip_ingest {
         let t = Instant::now();
-        let late_before = history::list(warehouse)
-            .await
-            .map(|runs| history::latest_as_of(&runs))
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "run history unreadable; late events are not counted");
-                None
-            });
+        let late_before = history::latest_as_of(&runs);
         let pb = progress_bar(opts.progress);
         let ingest_report = ingest::ingest(
             storage,
@@ -265,10 +265,6 @@ async fn run_steps(
     report.inputs = Some(inputs.clone());
     report.shape = Some(shape.clone());
     report.ingest_sequence = Some(sources.ingest_sequence);
-    let runs = history::list(warehouse).await.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "run history unreadable; every model is rebuilt");
-        Vec::new()
-    });
     if let Some(prior) = unchanged_since(&runs, &inputs).filter(|_| !opts.full_refresh) {
         tracing::info!(run_id = %prior.run_id, "inputs unchanged since that run; tables stay as published");
         report.steps.push(Step {
