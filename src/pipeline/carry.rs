@@ -123,9 +123,10 @@ pub async fn plan(
             return Plan::full("an ingest entry since the base does not record what it accepted");
         };
         if let Some(micros) = span.earliest_occurred_at {
-            let day = crate::ingest::local_date_days(micros, tz);
-            let date = NaiveDate::from_num_days_from_ce_opt(day + 719_163).unwrap_or(NaiveDate::MIN);
-            rebuild_from = rebuild_from.min(month_start(date));
+            let Some(at) = chrono::DateTime::from_timestamp_micros(micros) else {
+                return Plan::full("an ingest entry since the base records an impossible timestamp");
+            };
+            rebuild_from = rebuild_from.min(month_start(at.with_timezone(&tz).date_naive()));
         }
     }
     Plan {
