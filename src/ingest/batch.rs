@@ -74,6 +74,26 @@ pub static REJECTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// The two kinds of `events` data files: product usage events (`usage.*`, most
+/// of the rows) and the others, which most models read alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Usage = 0,
+    Other = 1,
+}
+
+impl FileKind {
+    pub const BOTH: [FileKind; 2] = [FileKind::Usage, FileKind::Other];
+
+    pub fn of(event_type: &str) -> FileKind {
+        if event_type.starts_with("usage.") {
+            FileKind::Usage
+        } else {
+            FileKind::Other
+        }
+    }
+}
+
 /// Accumulates accepted events of one object.
 pub struct EventBuilder {
     strings: Vec<StringBuilder>,

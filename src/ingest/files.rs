@@ -3,10 +3,12 @@
 //! a file spans a short stretch of time and its statistics let readers skip
 //! it. Product usage events (`usage.*`, most of the rows) and the other events
 //! go to files of their own, so that the many models that read only the other
-//! events skip the usage files by their `event_type` statistics. Files are
+//! events skip the usage files by their `event_type` statistics (decoding
+//! builds the two kinds apart, see [`super::batch::FileKind`]). Files are
 //! encoded concurrently, at most `parallelism` at a time, while decoding goes
 //! on. Nothing here is visible until ingest commits the returned `Add` actions.
 
+use super::batch::FileKind;
 use super::IngestError;
 use crate::storage::Location;
 use arrow::array::RecordBatch;
@@ -15,6 +17,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use std::collections::VecDeque;
 use tokio::task::JoinHandle;
 
@@ -22,6 +25,10 @@ use tokio::task::JoinHandle;
 pub const ROWS_PER_FILE: usize = 500_000;
 /// Rows per Parquet row group: the unit a reader skips by statistics.
 const ROWS_PER_GROUP: usize = 128 * 1024;
+/// Columns whose values are (nearly) all distinct: a dictionary only costs
+/// time there (every value of a row group interned, then a fallback to plain
+/// encoding once the dictionary page is full).
+const DISTINCT_COLUMNS: [&str; 6] = ["event_id", "occurred_at", "source_row", "payment_id", "ticket_id", "comment"];
 
 type Encoding = JoinHandle<Result<Vec<Add>, DeltaTableError>>;
 
@@ -54,17 +61,20 @@ pub struct EventFiles<'a> {
 
 impl<'a> EventFiles<'a> {
     pub fn new(table: &'a DeltaTable, location: &'a Location, parallelism: usize) -> Self {
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
+            .set_created_by(format!("tenure {}", env!("CARGO_PKG_VERSION")));
+        for column in DISTINCT_COLUMNS {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
         EventFiles {
             table,
             location,
             pending: Default::default(),
             running: VecDeque::new(),
             limit: parallelism.max(1),
-            props: WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
-                .set_created_by(format!("tenure {}", env!("CARGO_PKG_VERSION")))
-                .build(),
+            props: props.build(),
             adds: Vec::new(),
         }
     }
@@ -76,17 +86,12 @@ impl<'a> EventFiles<'a> {
         }
     }
 
-    pub async fn push(&mut self, batch: RecordBatch) -> Result<(), IngestError> {
-        let (usage, other) = split_usage(&batch).map_err(|source| IngestError::Arrow {
-            table: self.location.display(),
-            source,
-        })?;
-        self.pending[0].push(usage);
-        self.pending[1].push(other);
-        for kind in 0..2 {
-            if self.pending[kind].rows >= ROWS_PER_FILE {
-                self.cut(kind).await?;
-            }
+    /// Add accepted rows of one kind, in order.
+    pub async fn push(&mut self, kind: FileKind, batch: RecordBatch) -> Result<(), IngestError> {
+        let kind = kind as usize;
+        self.pending[kind].push(batch);
+        if self.pending[kind].rows >= ROWS_PER_FILE {
+            self.cut(kind).await?;
         }
         Ok(())
     }
@@ -138,55 +143,5 @@ impl<'a> EventFiles<'a> {
         for task in &self.running {
             task.abort();
         }
-    }
-}
-
-/// The usage events of `batch` and the others, each in their order.
-fn split_usage(batch: &RecordBatch) -> Result<(RecordBatch, RecordBatch), arrow::error::ArrowError> {
-    use arrow::compute::kernels::comparison::starts_with;
-    let Some(types) = batch.column_by_name("event_type") else {
-        return Ok((RecordBatch::new_empty(batch.schema()), batch.clone()));
-    };
-    let usage = starts_with(types, &arrow::array::Scalar::new(arrow::array::StringArray::from(vec!["usage."])))?;
-    let count = usage.true_count();
-    if count == batch.num_rows() {
-        return Ok((batch.clone(), RecordBatch::new_empty(batch.schema())));
-    }
-    if count == 0 {
-        return Ok((RecordBatch::new_empty(batch.schema()), batch.clone()));
-    }
-    let other = arrow::compute::not(&usage)?;
-    Ok((
-        arrow::compute::filter_record_batch(batch, &usage)?,
-        arrow::compute::filter_record_batch(batch, &other)?,
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::array::{Int64Array, StringArray};
-    use std::sync::Arc;
-
-    #[test]
-    fn usage_events_are_split_from_the_others_in_order() {
-        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
-            arrow::datatypes::Field::new("event_type", arrow::datatypes::DataType::Utf8, false),
-            arrow::datatypes::Field::new("source_row", arrow::datatypes::DataType::Int64, false),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(vec!["usage.login", "payment.failed", "usage.feature_used", "usage_x", "email.sent"])),
-                Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])),
-            ],
-        )
-        .expect("batch");
-        let (usage, other) = split_usage(&batch).expect("split");
-        let rows = |b: &RecordBatch| b.column(1).as_any().downcast_ref::<Int64Array>().expect("rows").values().to_vec();
-        assert_eq!(rows(&usage), [1, 3]);
-        assert_eq!(rows(&other), [2, 4, 5]);
-        let (usage, other) = split_usage(&usage).expect("split");
-        assert_eq!((usage.num_rows(), other.num_rows()), (2, 0));
     }
 }

@@ -21,7 +21,7 @@ mod manifest;
 pub mod validate;
 
 use crate::storage::{Location, Storage, StorageError};
-use batch::{EventBuilder, RejectRow, RowKey};
+use batch::{EventBuilder, FileKind, RejectRow, RowKey};
 use bytes::Bytes;
 use chrono_tz::Tz;
 use decode::{Compression, Format};
@@ -307,8 +307,11 @@ struct Discovered {
 struct Decoded {
     identity: ObjectId,
     report: ObjectReport,
-    events: Option<arrow::array::RecordBatch>,
-    keys: Vec<RowKey>,
+    /// Accepted rows of each [`FileKind`], each in row order, with their keys.
+    events: [Option<(arrow::array::RecordBatch, Vec<RowKey>)>; 2],
+    /// The kind of every accepted row, in row order: the order in which rows
+    /// claim their keys (the first occurrence wins, EVENTS.md rule 13).
+    kinds: Vec<FileKind>,
     rejects: Vec<RejectRow>,
 }
 
@@ -320,10 +323,36 @@ impl Decoded {
         Decoded {
             identity,
             report,
-            events: None,
-            keys: Vec::new(),
+            events: [None, None],
+            kinds: Vec::new(),
             rejects: Vec::new(),
         }
+    }
+}
+
+impl Decoded {
+    /// Claim the keys of the accepted rows in row order, across both kinds
+    /// (the first occurrence wins); count duplicates and accepted rows. The
+    /// rows to keep of each kind.
+    fn claim(&mut self, seen: &mut SeenKeys) -> [Vec<bool>; 2] {
+        let mut keep: [Vec<bool>; 2] = [Vec::new(), Vec::new()];
+        let mut next = [0usize; 2];
+        for kind in &self.kinds {
+            let k = *kind as usize;
+            let Some((_, keys)) = &self.events[k] else { continue };
+            let key = keys[next[k]];
+            next[k] += 1;
+            let claimed = seen.claim(key.id, key.payload);
+            if let Some(payload) = claimed {
+                self.report.duplicates += 1;
+                if payload != key.payload {
+                    self.report.conflicting_duplicates += 1;
+                }
+            }
+            keep[k].push(claimed.is_none());
+        }
+        self.report.accepted = self.kinds.len() as u64 - self.report.duplicates;
+        keep
     }
 }
 
@@ -483,25 +512,14 @@ pub async fn ingest(
             }
             continue;
         }
-        if let Some(batch) = decoded.events.take() {
-            let mut keep = Vec::with_capacity(decoded.keys.len());
-            for key in &decoded.keys {
-                match seen.claim(key.id, key.payload) {
-                    Some(payload) => {
-                        decoded.report.duplicates += 1;
-                        if payload != key.payload {
-                            decoded.report.conflicting_duplicates += 1;
-                        }
-                        keep.push(false);
-                    }
-                    None => keep.push(true),
-                }
-            }
-            decoded.report.accepted = decoded.keys.len() as u64 - decoded.report.duplicates;
-            let kept = if decoded.report.duplicates == 0 {
+        let mut keep = decoded.claim(&mut seen);
+        for kind in FileKind::BOTH {
+            let Some((batch, _)) = decoded.events[kind as usize].take() else { continue };
+            let mask = std::mem::take(&mut keep[kind as usize]);
+            let kept = if mask.iter().all(|k| *k) {
                 batch
             } else {
-                let mask = arrow::array::BooleanArray::from(keep);
+                let mask = arrow::array::BooleanArray::from(mask);
                 arrow::compute::filter_record_batch(&batch, &mask).map_err(|source| IngestError::Arrow {
                     table: tables.events.display(),
                     source,
@@ -512,7 +530,7 @@ pub async fn ingest(
             }
             if kept.num_rows() > 0 {
                 accepted.add(&kept);
-                writer.push(kept).await?;
+                writer.push(kind, kept).await?;
             }
         }
         if !decoded.rejects.is_empty() {
@@ -669,7 +687,8 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
         bytes: obj.meta.size,
         ..Default::default()
     };
-    let mut builder = EventBuilder::default();
+    let mut builders = [EventBuilder::default(), EventBuilder::default()];
+    let mut kinds = Vec::new();
     let mut rejects = Vec::new();
     let mut rows_read = 0u64;
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
@@ -683,7 +702,9 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
         match outcome {
             Ok(ev) => {
                 let date = local_days.days(ev.occurred_at);
-                builder.push(&ev, date, &obj.relative, row.number, run_id);
+                let kind = FileKind::of(&ev.event_type);
+                kinds.push(kind);
+                builders[kind as usize].push(&ev, date, &obj.relative, row.number, run_id);
             }
             Err(rejection) => {
                 *reasons.entry(rejection.reason.code().to_string()).or_default() += 1;
@@ -702,19 +723,21 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
     report.rows_read = rows_read;
     report.rejected = rejects.len() as u64;
     report.rejects_by_reason = reasons;
-    let (events, keys) = if builder.is_empty() {
-        (None, Vec::new())
-    } else {
+    let mut events = [None, None];
+    for (slot, builder) in events.iter_mut().zip(&mut builders) {
+        if builder.is_empty() {
+            continue;
+        }
         match builder.finish().and_then(|b| batch::row_keys(&b).map(|k| (b, k))) {
-            Ok((b, k)) => (Some(b), k),
+            Ok(built) => *slot = Some(built),
             Err(e) => return Decoded::unreadable(identity, report, format!("internal: cannot build events: {e}")),
         }
-    };
+    }
     Decoded {
         identity,
         report,
         events,
-        keys,
+        kinds,
         rejects,
     }
 }
@@ -830,6 +853,58 @@ async fn load_seen(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::{AsArray, RecordBatch};
+
+    fn object(lines: &[&str]) -> (Discovered, Bytes) {
+        let text = lines.join("\n");
+        let meta = object_store::ObjectMeta {
+            location: object_store::path::Path::from("raw/a.jsonl"),
+            last_modified: chrono::Utc::now(),
+            size: text.len() as u64,
+            e_tag: None,
+            version: None,
+        };
+        let obj = Discovered {
+            relative: "a.jsonl".into(),
+            meta,
+            format: Format::JsonLines,
+            compression: Compression::None,
+        };
+        (obj, Bytes::from(text))
+    }
+
+    fn source_rows(batch: &RecordBatch) -> Vec<i64> {
+        let column = batch.column_by_name("source_row").expect("source_row");
+        column.as_primitive::<arrow::datatypes::Int64Type>().values().to_vec()
+    }
+
+    /// Usage events and the others come out apart, each in row order, and
+    /// duplicates are decided in row order across the two: the first
+    /// occurrence wins whatever its kind.
+    #[test]
+    fn objects_decode_into_two_kinds_and_claim_keys_in_row_order() {
+        let usage = |id: &str, day: u32| format!(r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"c1","occurred_at":"2026-03-{day:02}T10:00:00Z","user_id":"u1"}}"#);
+        let email = |id: &str, day: u32| format!(r#"{{"event_id":"{id}","event_type":"email.sent","customer_id":"c1","occurred_at":"2026-03-{day:02}T10:00:00Z","campaign_id":"k1"}}"#);
+        let lines = [usage("x", 1), email("e1", 2), email("x", 3), usage("u2", 4), usage("e1", 2), email("e3", 5)];
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (obj, bytes) = object(&lines);
+        let mut decoded = decode_object(&obj, bytes, chrono_tz::UTC, "USD", "run");
+        assert_eq!(decoded.report.rows_read, 6);
+        assert_eq!(decoded.report.rejected, 0, "{:?}", decoded.rejects);
+        let rows = |d: &Decoded, k: FileKind| d.events[k as usize].as_ref().map(|(b, _)| source_rows(b)).unwrap_or_default();
+        assert_eq!(rows(&decoded, FileKind::Usage), [1, 4, 5]);
+        assert_eq!(rows(&decoded, FileKind::Other), [2, 3, 6]);
+        use FileKind::{Other, Usage};
+        assert_eq!(decoded.kinds, [Usage, Other, Other, Usage, Usage, Other]);
+
+        let mut seen = SeenKeys::default();
+        let keep = decoded.claim(&mut seen);
+        // Row 3 (email "x") repeats row 1 (usage "x") with another payload;
+        // row 5 (usage "e1") repeats row 2 (email "e1").
+        assert_eq!(keep[Usage as usize], [true, true, false]);
+        assert_eq!(keep[Other as usize], [true, false, true]);
+        assert_eq!((decoded.report.accepted, decoded.report.duplicates, decoded.report.conflicting_duplicates), (4, 2, 2));
+    }
 
     /// The cached offsets give the date a lookup per instant gives, across
     /// DST changes, half- and quarter-hour zones and the odd offsets of

@@ -3,6 +3,7 @@
 //! functions of the row and the reporting currency; no I/O, no de-duplication
 //! (that is `dedupe`'s job, after validation: rule 12).
 
+use std::borrow::Cow;
 use super::fields::{Field, Kind, RawRecord, TypeFamily, Value};
 use chrono::{NaiveDate, NaiveTime};
 
@@ -53,42 +54,43 @@ impl Rejection {
     }
 }
 
-/// The typed values of an accepted event (the `events` columns but lineage).
+/// The typed values of an accepted event (the `events` columns but lineage),
+/// borrowing the text of the decoded row where they can.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ValidEvent {
-    pub event_id: String,
-    pub event_type: String,
-    pub customer_id: String,
+pub struct ValidEvent<'a> {
+    pub event_id: Cow<'a, str>,
+    pub event_type: Cow<'a, str>,
+    pub customer_id: Cow<'a, str>,
     /// Microseconds since the epoch, UTC.
     pub occurred_at: i64,
-    pub subscription_id: Option<String>,
-    pub plan: Option<String>,
+    pub subscription_id: Option<Cow<'a, str>>,
+    pub plan: Option<Cow<'a, str>>,
     /// Money scaled by 10^4 (Decimal128(38, 4)).
     pub mrr: Option<i128>,
-    pub currency: Option<String>,
+    pub currency: Option<Cow<'a, str>>,
     pub seats: Option<i64>,
     pub amount: Option<i128>,
-    pub payment_id: Option<String>,
-    pub feature: Option<String>,
-    pub user_id: Option<String>,
+    pub payment_id: Option<Cow<'a, str>>,
+    pub feature: Option<Cow<'a, str>>,
+    pub user_id: Option<Cow<'a, str>>,
     pub quantity: Option<f64>,
-    pub ticket_id: Option<String>,
-    pub priority: Option<String>,
+    pub ticket_id: Option<Cow<'a, str>>,
+    pub priority: Option<Cow<'a, str>>,
     pub score: Option<i64>,
-    pub campaign_id: Option<String>,
-    pub name: Option<String>,
-    pub segment: Option<String>,
-    pub country: Option<String>,
-    pub industry: Option<String>,
-    pub owner: Option<String>,
-    pub reason: Option<String>,
-    pub comment: Option<String>,
+    pub campaign_id: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
+    pub segment: Option<Cow<'a, str>>,
+    pub country: Option<Cow<'a, str>>,
+    pub industry: Option<Cow<'a, str>>,
+    pub owner: Option<Cow<'a, str>>,
+    pub reason: Option<Cow<'a, str>>,
+    pub comment: Option<Cow<'a, str>>,
 }
 
 const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
 
 /// Validate one row. `currency` is the reporting currency, upper-case.
-pub fn validate(row: &RawRecord<'_>, currency: &str) -> Result<ValidEvent, Rejection> {
+pub fn validate<'a>(row: &RawRecord<'a>, currency: &'a str) -> Result<ValidEvent<'a>, Rejection> {
     // 1. malformed: a boolean, object or array where a string is expected.
     let family = match row.get(Field::EventType) {
         Value::Text(t) => TypeFamily::of(t),
@@ -226,17 +228,16 @@ pub fn validate(row: &RawRecord<'_>, currency: &str) -> Result<ValidEvent, Rejec
     // 9. bad_priority.
     let priority = if family == TypeFamily::Support {
         match text_of(row.get(Field::Priority)) {
-            None => Some("normal".to_string()),
-            Some(p) => {
-                let lower = p.to_ascii_lowercase();
-                if !PRIORITIES.contains(&lower.as_str()) {
+            None => Some(Cow::Borrowed("normal")),
+            Some(p) => match PRIORITIES.iter().find(|known| known.eq_ignore_ascii_case(&p)) {
+                Some(known) => Some(Cow::Borrowed(*known)),
+                None => {
                     return Err(Rejection::new(
                         Reason::BadPriority,
                         format!("priority {p:?} is not one of low, normal, high, urgent"),
-                    ));
+                    ))
                 }
-                Some(lower)
-            }
+            },
         }
     } else {
         None
@@ -245,16 +246,15 @@ pub fn validate(row: &RawRecord<'_>, currency: &str) -> Result<ValidEvent, Rejec
     // 10. unsupported_currency.
     let currency = if family.declares(Field::Currency) {
         match text_of(row.get(Field::Currency)) {
-            None => Some(currency.to_string()),
+            None => Some(Cow::Borrowed(currency)),
             Some(c) => {
-                let upper = c.to_ascii_uppercase();
-                if upper != currency {
+                if !c.eq_ignore_ascii_case(currency) {
                     return Err(Rejection::new(
                         Reason::UnsupportedCurrency,
                         format!("currency {c:?} is not the reporting currency {currency}"),
                     ));
                 }
-                Some(upper)
+                Some(Cow::Borrowed(currency))
             }
         }
     } else {
@@ -308,11 +308,14 @@ struct Numbers {
 
 /// The string a value stands for in a string field (numbers as their JSON text,
 /// rule 5; typed instants in RFC 3339).
-fn text_of(value: &Value<'_>) -> Option<String> {
+fn text_of<'a>(value: &Value<'a>) -> Option<Cow<'a, str>> {
     match value {
-        Value::Text(t) | Value::Number(t) => Some(t.to_string()),
+        Value::Text(t) | Value::Number(t) => Some(match t {
+            Cow::Borrowed(b) => Cow::Borrowed(*b),
+            Cow::Owned(o) => Cow::Owned(o.clone()),
+        }),
         Value::Instant(us) => chrono::DateTime::from_timestamp_micros(*us)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            .map(|t| Cow::Owned(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
         Value::Missing | Value::Bool(_) | Value::Compound => None,
     }
 }
