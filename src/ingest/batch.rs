@@ -96,6 +96,9 @@ impl FileKind {
 
 /// Accumulates accepted events of one object.
 pub struct EventBuilder {
+    /// The lineage columns, the same on every row of the object.
+    source_object: String,
+    run_id: String,
     strings: Vec<StringBuilder>,
     occurred_at: TimestampMicrosecondBuilder,
     event_date: Date32Builder,
@@ -128,29 +131,37 @@ const S_INDUSTRY: usize = 15;
 const S_OWNER: usize = 16;
 const S_REASON: usize = 17;
 const S_COMMENT: usize = 18;
-const S_SOURCE_OBJECT: usize = 19;
-const S_RUN_ID: usize = 20;
-const STRING_COLUMNS: usize = 21;
+const STRING_COLUMNS: usize = 19;
+/// Bytes reserved per row for each of the always-present text columns.
+const TEXT_BYTES_PER_ROW: usize = 24;
 
-impl Default for EventBuilder {
-    fn default() -> Self {
-        let money = || Decimal128Builder::new().with_data_type(MONEY);
+impl EventBuilder {
+    /// A builder for the events of one object, with room for about `rows`
+    /// rows in the columns every event has (saves regrowing them).
+    pub fn new(source_object: &str, run_id: &str, rows: usize) -> Self {
+        let money = || Decimal128Builder::with_capacity(rows).with_data_type(MONEY);
+        let strings = (0..STRING_COLUMNS)
+            .map(|i| match i {
+                S_EVENT_ID | S_EVENT_TYPE | S_CUSTOMER_ID => StringBuilder::with_capacity(rows, rows * TEXT_BYTES_PER_ROW),
+                _ => StringBuilder::new(),
+            })
+            .collect();
         EventBuilder {
-            strings: (0..STRING_COLUMNS).map(|_| StringBuilder::new()).collect(),
-            occurred_at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
-            event_date: Date32Builder::new(),
+            source_object: source_object.to_string(),
+            run_id: run_id.to_string(),
+            strings,
+            occurred_at: TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            event_date: Date32Builder::with_capacity(rows),
             mrr: money(),
             amount: money(),
-            seats: Int64Builder::new(),
-            quantity: Float64Builder::new(),
-            score: Int64Builder::new(),
-            source_row: Int64Builder::new(),
+            seats: Int64Builder::with_capacity(rows),
+            quantity: Float64Builder::with_capacity(rows),
+            score: Int64Builder::with_capacity(rows),
+            source_row: Int64Builder::with_capacity(rows),
             len: 0,
         }
     }
-}
 
-impl EventBuilder {
     pub fn len(&self) -> usize {
         self.len
     }
@@ -159,7 +170,7 @@ impl EventBuilder {
         self.len == 0
     }
 
-    pub fn push(&mut self, ev: &ValidEvent, event_date: i32, source_object: &str, source_row: i64, run_id: &str) {
+    pub fn push(&mut self, ev: &ValidEvent, event_date: i32, source_row: i64) {
         let s = &mut self.strings;
         s[S_EVENT_ID].append_value(&ev.event_id);
         s[S_EVENT_TYPE].append_value(&ev.event_type);
@@ -184,8 +195,6 @@ impl EventBuilder {
         ] {
             s[i].append_option(v.as_deref());
         }
-        s[S_SOURCE_OBJECT].append_value(source_object);
-        s[S_RUN_ID].append_value(run_id);
         self.occurred_at.append_value(ev.occurred_at);
         self.event_date.append_value(event_date);
         self.mrr.append_option(ev.mrr);
@@ -231,13 +240,22 @@ impl EventBuilder {
             take(S_OWNER),
             take(S_REASON),
             take(S_COMMENT),
-            take(S_SOURCE_OBJECT),
+            repeated(&self.source_object, self.len),
             Arc::new(self.source_row.finish()),
-            take(S_RUN_ID),
+            repeated(&self.run_id, self.len),
         ];
         self.len = 0;
         RecordBatch::try_new(EVENTS_SCHEMA.clone(), columns)
     }
+}
+
+/// A text column holding `value` on each of `rows` rows.
+fn repeated(value: &str, rows: usize) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(rows, rows * value.len());
+    for _ in 0..rows {
+        b.append_value(value);
+    }
+    Arc::new(b.finish())
 }
 
 /// One rejected row.

@@ -687,7 +687,9 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
         bytes: obj.meta.size,
         ..Default::default()
     };
-    let mut builders = [EventBuilder::default(), EventBuilder::default()];
+    // About one event per 150 bytes of JSON Lines, most of them usage events.
+    let rows = if obj.compression == Compression::None { (bytes.len() / 150).min(1 << 20) } else { 0 };
+    let mut builders = [EventBuilder::new(&obj.relative, run_id, rows), EventBuilder::new(&obj.relative, run_id, rows / 8)];
     let mut kinds = Vec::new();
     let mut rejects = Vec::new();
     let mut rows_read = 0u64;
@@ -704,7 +706,7 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
                 let date = local_days.days(ev.occurred_at);
                 let kind = FileKind::of(&ev.event_type);
                 kinds.push(kind);
-                builders[kind as usize].push(&ev, date, &obj.relative, row.number, run_id);
+                builders[kind as usize].push(&ev, date, row.number);
             }
             Err(rejection) => {
                 *reasons.entry(rejection.reason.code().to_string()).or_default() += 1;
