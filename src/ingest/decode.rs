@@ -80,6 +80,10 @@ pub fn decode(
     compression: Compression,
     sink: &mut dyn FnMut(Row<'_, '_>),
 ) -> Result<(), DecodeError> {
+    if format == Format::JsonLines && compression == Compression::None {
+        decode_json_slice(&bytes, sink);
+        return Ok(());
+    }
     let reader: Box<dyn Read> = match compression {
         Compression::None => Box::new(std::io::Cursor::new(bytes.clone())),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::io::Cursor::new(
@@ -90,10 +94,6 @@ pub fn decode(
         ))?),
     };
     match format {
-        Format::JsonLines if compression == Compression::None => {
-            decode_json_slice(&bytes, sink);
-            Ok(())
-        }
         Format::JsonLines => decode_json_lines(BufReader::with_capacity(1 << 16, reader), sink),
         Format::Csv => decode_csv(BufReader::with_capacity(1 << 16, reader), sink),
         Format::Parquet => decode_parquet(bytes, sink),

@@ -86,6 +86,9 @@ pub enum IngestError {
     Task(String),
 }
 
+/// About how many bytes of raw JSON Lines one event takes: for reserving room.
+const BYTES_PER_EVENT: usize = 150;
+
 /// Decoded objects waiting for de-duplication, at most.
 const DECODED_AHEAD: usize = 32;
 
@@ -328,9 +331,7 @@ impl Decoded {
             rejects: Vec::new(),
         }
     }
-}
 
-impl Decoded {
     /// Claim the keys of the accepted rows in row order, across both kinds
     /// (the first occurrence wins); count duplicates and accepted rows. The
     /// rows to keep of each kind.
@@ -433,9 +434,9 @@ pub async fn ingest(
             SeenKeys::scanned(load_seen(&events, &tables.events).await?)
         }
     };
-    // About one event per 150 bytes of raw JSON Lines: room for this run's keys.
+    // Room for this run's keys.
     let raw_bytes: u64 = new_objects.iter().map(|o| o.meta.size).sum();
-    seen.reserve((raw_bytes / 150).min(200_000_000) as usize);
+    seen.reserve((raw_bytes / BYTES_PER_EVENT as u64).min(200_000_000) as usize);
     if let Some(pb) = opts.progress {
         pb.set_length(new_objects.len() as u64);
         pb.set_message("ingesting");
@@ -687,8 +688,8 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
         bytes: obj.meta.size,
         ..Default::default()
     };
-    // About one event per 150 bytes of JSON Lines, most of them usage events.
-    let rows = if obj.compression == Compression::None { (bytes.len() / 150).min(1 << 20) } else { 0 };
+    // Room for the events of an uncompressed object, most of them usage events.
+    let rows = if obj.compression == Compression::None { (bytes.len() / BYTES_PER_EVENT).min(1 << 20) } else { 0 };
     let mut builders = [EventBuilder::new(&obj.relative, run_id, rows), EventBuilder::new(&obj.relative, run_id, rows / 8)];
     let mut kinds = Vec::new();
     let mut rejects = Vec::new();
