@@ -5,11 +5,10 @@
 
 use super::validate::ValidEvent;
 use arrow::array::{
-    ArrayRef, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder, RecordBatch,
+    Array, ArrayRef, AsArray, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder, RecordBatch,
     StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use arrow::row::{RowConverter, SortField};
 use std::sync::{Arc, LazyLock};
 
 pub const MONEY: DataType = DataType::Decimal128(38, 4);
@@ -300,36 +299,154 @@ pub struct RowKey {
 }
 
 /// Row keys of a batch that has the payload columns of `events` (by name).
+///
+/// The payload hash is built a column at a time: each non-NULL value is hashed
+/// with the running hash of its row, salted by the column's position, as seed;
+/// a NULL leaves the hash as it is. So a column that is NULL in every row of a
+/// batch (most columns of most event types) costs nothing, and a value cannot
+/// stand for the same value in another column. The hash depends only on the
+/// typed values, so new rows and rows read back from `events` hash alike; the
+/// key index stores it (see `keys::MAGIC`), so changing it needs a new index
+/// version.
 pub fn row_keys(batch: &RecordBatch) -> Result<Vec<RowKey>, arrow::error::ArrowError> {
-    let columns: Vec<ArrayRef> = PAYLOAD_COLUMNS
-        .iter()
-        .map(|name| {
-            let array = batch.column_by_name(name).cloned().ok_or_else(|| {
-                arrow::error::ArrowError::SchemaError(format!("events has no column {name}"))
-            })?;
-            let target = EVENTS_SCHEMA.field_with_name(name)?.data_type().clone();
-            if array.data_type() == &target {
-                Ok(array)
-            } else {
-                arrow::compute::cast(&array, &target)
-            }
-        })
-        .collect::<Result<_, _>>()?;
-    let converter = RowConverter::new(
-        columns
-            .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
-            .collect(),
-    )?;
-    let rows = converter.convert_columns(&columns)?;
-    let ids = columns[0].as_any().downcast_ref::<arrow::array::StringArray>();
-    let mut keys = Vec::with_capacity(batch.num_rows());
-    for i in 0..batch.num_rows() {
-        let id = ids.map(|a| a.value(i)).unwrap_or_default();
-        keys.push(RowKey {
-            id: xxhash_rust::xxh3::xxh3_128(id.as_bytes()),
-            payload: xxhash_rust::xxh3::xxh3_64(rows.row(i).as_ref()),
-        });
+    let rows = batch.num_rows();
+    let mut payload = vec![PAYLOAD_SEED; rows];
+    let mut ids = Vec::new();
+    for (position, name) in PAYLOAD_COLUMNS.iter().enumerate() {
+        let array = batch.column_by_name(name).cloned().ok_or_else(|| {
+            arrow::error::ArrowError::SchemaError(format!("events has no column {name}"))
+        })?;
+        let target = EVENTS_SCHEMA.field_with_name(name)?.data_type().clone();
+        let array = if array.data_type() == &target { array } else { arrow::compute::cast(&array, &target)? };
+        let salt = (position as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        hash_column(&array, salt, &mut payload)?;
+        if position == 0 {
+            let strings = array.as_string::<i32>();
+            ids = (0..rows).map(|i| xxhash_rust::xxh3::xxh3_128(strings.value(i).as_bytes())).collect();
+        }
     }
-    Ok(keys)
+    Ok(ids.into_iter().zip(payload).map(|(id, payload)| RowKey { id, payload }).collect())
+}
+
+/// The payload hash of a row with no values.
+const PAYLOAD_SEED: u64 = 0x7465_6e75_7265_0001;
+
+/// Fold the values of one payload column into the running row hashes.
+fn hash_column(array: &ArrayRef, salt: u64, hashes: &mut [u64]) -> Result<(), arrow::error::ArrowError> {
+    use arrow::datatypes::{Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType};
+    use xxhash_rust::xxh3::xxh3_64_with_seed;
+    if array.null_count() == array.len() {
+        return Ok(());
+    }
+    fn each<T: Copy>(array: &dyn Array, values: &[T], hashes: &mut [u64], mut f: impl FnMut(T, u64) -> u64) {
+        for (i, (h, v)) in hashes.iter_mut().zip(values).enumerate() {
+            if array.is_valid(i) {
+                *h = f(*v, *h);
+            }
+        }
+    }
+    match array.data_type() {
+        DataType::Utf8 => {
+            let strings = array.as_string::<i32>();
+            for (i, h) in hashes.iter_mut().enumerate() {
+                if strings.is_valid(i) {
+                    *h = xxh3_64_with_seed(strings.value(i).as_bytes(), *h ^ salt);
+                }
+            }
+        }
+        DataType::Int64 => {
+            let values = array.as_primitive::<Int64Type>().values();
+            each(array, values, hashes, |v, h| xxh3_64_with_seed(&v.to_le_bytes(), h ^ salt));
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let values = array.as_primitive::<TimestampMicrosecondType>().values();
+            each(array, values, hashes, |v, h| xxh3_64_with_seed(&v.to_le_bytes(), h ^ salt));
+        }
+        DataType::Float64 => {
+            let values = array.as_primitive::<Float64Type>().values();
+            each(array, values, hashes, |v, h| xxh3_64_with_seed(&v.to_bits().to_le_bytes(), h ^ salt));
+        }
+        DataType::Decimal128(_, _) => {
+            let values = array.as_primitive::<Decimal128Type>().values();
+            each(array, values, hashes, |v, h| xxh3_64_with_seed(&v.to_le_bytes(), h ^ salt));
+        }
+        other => {
+            return Err(arrow::error::ArrowError::SchemaError(format!("no payload hash for type {other}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{new_null_array, StringArray, StringViewArray, TimestampMicrosecondArray};
+
+    /// A batch of `events` rows: (event_id, text columns set by name).
+    fn batch(rows: &[(&str, &[(&str, &str)])]) -> RecordBatch {
+        let n = rows.len();
+        let columns = EVENTS_SCHEMA
+            .fields()
+            .iter()
+            .map(|f| -> ArrayRef {
+                let name = f.name().as_str();
+                match name {
+                    "event_id" => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                    "occurred_at" => Arc::new(TimestampMicrosecondArray::from(vec![1_000_000; n]).with_timezone("UTC")),
+                    "event_date" => Arc::new(arrow::array::Date32Array::from(vec![0; n])),
+                    "source_row" => Arc::new(Int64Array::from(vec![1; n])),
+                    _ if f.data_type() == &DataType::Utf8 => {
+                        let values = rows.iter().map(|r| r.1.iter().find(|(c, _)| *c == name).map(|(_, v)| *v));
+                        let values: StringArray = values.collect();
+                        if f.is_nullable() {
+                            Arc::new(values)
+                        } else {
+                            Arc::new(StringArray::from_iter_values(values.iter().map(|v| v.unwrap_or("x"))))
+                        }
+                    }
+                    _ => new_null_array(f.data_type(), n),
+                }
+            })
+            .collect();
+        RecordBatch::try_new(EVENTS_SCHEMA.clone(), columns).expect("events batch")
+    }
+
+    use arrow::array::Int64Array;
+
+    #[test]
+    fn payload_hashes_depend_on_the_values_not_on_the_batch() {
+        let with_feature: &[(&str, &str)] = &[("feature", "export")];
+        let with_plan: &[(&str, &str)] = &[("plan", "export")];
+        let empty_feature: &[(&str, &str)] = &[("feature", "")];
+        let together = row_keys(&batch(&[("e1", with_feature), ("e2", with_plan), ("e3", &[]), ("e4", empty_feature)]))
+            .expect("keys");
+        // Alone, each row is in a batch where the other columns are all NULL
+        // (the fast path) or all set: the keys are the same.
+        for (i, row) in [("e1", with_feature), ("e2", with_plan), ("e3", &[][..]), ("e4", empty_feature)]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(row_keys(&batch(&[row])).expect("keys"), vec![together[i]], "row {i}");
+        }
+        // The same value in another column, NULL against "", another id.
+        assert_ne!(together[0].payload, together[1].payload);
+        assert_ne!(together[2].payload, together[3].payload);
+        assert_ne!(together[0].id, together[1].id);
+        let same_payload_other_id = row_keys(&batch(&[("e9", with_feature)])).expect("keys")[0];
+        assert_ne!(same_payload_other_id.payload, together[0].payload, "event_id is part of the payload");
+        assert_eq!(together[0].id, xxhash_rust::xxh3::xxh3_128(b"e1"));
+
+        // Columns read back in another string type are cast first.
+        let b = batch(&[("e1", with_feature), ("e2", with_plan)]);
+        let (schema, mut columns, _) = b.into_parts();
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for name in ["feature", "plan"] {
+            let i = schema.index_of(name).expect("column");
+            let view: StringViewArray = columns[i].as_string::<i32>().iter().collect();
+            columns[i] = Arc::new(view);
+            fields[i] = Field::new(name, DataType::Utf8View, true);
+        }
+        let viewed = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch");
+        assert_eq!(row_keys(&viewed).expect("keys"), together[..2].to_vec());
+    }
 }

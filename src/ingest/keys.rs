@@ -21,7 +21,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-const MAGIC: &[u8; 8] = b"TNKEYS01";
+/// Version 02: the column-wise payload hash of `batch::row_keys`.
+const MAGIC: &[u8; 8] = b"TNKEYS02";
+/// Segments of an earlier payload hash: their payloads cannot be compared, so
+/// the keys are read back from `events` once and the next segment covers all.
+const OLDER_MAGICS: [&[u8; 8]; 1] = [b"TNKEYS01"];
 const HEADER: usize = 16;
 const RECORD: usize = 24;
 /// Segments a reader may have to follow before a run writes a merged one.
@@ -63,7 +67,8 @@ impl SeenKeys {
     }
 
     /// Follow the chain of segments back from sequence `committed`. `None` when
-    /// an entry of the chain has no segment (an older warehouse).
+    /// an entry of the chain has no segment (an older warehouse) or a segment
+    /// of an older version.
     pub async fn load(
         manifest: &Manifest,
         committed: i64,
@@ -74,6 +79,9 @@ impl SeenKeys {
         while sequence >= 1 {
             let Some(Some(file)) = files.get(&sequence) else { return Ok(None) };
             let bytes = manifest.read_file(&file.file).await?;
+            if OLDER_MAGICS.iter().any(|m| bytes.starts_with(&m[..])) {
+                return Ok(None);
+            }
             let records = check(&bytes).map_err(|m| manifest.err(&file.file, m))?;
             if (records.len() / RECORD) as u64 != file.count {
                 let message = format!("holds {} keys, the manifest says {}", records.len() / RECORD, file.count);

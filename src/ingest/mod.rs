@@ -430,7 +430,7 @@ pub async fn ingest(
     let mut seen = match SeenKeys::load(&manifest, committed, &prior.keys).await? {
         Some(keys) => keys,
         None => {
-            tracing::info!(table = %tables.events.display(), "reading the keys of earlier events back from events (no key index yet)");
+            tracing::info!(table = %tables.events.display(), "reading the keys of earlier events back from events (no key index of this version yet)");
             SeenKeys::scanned(load_seen(&events, &tables.events).await?)
         }
     };

@@ -773,6 +773,15 @@ fn objects_are_ingested_once_across_runs() {
     r1.assert_totals(Totals { rows_read: 3, accepted: 2, rejected: 1, objects_ingested: 1, ..Default::default() });
     r1.assert_objects(vec![ingested("x.jsonl", 3, 2, 1, 0, 0)]);
 
+    // A key index segment of the previous index version (another payload
+    // hash): run 2 reads the keys back from `events` instead and still tells
+    // duplicates from conflicting ones.
+    let segment = p.warehouse.join("_tenure/ingest/keys/00000000000000000001.bin");
+    let mut bytes = std::fs::read(&segment).expect("run 1 wrote a key segment");
+    assert_eq!(&bytes[..8], b"TNKEYS02");
+    bytes[..8].copy_from_slice(b"TNKEYS01");
+    std::fs::write(&segment, bytes).expect("rewrite the segment");
+
     p.add("runs/run2");
     let r2 = p.run();
     let id2 = r2.run_id();
