@@ -21,6 +21,15 @@ use std::time::Instant;
 /// Marts published at the same time.
 const PUBLISH_AT_ONCE: usize = 4;
 
+/// Models built at the same time: `TENURE_MODELS_AT_ONCE` (1 builds them one
+/// by one), else the cores, at least two and at most eight.
+fn models_at_once() -> usize {
+    if let Some(n) = std::env::var("TENURE_MODELS_AT_ONCE").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+        return n.max(1);
+    }
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(2, 8)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
@@ -295,28 +304,77 @@ async fn run_steps(
         table: "params".into(),
         source,
     })?;
-    let mut marts = Vec::new();
+    // Models whose inputs are built run at the same time, a few at once, so
+    // that the serial parts of one (planning, a final merge or sort on one
+    // partition, the fixed cost of a small model) overlap another's work.
+    // Steps are reported and marts published in catalog order all the same.
+    let limit = models_at_once();
+    let models_started = Instant::now();
+    let selected: std::collections::BTreeSet<&str> = models.iter().map(|m| m.name.as_str()).collect();
     let mut built_names = std::collections::BTreeSet::new();
-    for model in &models {
-        let t = Instant::now();
-        let model_err = |source| RunError::Model {
-            model: model.name.clone(),
-            file: model.file.display().to_string(),
-            source,
-        };
-        let mut built = engine::build(&ctx, model).await.map_err(model_err)?;
-        if let Some(key) = &model.incremental {
-            if let Some(b) = built.take() {
-                built = Some(carry::merge(&ctx, storage, warehouse, model, key, &plan, b).await.map_err(model_err)?);
+    let mut outcomes: Vec<Option<(f64, Option<engine::Built>)>> = models.iter().map(|_| None).collect();
+    let mut started = vec![false; models.len()];
+    let mut running = futures::stream::FuturesUnordered::new();
+    loop {
+        for (i, model) in models.iter().enumerate() {
+            if running.len() >= limit {
+                break;
             }
+            let ready = model.depends_on.iter().all(|d| !selected.contains(d.as_str()) || built_names.contains(d));
+            if started[i] || !ready {
+                continue;
+            }
+            started[i] = true;
+            let (ctx, plan) = (&ctx, &plan);
+            running.push(async move {
+                let t = Instant::now();
+                let model_err = |source| RunError::Model {
+                    model: model.name.clone(),
+                    file: model.file.display().to_string(),
+                    source,
+                };
+                // On a task of its own, so that two models' own polling
+                // runs on two threads.
+                let building = tokio::spawn({
+                    let (ctx, model) = (ctx.clone(), (*model).clone());
+                    async move { engine::build(&ctx, &model).await }
+                });
+                let mut built = building
+                    .await
+                    .map_err(|e| RunError::Setup(format!("model {} stopped: {e}", model.name)))?
+                    .map_err(model_err)?;
+                if let Some(key) = &model.incremental {
+                    if let Some(b) = built.take() {
+                        built = Some(carry::merge(ctx, storage, warehouse, model, key, plan, b).await.map_err(model_err)?);
+                    }
+                }
+                Ok::<_, RunError>((i, t.elapsed().as_secs_f64(), built))
+            });
         }
-        built_names.insert(model.name.clone());
+        let Some(finished) = running.next().await else { break };
+        let (i, seconds, built) = finished?;
+        let model = models[i];
         let rows = built.as_ref().map(|b| b.rows as u64);
-        tracing::info!(model = %model.name, rows = rows.unwrap_or(0), seconds = t.elapsed().as_secs_f64(), "model built");
+        tracing::info!(model = %model.name, rows = rows.unwrap_or(0), seconds, "model built");
+        built_names.insert(model.name.clone());
+        outcomes[i] = Some((seconds, built));
+    }
+    drop(running);
+    // The wall time of all models; their own times overlap.
+    report.steps.push(Step {
+        name: "models".into(),
+        seconds: models_started.elapsed().as_secs_f64(),
+        rows: None,
+    });
+    let mut marts = Vec::new();
+    for (model, outcome) in models.iter().zip(outcomes) {
+        let Some((seconds, built)) = outcome else {
+            return Err(RunError::Setup(format!("model {} was not built: a model it reads is not in the pipeline", model.name)));
+        };
         report.steps.push(Step {
             name: format!("model:{}", model.name),
-            seconds: t.elapsed().as_secs_f64(),
-            rows,
+            seconds,
+            rows: built.as_ref().map(|b| b.rows as u64),
         });
         if let (Layer::Marts, Some(built)) = (model.layer, built) {
             marts.push((model.name.clone(), built));
