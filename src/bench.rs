@@ -924,6 +924,8 @@ fn print_report(r: &Report, end: NaiveDate) {
         );
         println!("note: tenure's publish writes every mart as a Delta table, the peer writes its 4 as Parquet; the spine row is the sum of");
         println!("      tenure's models upstream of the MRR marts; process wall time compares a full tenure run with the peer's 4 marts.");
+        println!("      tenure builds independent models at the same time, so its model rows overlap and their sum (in the total) exceeds");
+        println!("      their wall time (the `models` step); process wall time is the measure of the whole.");
     }
 
     if let Some(inc) = &r.incremental {
