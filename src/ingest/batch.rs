@@ -380,7 +380,7 @@ fn hash_column(array: &ArrayRef, salt: u64, hashes: &mut [u64]) -> Result<(), ar
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{new_null_array, StringArray, StringViewArray, TimestampMicrosecondArray};
+    use arrow::array::{new_null_array, Int64Array, StringArray, StringViewArray, TimestampMicrosecondArray};
 
     /// A batch of `events` rows: (event_id, text columns set by name).
     fn batch(rows: &[(&str, &[(&str, &str)])]) -> RecordBatch {
@@ -410,8 +410,6 @@ mod tests {
             .collect();
         RecordBatch::try_new(EVENTS_SCHEMA.clone(), columns).expect("events batch")
     }
-
-    use arrow::array::Int64Array;
 
     #[test]
     fn payload_hashes_depend_on_the_values_not_on_the_batch() {

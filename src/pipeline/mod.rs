@@ -369,7 +369,7 @@ async fn run_steps(
     let mut marts = Vec::new();
     for (model, outcome) in models.iter().zip(outcomes) {
         let Some((seconds, built)) = outcome else {
-            return Err(RunError::Setup(format!("model {} was not built: a model it reads is not in the pipeline", model.name)));
+            return Err(RunError::Setup(format!("model {} was not built: the models it reads never finished (a cycle)", model.name)));
         };
         report.steps.push(Step {
             name: format!("model:{}", model.name),
