@@ -1,6 +1,8 @@
 -- cohort_retention: logo and revenue retention of each cohort, month by month.
 -- grain: one row per cohort month k and covered month m >= k (METRICS.md §4). A
 -- customer's cohort is the first covered month in which it is active (§3).
+-- Only the months from `tenure_rebuild_from()` on are computed; cohorts and
+-- their start come from the whole history.
 -- incremental: month
 with customer_months as (
     select month, month_index, customer_id, mrr, is_active from int_customer_months
@@ -29,6 +31,7 @@ members as (
     inner join customer_months
         on customer_months.customer_id = cohorts.customer_id
        and customer_months.month_index >= cohorts.cohort_index
+    where customer_months.month >= tenure_rebuild_from()
 ),
 
 totals as (

@@ -3,14 +3,17 @@
 -- in it, plus an 'all' row for every covered month (METRICS.md §1, §10.5, §10.6).
 -- A customer counts in its segment at the cutoff of the month, for prev and cur.
 -- Reconciles exactly: end = start + new + reactivation + expansion - contraction - churned.
+-- Only the months from `tenure_rebuild_from()` on are computed.
 -- incremental: month
 with months as (
     select month, is_complete from int_months
+    where month >= tenure_rebuild_from()
 ),
 
 movements as (
     select month, segment, mrr, prev_mrr, movement, movement_amount
     from mrr_monthly
+    where month >= tenure_rebuild_from()
 ),
 
 attributed as (

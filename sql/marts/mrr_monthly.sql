@@ -2,10 +2,12 @@
 -- grain: one row per customer and covered month where prev_mrr > 0 or mrr > 0
 -- (METRICS.md §1, table `mrr_monthly`). `segment` is the segment at the cutoff of
 -- the month; `prev_mrr` is MRR(c, m-1), 0 before the first covered month.
+-- Only the months from `tenure_rebuild_from()` on are computed.
 -- incremental: month
 with customer_months as (
     select month, customer_id, segment, mrr, prev_mrr, had_mrr_before
     from int_customer_months
+    where month >= tenure_rebuild_from()
 ),
 
 moving as (

@@ -3,9 +3,12 @@
 -- (at the cutoff of m-12) present in the base B = { c : MRR(c, m-12) > 0 }, plus an
 -- 'all' row for every such month (METRICS.md §2, §10.6). Customers acquired
 -- after m-12 never count.
+-- Only the months from `tenure_rebuild_from()` on are computed, from the
+-- customer months of a year before on.
 -- incremental: month
 with months as (
     select month, month_index, is_complete from int_months
+    where month >= tenure_rebuild_from()
 ),
 
 customer_months as (
@@ -24,6 +27,8 @@ base as (
         on current_months.customer_id = base_months.customer_id
        and current_months.month_index = base_months.month_index + 12
     where base_months.mrr > 0
+      and current_months.month >= tenure_rebuild_from()
+      and base_months.month >= cast(tenure_rebuild_from() - interval '12 months' as date)
 ),
 
 attributed as (

@@ -2,19 +2,23 @@
 -- grain: one row per covered month (METRICS.md §3). Active at m means
 -- active(c, L(m)); S, E, N and lost compare the month with the month before.
 -- Surveys count every response with local date in the month.
+-- Only the months from `tenure_rebuild_from()` on are computed.
 -- incremental: month
 with months as (
     select month, is_complete from int_months
+    where month >= tenure_rebuild_from()
 ),
 
 customer_months as (
     select month, customer_id, mrr, is_active, was_active from int_customer_months
+    where month >= tenure_rebuild_from()
 ),
 
 surveys as (
     select event_type, score, cast(date_trunc('month', local_date) as date) as month
     from stg_account_events
     where event_type in ('survey.nps', 'survey.csat')
+      and local_date >= tenure_rebuild_from()
 ),
 
 activity as (
