@@ -2,6 +2,9 @@
 -- grain: one row per customer and local date with a support, payment or email
 -- event. Feeds activity (METRICS.md §3: succeeded payments) and the health
 -- inputs (§7: tickets, failed payments, emails); usage is in int_usage_days.
+-- A row depends only on its date's events, so an incremental run computes the
+-- dates from `tenure_rebuild_from()` on and keeps the earlier rows.
+-- incremental: local_date
 with events as (
     select customer_id, event_type, priority, local_date
     from stg_account_events
@@ -9,6 +12,7 @@ with events as (
         'support.ticket_opened', 'payment.succeeded', 'payment.failed',
         'email.sent', 'email.opened'
     )
+      and local_date >= tenure_rebuild_from()
 ),
 
 final as (

@@ -3,13 +3,19 @@
 -- `mrr` is MRR(c) at the end of the date (METRICS.md §1: the sum of the states of
 -- the subscriptions whose latest event belongs to c); `is_active` is active(c, d)
 -- of §3: mrr > 0, or a `payment.succeeded` in the trailing
--- `activity_window_days` ending at the date.
+-- `activity_window_days` ending at the date. A row depends only on events up to
+-- its date, so an incremental run computes the dates from
+-- `tenure_rebuild_from()` on and keeps the earlier rows (a customer first seen
+-- since has no rows before, where a full rebuild gives it rows of zero MRR,
+-- inactive: no metric counts those).
+-- incremental: cutoff_date
 with customers as (
     select customer_id from int_customers
 ),
 
 cutoff_dates as (
     select cutoff_date from int_cutoff_dates
+    where cutoff_date >= tenure_rebuild_from()
 ),
 
 subscription_states as (

@@ -59,10 +59,12 @@ pub struct Model {
     /// `-- materialized: view|table` in the header; staging models are views
     /// and the others tables unless they say otherwise.
     pub materialized: Materialized,
-    /// `-- incremental: <date column>` in a mart's header: each row belongs to
-    /// the date in that column and depends only on events with local dates up
-    /// to it, so an incremental run keeps the published rows dated before the
-    /// first changed month and recomputes the rest (see `pipeline::carry`).
+    /// `-- incremental: <date column>` in the header of a model held as a
+    /// table: each row belongs to the date in that column and depends only on
+    /// events with local dates up to it, so an incremental run keeps the rows
+    /// dated before the first changed month (a mart's as published, another
+    /// model's as the base run kept them) and recomputes the rest (see
+    /// `pipeline::carry`).
     pub incremental: Option<String>,
 }
 
@@ -82,16 +84,16 @@ fn directives(sql: &str, layer: Layer) -> Result<(Materialized, Option<String>),
                 }
             }
             "incremental" => {
-                if layer != Layer::Marts {
-                    return Err("incremental: only marts can be incremental".into());
-                }
                 if value.is_empty() || !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                    return Err(format!("incremental: {value:?} must name the mart's date column"));
+                    return Err(format!("incremental: {value:?} must name the model's date column"));
                 }
                 incremental = Some(value.to_string());
             }
             _ => {}
         }
+    }
+    if incremental.is_some() && materialized == Materialized::View {
+        return Err("incremental: a view cannot keep rows; add `-- materialized: table`".into());
     }
     Ok((materialized, incremental))
 }
@@ -381,9 +383,16 @@ mod tests {
 
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), "staging/a.sql", "-- materialized: cached\nselect * from events");
-        write(dir.path(), "intermediate/b.sql", "-- incremental: month\nselect * from a");
+        write(dir.path(), "intermediate/b.sql", "-- incremental: month\n-- materialized: view\nselect * from a");
+        write(dir.path(), "marts/c.sql", "-- incremental: Month\nselect * from b");
         let err = Catalog::load(dir.path()).expect_err("bad directives").to_string();
         assert!(err.contains("a.sql: materialized: \"cached\" must be"), "{err}");
-        assert!(err.contains("b.sql: incremental: only marts"), "{err}");
+        assert!(err.contains("b.sql: incremental: a view cannot keep rows"), "{err}");
+        assert!(err.contains("c.sql: incremental: \"Month\" must name the model's date column"), "{err}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "intermediate/b.sql", "-- incremental: local_date\nselect * from events");
+        let c = Catalog::load(dir.path()).expect("catalog");
+        assert_eq!(c.model("b").expect("model").incremental.as_deref(), Some("local_date"));
     }
 }

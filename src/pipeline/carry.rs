@@ -8,24 +8,45 @@
 //! event reaches back to are still right. The run then recomputes from
 //! `rebuild_from`, the first day of the earliest month that is not: the month
 //! after the base's last complete month, or the month of the earliest event
-//! ingested since the base, whichever is earlier. Marts marked `-- incremental:
-//! <date column>` keep their published rows dated before `rebuild_from` and
-//! take the recomputed rows from it on; the others are rebuilt whole, from
-//! intermediate models that read only the recent usage events
-//! (`tenure_rebuild_from()` in SQL). Anything unusual (no base, other SQL or
-//! parameters, an earlier as-of date, a mart changed since the base, ingest
-//! entries that do not say what they accepted) means a full rebuild.
-//! This module decides; it never writes.
+//! ingested since the base, whichever is earlier. Models marked `-- incremental:
+//! <date column>` keep their rows dated before `rebuild_from` and take the
+//! recomputed rows from it on (their SQL computes only those, reading
+//! `tenure_rebuild_from()`): a mart keeps its published rows, another model
+//! the rows the base run kept of it (its *state*, an Arrow IPC file under
+//! `_state/<run id>/`, written by every run that publishes). The other marts
+//! are rebuilt whole. Anything unusual (no base, other SQL or parameters, an
+//! earlier as-of date, a mart changed since the base, state the base did not
+//! keep, ingest entries that do not say what they accepted) means a full
+//! rebuild. `plan` and `merge` only read; `write_state` and `prune_state`
+//! keep the state of the latest run that published.
 
 use super::history::RunSummary;
-use crate::catalog::Model;
+use crate::catalog::{Layer, Model};
 use crate::engine::{self, Built, Params};
 use crate::ingest::Manifest;
 use crate::publish;
 use crate::storage::{Location, Storage};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use chrono::{Datelike, Days, NaiveDate};
+use datafusion::error::DataFusionError;
 use datafusion::prelude::{col, lit, SessionContext};
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
 use std::collections::BTreeMap;
+
+/// Where runs keep the rows of incremental models that are not published.
+pub const STATE_DIR: &str = "_state";
+
+/// The rows a run kept of one incremental model that is not a mart: every
+/// row it built, for the next run to keep those before its `rebuild_from`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct State {
+    pub name: String,
+    /// The object, relative to the warehouse.
+    pub path: String,
+    pub rows: u64,
+}
 
 /// What a run recomputes.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +64,8 @@ pub struct Base {
     pub run_id: String,
     /// Mart name -> the Delta version the base published (and still current).
     pub versions: BTreeMap<String, i64>,
+    /// Model name -> the state the base kept of it (path in the warehouse).
+    pub state: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -77,7 +100,9 @@ pub fn month_start(d: NaiveDate) -> NaiveDate {
 }
 
 /// Decide what a run as of `as_of` recomputes, given the run history, the
-/// ingest sequence its models read and the current versions of the marts.
+/// ingest sequence its models read, the current versions of the incremental
+/// marts and the names of the other incremental models (`carried`), whose
+/// state the base must have kept in `warehouse`.
 #[allow(clippy::too_many_arguments)]
 pub async fn plan(
     runs: &[RunSummary],
@@ -87,6 +112,8 @@ pub async fn plan(
     sequence: i64,
     manifest: &Manifest,
     current_versions: &BTreeMap<String, Option<i64>>,
+    carried: &[&str],
+    warehouse: &Location,
 ) -> Plan {
     let Some(base) = runs.iter().rev().find(|r| r.status == "succeeded" && !r.tables.is_empty()) else {
         return Plan::full("no earlier run published tables");
@@ -111,6 +138,16 @@ pub async fn plan(
         }
         versions.insert(name.clone(), published.unwrap_or_default());
     }
+    let mut state = BTreeMap::new();
+    for name in carried {
+        let Some(kept) = base.state.iter().find(|s| s.name == *name) else {
+            return Plan::full(format!("run {} kept no rows of model {name}", base.run_id));
+        };
+        if let Err(e) = warehouse.store.head(&warehouse.path(&kept.path)).await {
+            return Plan::full(format!("the rows run {} kept of model {name} are unreadable: {e}", base.run_id));
+        }
+        state.insert(name.to_string(), kept.path.clone());
+    }
     // The months that were not final in the base.
     let mut rebuild_from = month_start(base_as_of + Days::new(1));
     // The months newly ingested events reach back to.
@@ -134,13 +171,16 @@ pub async fn plan(
         base: Some(Base {
             run_id: base.run_id.clone(),
             versions,
+            state,
         }),
         full_because: None,
     }
 }
 
-/// The rows of an incremental mart: the published rows of the base dated
-/// before `rebuild_from`, then the recomputed rows from it on.
+/// The rows of an incremental model: those of the base dated before
+/// `rebuild_from` (a mart's as published, another model's from its state),
+/// then the recomputed rows from it on. The result is registered as the
+/// model's table.
 pub async fn merge(
     ctx: &SessionContext,
     storage: &Storage,
@@ -151,9 +191,49 @@ pub async fn merge(
     built: Built,
 ) -> datafusion::error::Result<Built> {
     let Some(base) = &plan.base else { return Ok(built) };
-    let version = base.versions.get(&model.name).copied();
-    let external = |e: String| datafusion::error::DataFusionError::External(e.into());
-    let location = publish::mart_location(warehouse, &model.name);
+    let bound = crate::ingest::days_since_epoch(plan.rebuild_from);
+    let kept = if model.layer == Layer::Marts {
+        kept_published(ctx, storage, warehouse, &model.name, base.versions.get(&model.name).copied(), key, bound).await?
+    } else {
+        let path = base.state.get(&model.name).ok_or_else(|| {
+            DataFusionError::Plan(format!("run {} kept no rows of model {}", base.run_id, model.name))
+        })?;
+        let mut kept = Vec::new();
+        for b in read_state(warehouse, path).await? {
+            kept.push(rows_dated(&b, key, bound, false)?);
+        }
+        kept
+    };
+    let mut batches = Vec::with_capacity(kept.len() + built.batches.len());
+    for b in kept {
+        batches.push(conform(&b, &built.schema)?);
+    }
+    for b in built.batches {
+        batches.push(rows_dated(&b, key, bound, true)?);
+    }
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    engine::register_batch(ctx, &model.name, batches.clone(), built.schema.clone())?;
+    Ok(Built {
+        batches,
+        schema: built.schema,
+        rows,
+    })
+}
+
+/// The rows of the mart `name` at Delta version `version` (the current one
+/// when `None`) dated before `bound`.
+#[allow(clippy::too_many_arguments)]
+async fn kept_published(
+    ctx: &SessionContext,
+    storage: &Storage,
+    warehouse: &Location,
+    name: &str,
+    version: Option<i64>,
+    key: &str,
+    bound: i32,
+) -> datafusion::error::Result<Vec<RecordBatch>> {
+    let external = |e: String| DataFusionError::External(e.into());
+    let location = publish::mart_location(warehouse, name);
     let mut table = storage.delta_table(&location).await.map_err(|e| external(e.to_string()))?;
     if let Some(v) = version {
         if table.version().map(|x| x as i64) != Some(v) {
@@ -164,26 +244,83 @@ pub async fn merge(
         .update_datafusion_session(&ctx.state())
         .map_err(|e| external(e.to_string()))?;
     let provider = table.table_provider().await.map_err(|e| external(e.to_string()))?;
-    let bound = crate::ingest::days_since_epoch(plan.rebuild_from);
-    let kept = ctx
-        .read_table(provider)?
+    ctx.read_table(provider)?
         .filter(col(key).lt(lit(datafusion::scalar::ScalarValue::Date32(Some(bound)))))?
         .collect()
-        .await?;
-    let mut batches = Vec::with_capacity(kept.len() + built.batches.len());
-    for b in kept {
-        batches.push(conform(&b, &built.schema)?);
-    }
-    for b in built.batches {
-        batches.push(rows_from(&b, key, bound)?);
-    }
-    let rows = batches.iter().map(|b| b.num_rows()).sum();
-    engine::register_batch(ctx, &model.name, batches.clone(), built.schema.clone())?;
-    Ok(Built {
-        batches,
-        schema: built.schema,
+        .await
+}
+
+/// Keep every row of the model `name` that this run built, as the state
+/// a later run keeps rows of: one Arrow IPC file (LZ4-compressed) under
+/// `_state/<run_id>/`.
+pub async fn write_state(
+    warehouse: &Location,
+    run_id: &str,
+    name: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<State, String> {
+    let path = format!("{STATE_DIR}/{run_id}/{name}.arrow");
+    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, arrow::error::ArrowError> {
+        let options = arrow::ipc::writer::IpcWriteOptions::default()
+            .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))?;
+        let mut writer = arrow::ipc::writer::FileWriter::try_new_with_options(Vec::new(), &schema, options)?;
+        for b in &batches {
+            writer.write(b)?;
+        }
+        writer.into_inner()
+    })
+    .await
+    .map_err(|e| format!("model {name}: the state encoder stopped: {e}"))?
+    .map_err(|e| format!("model {name}: cannot encode its rows as state: {e}"))?;
+    warehouse
+        .store
+        .put(&warehouse.path(&path), PutPayload::from(encoded))
+        .await
+        .map_err(|e| format!("{}: cannot write the state of model {name}: {e}", warehouse.join(&path).display()))?;
+    Ok(State {
+        name: name.to_string(),
+        path,
         rows,
     })
+}
+
+/// The rows of a state file.
+async fn read_state(warehouse: &Location, path: &str) -> datafusion::error::Result<Vec<RecordBatch>> {
+    let external = |e: String| DataFusionError::External(e.into());
+    let display = warehouse.join(path).display();
+    let bytes = async { warehouse.store.get(&warehouse.path(path)).await?.bytes().await }
+        .await
+        .map_err(|e| external(format!("{display}: cannot read kept rows: {e}")))?;
+    let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+        .map_err(|e| external(format!("{display}: not a state file: {e}")))?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| external(format!("{display}: cannot read kept rows: {e}")))
+}
+
+/// Delete the state of every run but `keep`: only the latest run that
+/// published is ever a base. Failures are logged; stale state is only space.
+pub async fn prune_state(warehouse: &Location, keep: &str) {
+    let dir = warehouse.join(STATE_DIR);
+    let keep_prefix = warehouse.path(&format!("{STATE_DIR}/{keep}/"));
+    let listed: Result<Vec<object_store::ObjectMeta>, _> = dir.store.list(Some(&dir.prefix)).try_collect().await;
+    let metas = match listed {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list older state; it stays");
+            return;
+        }
+    };
+    for meta in metas {
+        if meta.location.as_ref().starts_with(keep_prefix.as_ref()) {
+            continue;
+        }
+        if let Err(e) = dir.store.delete(&meta.location).await {
+            tracing::warn!(path = %meta.location, error = %e, "cannot delete older state");
+        }
+    }
 }
 
 /// `batch` with the columns of `schema` (same names and types; nullability
@@ -201,16 +338,17 @@ fn conform(batch: &arrow::array::RecordBatch, schema: &arrow::datatypes::SchemaR
 }
 
 /// The rows of `batch` whose date column `key` is on or after `bound` (days
-/// since the epoch).
-fn rows_from(batch: &arrow::array::RecordBatch, key: &str, bound: i32) -> datafusion::error::Result<arrow::array::RecordBatch> {
+/// since the epoch) when `from` holds, else those before it. A NULL date is
+/// in neither.
+fn rows_dated(batch: &RecordBatch, key: &str, bound: i32, from: bool) -> datafusion::error::Result<RecordBatch> {
     use arrow::array::AsArray;
     let column = batch
         .column_by_name(key)
-        .ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("incremental: the model has no column {key}")))?;
+        .ok_or_else(|| DataFusionError::Plan(format!("incremental: the model has no column {key}")))?;
     let dates = column
         .as_primitive_opt::<arrow::datatypes::Date32Type>()
-        .ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("incremental: column {key} is not a date")))?;
-    let mask: arrow::array::BooleanArray = dates.iter().map(|d| Some(d.is_some_and(|d| d >= bound))).collect();
+        .ok_or_else(|| DataFusionError::Plan(format!("incremental: column {key} is not a date")))?;
+    let mask: arrow::array::BooleanArray = dates.iter().map(|d| Some(d.is_some_and(|d| (d >= bound) == from))).collect();
     Ok(arrow::compute::filter_record_batch(batch, &mask)?)
 }
 

@@ -33,6 +33,9 @@ pub struct RunSummary {
     /// The tables the run published, with their versions.
     #[serde(default)]
     pub tables: Vec<TableVersion>,
+    /// The rows it kept of incremental models that are not published.
+    #[serde(default)]
+    pub state: Vec<super::carry::State>,
     #[serde(default)]
     pub error: Option<Vec<String>>,
     #[serde(skip)]

@@ -58,6 +58,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Publish(#[from] publish::PublishError),
+    #[error("cannot keep rows for the next run: {0}")]
+    State(String),
     #[error("cannot read the {table} table: {source}")]
     Source {
         table: String,
@@ -145,6 +147,7 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
         steps: Vec::new(),
         checks: Vec::new(),
         tables: Vec::new(),
+        state: Vec::new(),
         inputs: None,
         shape: None,
         ingest_sequence: None,
@@ -367,6 +370,7 @@ async fn run_steps(
         rows: None,
     });
     let mut marts = Vec::new();
+    let mut carried = Vec::new();
     for (model, outcome) in models.iter().zip(outcomes) {
         let Some((seconds, built)) = outcome else {
             return Err(RunError::Setup(format!("model {} was not built: the models it reads never finished (a cycle)", model.name)));
@@ -376,8 +380,10 @@ async fn run_steps(
             seconds,
             rows: built.as_ref().map(|b| b.rows as u64),
         });
-        if let (Layer::Marts, Some(built)) = (model.layer, built) {
-            marts.push((model.name.clone(), built));
+        match (model.layer, built) {
+            (Layer::Marts, Some(built)) => marts.push((model.name.clone(), built)),
+            (_, Some(built)) if model.incremental.is_some() => carried.push((model.name.clone(), built)),
+            _ => {}
         }
     }
 
@@ -418,11 +424,32 @@ async fn run_steps(
         });
     }
 
-    // 4. Publish.
+    // 4. Keep the rows of the incremental models that are not published, for
+    // the next run; before publishing, so that a run whose report lists
+    // tables always kept them.
+    let t = Instant::now();
+    let run_id = report.run_id.clone();
+    if !carried.is_empty() {
+        let keeping = carried.into_iter().map(|(name, built)| {
+            let run_id = &run_id;
+            async move { carry::write_state(warehouse, run_id, &name, built.schema, built.batches).await }
+        });
+        report.state = futures::stream::iter(keeping)
+            .buffered(PUBLISH_AT_ONCE)
+            .try_collect()
+            .await
+            .map_err(RunError::State)?;
+        report.steps.push(Step {
+            name: "state".into(),
+            seconds: t.elapsed().as_secs_f64(),
+            rows: None,
+        });
+    }
+
+    // 5. Publish.
     // Marts are independent tables, each its own commit: a few at a time, so
     // that one's encoding overlaps another's storage round trips.
     let t = Instant::now();
-    let run_id = report.run_id.clone();
     let publishing = marts.into_iter().map(|(name, built)| {
         let run_id = &run_id;
         async move {
@@ -435,6 +462,9 @@ async fn run_steps(
     });
     let published: Vec<publish::Published> = futures::stream::iter(publishing).buffered(PUBLISH_AT_ONCE).try_collect().await?;
     report.tables.extend(published);
+    if !report.state.is_empty() {
+        carry::prune_state(warehouse, &run_id).await;
+    }
     report.steps.push(Step {
         name: "publish".into(),
         seconds: t.elapsed().as_secs_f64(),
@@ -485,7 +515,12 @@ async fn incremental_plan(
     sequence: i64,
 ) -> carry::Plan {
     let mut versions = std::collections::BTreeMap::new();
+    let mut carried = Vec::new();
     for m in models.iter().filter(|m| m.incremental.is_some()) {
+        if m.layer != Layer::Marts {
+            carried.push(m.name.as_str());
+            continue;
+        }
         let location = publish::mart_location(warehouse, &m.name);
         let version = match storage.delta_table(&location).await {
             Ok(t) => t.version().map(|v| v as i64),
@@ -493,12 +528,12 @@ async fn incremental_plan(
         };
         versions.insert(m.name.clone(), version);
     }
-    if versions.is_empty() {
-        return carry::Plan::full("no mart is incremental");
+    if versions.is_empty() && carried.is_empty() {
+        return carry::Plan::full("no model is incremental");
     }
     let tz: chrono_tz::Tz = params.timezone.parse().unwrap_or(chrono_tz::UTC);
     let manifest = ingest::Manifest::new(ingest::Tables::in_warehouse(warehouse).manifest);
-    carry::plan(runs, shape, params.as_of, tz, sequence, &manifest, &versions).await
+    carry::plan(runs, shape, params.as_of, tz, sequence, &manifest, &versions, &carried, warehouse).await
 }
 
 /// What a run's tables are a function of: the `events` version, the SQL of

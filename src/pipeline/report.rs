@@ -42,6 +42,10 @@ pub struct RunReport {
     pub steps: Vec<Step>,
     pub checks: Vec<CheckResult>,
     pub tables: Vec<Published>,
+    /// The rows kept of incremental models that are not published, for the
+    /// next run (see README "Incremental runs").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub state: Vec<super::carry::State>,
     /// Fingerprint of what the tables are a function of (events version,
     /// model SQL, parameters); equal fingerprints publish equal tables.
     pub inputs: Option<String>,

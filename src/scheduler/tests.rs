@@ -182,6 +182,7 @@ fn success(pipeline: &str, started_at: &str, as_of: &str, status: &str) -> RunSu
         shape: None,
         ingest_sequence: None,
         tables: Vec::new(),
+        state: Vec::new(),
         error: None,
         path: String::new(),
         accepted: 0,
