@@ -178,6 +178,31 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
     assert_ne!(report["run_id"], before["run_id"]);
     let report = run(&p, &p.warehouse, "2026-11-16", &["--full-refresh"]);
     assert_eq!(report["tables"].as_array().map(|t| t.len()), Some(MARTS.len()), "--full-refresh publishes every mart: {}", report["tables"]);
+    // Only the latest publishing run's state is kept, and it is what its
+    // report lists.
+    // (Local folders emptied by the deletes may stay; the files go.)
+    let state_runs: Vec<String> = std::fs::read_dir(p.warehouse.join("_state"))
+        .expect("state dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|dir| std::fs::read_dir(dir).is_ok_and(|mut files| files.next().is_some()))
+        .map(|dir| dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .collect();
+    assert_eq!(state_runs, vec![report["run_id"].as_str().unwrap_or("").to_string()], "state of older runs is deleted");
+    let state = report["state"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = state.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["int_customer_days", "int_customer_states", "int_customer_months"], "{}", report["state"]);
+    for s in &state {
+        assert!(s["rows"].as_u64().is_some_and(|r| r > 0), "{s}");
+        assert!(p.warehouse.join(s["path"].as_str().unwrap_or("-")).is_file(), "{s}");
+    }
+
+    // 6. Kept rows that went missing mean a full rebuild, not a failure.
+    std::fs::remove_file(p.warehouse.join(state[1]["path"].as_str().unwrap_or("-"))).expect("remove state");
+    let report = run(&p, &p.warehouse, "2026-11-17", &[]);
+    let because = report["full_rebuild_because"].as_str().unwrap_or("");
+    assert!(because.contains("kept of model int_customer_states are unreadable"), "{}", plan_of(&report));
+    check_step(&p, "6-state-lost", "2026-11-17");
+
     // Every object was ingested once, none seen as changed.
     let changed: i64 = reports(&p.warehouse).iter().map(|r| r["ingest"]["totals"]["objects_changed"].as_i64().unwrap_or(0)).sum();
     assert_eq!(changed, 0, "objects are added, never rewritten");
