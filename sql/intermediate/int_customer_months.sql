@@ -6,9 +6,9 @@
 -- before the first covered month). `had_mrr_before`: MRR(c, k) > 0 for some
 -- earlier covered month k (tells `reactivation` from `new`). Only the months
 -- from `tenure_rebuild_from()` on are computed (an incremental run keeps the
--- earlier rows; see int_customer_states for customers first seen since): the
--- month before them gives `prev_mrr` and `was_active`, and the months before
--- that are summed up per customer for `had_mrr_before`.
+-- earlier rows; see int_customer_states for customers first seen since).
+-- Joins, not window functions: windows over many small partitions cost
+-- DataFusion far more than a hash join.
 -- incremental: month
 with months as (
     select month, cutoff_date, month_index, is_complete from int_months
@@ -36,17 +36,15 @@ customer_months as (
         on customer_states.cutoff_date = months.cutoff_date
 ),
 
-earlier_mrr as (
-    -- the months before the month before the first computed one
-    select customer_id, max(case when mrr > 0 then 1 else 0 end) as had_mrr
+first_paid as (
+    -- the first covered month with MRR > 0, from the whole history
+    select customer_id, min(month_index) as first_paid_index
     from customer_months
-    where cutoff_date < tenure_rebuild_from() - 1
+    where mrr > 0
     group by customer_id
 ),
 
-with_segment as (
-    -- the computed months and the month before them (whose cutoff is the
-    -- day before the first)
+computed as (
     select
         customer_months.month,
         customer_months.cutoff_date,
@@ -60,44 +58,36 @@ with_segment as (
     left join segments
         on segments.customer_id = customer_months.customer_id
        and customer_months.cutoff_date between segments.valid_from and segments.valid_to
-    where customer_months.cutoff_date >= tenure_rebuild_from() - 1
+    where customer_months.month >= tenure_rebuild_from()
 ),
 
-windowed as (
-    select
-        with_segment.month,
-        with_segment.cutoff_date,
-        with_segment.month_index,
-        with_segment.is_complete,
-        with_segment.customer_id,
-        with_segment.segment,
-        with_segment.mrr,
-        cast(
-            coalesce(lag(with_segment.mrr) over (partition by with_segment.customer_id order by with_segment.month), 0)
-            as decimal(38, 4)
-        ) as prev_mrr,
-        greatest(
-            coalesce(earlier_mrr.had_mrr, 0),
-            coalesce(
-                max(case when with_segment.mrr > 0 then 1 else 0 end) over (
-                    partition by with_segment.customer_id order by with_segment.month
-                    rows between unbounded preceding and 1 preceding
-                ),
-                0
-            )
-        ) = 1 as had_mrr_before,
-        with_segment.is_active,
-        coalesce(
-            lag(with_segment.is_active) over (partition by with_segment.customer_id order by with_segment.month),
-            false
-        ) as was_active
-    from with_segment
-    left join earlier_mrr
-        on earlier_mrr.customer_id = with_segment.customer_id
+previous_months as (
+    -- the month before each computed one (the kept rows of int_customer_states
+    -- hold it when it is not computed)
+    select customer_id, month_index, mrr, is_active
+    from customer_months
+    where cutoff_date >= tenure_rebuild_from() - 1
 ),
 
 final as (
-    select * from windowed where month >= tenure_rebuild_from()
+    select
+        computed.month,
+        computed.cutoff_date,
+        computed.month_index,
+        computed.is_complete,
+        computed.customer_id,
+        computed.segment,
+        computed.mrr,
+        cast(coalesce(previous_months.mrr, 0) as decimal(38, 4)) as prev_mrr,
+        coalesce(first_paid.first_paid_index < computed.month_index, false) as had_mrr_before,
+        computed.is_active,
+        coalesce(previous_months.is_active, false) as was_active
+    from computed
+    left join previous_months
+        on previous_months.customer_id = computed.customer_id
+       and previous_months.month_index = computed.month_index - 1
+    left join first_paid
+        on first_paid.customer_id = computed.customer_id
 )
 
 select

@@ -16,22 +16,15 @@ run_params as (
     select as_of from params
 ),
 
-ranked as (
+day_end_segments as (
+    -- the day's last event (an aggregate: cheaper than ranking the events of
+    -- every customer-day with a window)
     select
         customer_id,
-        segment,
-        local_date,
-        row_number() over (
-            partition by customer_id, local_date
-            order by occurred_at desc, event_id desc
-        ) as latest_in_day
+        first_value(segment order by occurred_at desc, event_id desc) as segment,
+        local_date
     from events
-),
-
-day_end_segments as (
-    select customer_id, segment, local_date
-    from ranked
-    where latest_in_day = 1
+    group by customer_id, local_date
 ),
 
 final as (

@@ -27,17 +27,21 @@ event_states as (
                 then cast(0 as decimal(38, 4))
             else cast(mrr as decimal(38, 4))
         end as mrr,
-        row_number() over (
-            partition by subscription_id, local_date
-            order by occurred_at desc, event_id desc
-        ) as latest_in_day
+        occurred_at,
+        event_id
     from events
 ),
 
 day_end_states as (
-    select subscription_id, customer_id, local_date, mrr
+    -- the day's last event (an aggregate: cheaper than ranking the events of
+    -- every subscription-day with a window)
+    select
+        subscription_id,
+        first_value(customer_id order by occurred_at desc, event_id desc) as customer_id,
+        local_date,
+        first_value(mrr order by occurred_at desc, event_id desc) as mrr
     from event_states
-    where latest_in_day = 1
+    group by subscription_id, local_date
 ),
 
 final as (

@@ -192,6 +192,7 @@ pub async fn merge(
 ) -> datafusion::error::Result<Built> {
     let Some(base) = &plan.base else { return Ok(built) };
     let bound = crate::ingest::days_since_epoch(plan.rebuild_from);
+    let started = std::time::Instant::now();
     let kept = if model.layer == Layer::Marts {
         kept_published(ctx, storage, warehouse, &model.name, base.versions.get(&model.name).copied(), key, bound).await?
     } else {
@@ -204,6 +205,8 @@ pub async fn merge(
         }
         kept
     };
+    let kept_rows: usize = kept.iter().map(|b| b.num_rows()).sum();
+    tracing::debug!(model = %model.name, kept_rows, seconds = started.elapsed().as_secs_f64(), "kept rows read");
     let mut batches = Vec::with_capacity(kept.len() + built.batches.len());
     for b in kept {
         batches.push(conform(&b, &built.schema)?);
