@@ -12,10 +12,6 @@ with events as (
       and segment <> ''
 ),
 
-run_params as (
-    select as_of from params
-),
-
 day_end_segments as (
     -- the day's last event (an aggregate: cheaper than ranking the events of
     -- every customer-day with a window)
@@ -36,10 +32,9 @@ final as (
             lead(day_end_segments.local_date) over (
                 partition by day_end_segments.customer_id order by day_end_segments.local_date
             ) - 1,
-            run_params.as_of
+            tenure_as_of()
         ) as valid_to
     from day_end_segments
-    cross join run_params
 )
 
 select customer_id, segment, valid_from, valid_to

@@ -13,10 +13,6 @@ with events as (
     )
 ),
 
-run_params as (
-    select as_of from params
-),
-
 event_states as (
     select
         subscription_id,
@@ -54,10 +50,9 @@ final as (
             lead(day_end_states.local_date) over (
                 partition by day_end_states.subscription_id order by day_end_states.local_date
             ) - 1,
-            run_params.as_of
+            tenure_as_of()
         ) as valid_to
     from day_end_states
-    cross join run_params
 )
 
 select subscription_id, customer_id, mrr, valid_from, valid_to

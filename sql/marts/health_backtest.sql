@@ -4,11 +4,7 @@
 -- snapshot date d with d + 90 <= D; `churned_90d` = not active(c, d + 90).
 -- `auc` (only on 'all'): P(churned score < retained score), ties count one
 -- half, scores compared rounded to 9 decimals; NULL when a class is empty.
-with run_params as (
-    select as_of from params
-),
-
-health as (
+with health as (
     select snapshot_date, customer_id, health_score, band from customer_health
 ),
 
@@ -27,11 +23,10 @@ observations as (
         round(health.health_score, 9) as health_score,
         not customer_states.is_active as churned_90d
     from health
-    cross join run_params
     inner join customer_states
         on customer_states.customer_id = health.customer_id
        and customer_states.cutoff_date = health.snapshot_date + 90
-    where health.snapshot_date + 90 <= run_params.as_of
+    where health.snapshot_date + 90 <= tenure_as_of()
 ),
 
 attributed as (

@@ -31,8 +31,7 @@ position as (
         sum(customer_states.mrr) as mrr,
         count(case when customer_states.mrr > 0 then 1 end) as paying_customers
     from customer_states
-    inner join run_params
-        on customer_states.cutoff_date = run_params.as_of
+    where customer_states.cutoff_date = tenure_as_of()
 ),
 
 ndr_at_as_of as (
@@ -80,9 +79,8 @@ customer_payments as (
         count(*) as payments,
         sum(events.amount) as amount
     from events
-    cross join run_params
     where events.event_type = 'payment.succeeded'
-      and events.local_date > run_params.as_of - 365
+      and events.local_date > tenure_as_of() - 365
     group by events.customer_id
 ),
 
@@ -107,9 +105,8 @@ surveys_90d as (
             / cast(nullif(count(case when events.event_type = 'survey.csat' then 1 end), 0) as double)
             * 100 as csat_pct_90d
     from events
-    cross join run_params
     where events.event_type in ('survey.nps', 'survey.csat')
-      and events.local_date > run_params.as_of - 90
+      and events.local_date > tenure_as_of() - 90
 ),
 
 final as (

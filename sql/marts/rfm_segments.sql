@@ -16,30 +16,29 @@ payments as (
 payers as (
     select
         payments.customer_id,
-        run_params.as_of,
+        tenure_as_of() as as_of,
         max(case when payments.event_type = 'payment.succeeded' then payments.local_date end)
             as last_payment_date,
         count(
             case when payments.event_type = 'payment.succeeded'
-                  and payments.local_date > run_params.as_of - 365 then 1 end
+                  and payments.local_date > tenure_as_of() - 365 then 1 end
         ) as frequency,
         coalesce(
             sum(
                 case when payments.event_type = 'payment.succeeded'
-                      and payments.local_date > run_params.as_of - 365 then payments.amount end
+                      and payments.local_date > tenure_as_of() - 365 then payments.amount end
             ),
             0
         )
         - coalesce(
             sum(
                 case when payments.event_type = 'payment.refunded'
-                      and payments.local_date > run_params.as_of - 365 then payments.amount end
+                      and payments.local_date > tenure_as_of() - 365 then payments.amount end
             ),
             0
         ) as monetary
     from payments
-    cross join run_params
-    group by payments.customer_id, run_params.as_of
+    group by payments.customer_id
 ),
 
 measured as (
