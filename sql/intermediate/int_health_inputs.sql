@@ -21,19 +21,24 @@ windows as (
     select snapshot_date, local_date, days_before from int_snapshot_windows
 ),
 
+-- (the windows of the snapshots from the day before `tenure_rebuild_from()`
+-- reach back 180 days at most, the features' 30 days)
 customer_days as (
     select
         customer_id, local_date, tickets_opened, urgent_tickets_opened,
         payments_failed, emails_sent, emails_opened
     from int_customer_days
+    where local_date >= tenure_rebuild_from() - 180
 ),
 
 usage_days as (
     select customer_id, local_date, usage_events from int_usage_days
+    where local_date >= tenure_rebuild_from() - 180
 ),
 
 usage_features as (
     select customer_id, feature, month, last_used_date from int_usage_features
+    where last_used_date >= tenure_rebuild_from() - 30
 ),
 
 snapshot_months as (
@@ -49,6 +54,7 @@ surveys as (
     select customer_id, event_type, score, local_date, occurred_at, event_id
     from stg_account_events
     where event_type in ('survey.nps', 'survey.csat')
+      and local_date >= tenure_rebuild_from() - 180
 ),
 
 daily_counts as (

@@ -1,8 +1,10 @@
 -- int_usage_days: how many usage events each customer had on each local date.
 -- grain: one row per customer and local date with a `usage.*` event;
 -- `usage_events` counts events (METRICS.md §7 usage and trend; §10.11: `trend`
--- counts events, not `quantity`). Only the dates the rebuilt snapshots look
--- back to (see stg_usage_events).
+-- counts events, not `quantity`). A row depends only on its date's events, so
+-- an incremental run computes the dates from `tenure_rebuild_from()` on (all
+-- that stg_usage_events holds) and keeps the earlier rows.
+-- incremental: local_date
 with usage as (
     select customer_id, local_date from stg_usage_events
 ),

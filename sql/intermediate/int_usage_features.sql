@@ -5,7 +5,10 @@
 -- staging holds no event after D, a feature was used in the 30 days ending at
 -- a snapshot date d (a month end, or D) exactly when a row of a month up to
 -- d's month has `last_used_date >= d - 29`. One row per feature and month
--- instead of per day keeps this small.
+-- instead of per day keeps this small. A row depends only on its month's
+-- events, so an incremental run computes the months from
+-- `tenure_rebuild_from()` (a first of the month) on and keeps the earlier rows.
+-- incremental: month
 with usage as (
     select customer_id, feature, local_date
     from stg_usage_events

@@ -1,12 +1,12 @@
 -- stg_usage_events: the accepted `usage.*` events, as the health score reads them.
 -- grain: one row per accepted, de-duplicated usage event with local date in
--- [rebuild_from - 60 days, D] (METRICS.md §7: the usage inputs look back at
--- most 60 days from a snapshot date). `tenure_rebuild_from()` is the first day
--- this run recomputes (far in the past on a full rebuild, the start of the
--- first changed month on an incremental run; see README "Incremental runs"),
--- so an incremental run reads only recent usage. The bound on `occurred_at`
--- (two days wider, for any timezone) lets the scan skip older files; the
--- exact bound is on the local date. `feature` is NULL when absent or empty.
+-- [rebuild_from, D]. `tenure_rebuild_from()` is the first day this run
+-- recomputes (far in the past on a full rebuild, the start of the first
+-- changed month on an incremental run; see README "Incremental runs"), so an
+-- incremental run reads only the usage of the rebuilt months: the usage models
+-- keep their earlier rows. The bound on `occurred_at` (two days wider, for any
+-- timezone) lets the scan skip older files; the exact bound is on the local
+-- date. `feature` is NULL when absent or empty.
 with events as (
     select
         customer_id,
@@ -14,14 +14,14 @@ with events as (
         nullif(feature, '') as feature
     from events
     where event_type like 'usage.%'
-      and occurred_at >= arrow_cast(tenure_rebuild_from() - 62, 'Timestamp(µs, "UTC")')
+      and occurred_at >= arrow_cast(tenure_rebuild_from() - 2, 'Timestamp(µs, "UTC")')
 ),
 
 final as (
     select customer_id, local_date, feature
     from events
     where local_date <= tenure_as_of()
-      and local_date >= tenure_rebuild_from() - 60
+      and local_date >= tenure_rebuild_from()
 )
 
 select customer_id, local_date, feature from final

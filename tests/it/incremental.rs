@@ -190,14 +190,19 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
     assert_eq!(state_runs, vec![report["run_id"].as_str().unwrap_or("").to_string()], "state of older runs is deleted");
     let state = report["state"].as_array().cloned().unwrap_or_default();
     let names: Vec<&str> = state.iter().filter_map(|s| s["name"].as_str()).collect();
-    assert_eq!(names, ["int_customer_days", "int_customer_states", "int_customer_months"], "{}", report["state"]);
+    assert_eq!(
+        names,
+        ["int_customer_days", "int_usage_days", "int_usage_features", "int_customer_states", "int_customer_months"],
+        "{}",
+        report["state"]
+    );
     for s in &state {
         assert!(s["rows"].as_u64().is_some_and(|r| r > 0), "{s}");
         assert!(p.warehouse.join(s["path"].as_str().unwrap_or("-")).is_file(), "{s}");
     }
 
     // 6. Kept rows that went missing mean a full rebuild, not a failure.
-    std::fs::remove_file(p.warehouse.join(state[1]["path"].as_str().unwrap_or("-"))).expect("remove state");
+    std::fs::remove_file(p.warehouse.join(state[3]["path"].as_str().unwrap_or("-"))).expect("remove state");
     let report = run(&p, &p.warehouse, "2026-11-17", &[]);
     let because = report["full_rebuild_because"].as_str().unwrap_or("");
     assert!(because.contains("kept of model int_customer_states are unreadable"), "{}", plan_of(&report));
