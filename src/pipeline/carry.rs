@@ -225,7 +225,6 @@ pub async fn merge(
 
 /// The rows of the mart `name` at Delta version `version` (the current one
 /// when `None`) dated before `bound`.
-#[allow(clippy::too_many_arguments)]
 async fn kept_published(
     ctx: &SessionContext,
     storage: &Storage,

@@ -462,14 +462,15 @@ async fn run_steps(
     });
     let published: Vec<publish::Published> = futures::stream::iter(publishing).buffered(PUBLISH_AT_ONCE).try_collect().await?;
     report.tables.extend(published);
-    if !report.state.is_empty() {
-        carry::prune_state(warehouse, &run_id).await;
-    }
     report.steps.push(Step {
         name: "publish".into(),
         seconds: t.elapsed().as_secs_f64(),
         rows: None,
     });
+    // The older state is stale once this run's tables are published.
+    if !report.state.is_empty() {
+        carry::prune_state(warehouse, &run_id).await;
+    }
     if let Some(ing) = &report.ingest {
         for (name, version) in [("events", ing.events_version), ("rejects", ing.rejects_version)] {
             if let Some(v) = version {
