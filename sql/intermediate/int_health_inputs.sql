@@ -10,7 +10,7 @@ with scored as (
     select cutoff_date as snapshot_date, customer_id, segment, mrr
     from int_customer_months
     where is_active
-      and cutoff_date >= tenure_rebuild_from() - 1
+      and cutoff_date >= tenure_rebuild_from()
 ),
 
 months as (
@@ -21,24 +21,25 @@ windows as (
     select snapshot_date, local_date, days_before from int_snapshot_windows
 ),
 
--- (the windows of the snapshots from the day before `tenure_rebuild_from()`
--- reach back 180 days at most, the features' 30 days)
+-- (the windows of the snapshots from `tenure_rebuild_from()` on reach back
+-- 90 days for tickets, payments and emails, 60 for usage, 30 for features and
+-- 180 for surveys)
 customer_days as (
     select
         customer_id, local_date, tickets_opened, urgent_tickets_opened,
         payments_failed, emails_sent, emails_opened
     from int_customer_days
-    where local_date >= tenure_rebuild_from() - 180
+    where local_date >= tenure_rebuild_from() - 89
 ),
 
 usage_days as (
     select customer_id, local_date, usage_events from int_usage_days
-    where local_date >= tenure_rebuild_from() - 180
+    where local_date >= tenure_rebuild_from() - 59
 ),
 
 usage_features as (
     select customer_id, feature, month, last_used_date from int_usage_features
-    where last_used_date >= tenure_rebuild_from() - 30
+    where last_used_date >= tenure_rebuild_from() - 29
 ),
 
 snapshot_months as (
@@ -54,7 +55,7 @@ surveys as (
     select customer_id, event_type, score, local_date, occurred_at, event_id
     from stg_account_events
     where event_type in ('survey.nps', 'survey.csat')
-      and local_date >= tenure_rebuild_from() - 180
+      and local_date >= tenure_rebuild_from() - 179
 ),
 
 daily_counts as (

@@ -3,11 +3,10 @@
 -- (METRICS.md §7: snapshots are the cutoffs L(m), i.e. the last day of every
 -- complete covered month and D). `days_before` = snapshot_date - local_date, so
 -- "trailing N days" is `days_before < N`. Only the snapshot dates this run
--- recomputes: those from the day before `tenure_rebuild_from()` on (the snapshot
--- before the first rebuilt one, which `score_change` compares with).
+-- recomputes: those from `tenure_rebuild_from()` on.
 with months as (
     select cutoff_date from int_months
-    where cutoff_date >= tenure_rebuild_from() - 1
+    where cutoff_date >= tenure_rebuild_from()
 ),
 
 offsets as (

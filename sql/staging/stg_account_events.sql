@@ -5,7 +5,13 @@
 -- from `events` once per run and held (materialized: table), with only the
 -- columns the metrics use. `local_date` is the date in the run's reporting
 -- timezone; events after the as-of date are dropped here, once (§10.13).
+-- Incremental: a run computes only the events dated from
+-- `tenure_rebuild_from()` on and keeps the base's earlier rows (its state), so
+-- it decodes only the new months' events. The bound on `occurred_at` (two days
+-- wider, for any timezone) lets the scan skip older files; the exact bound is
+-- on the local date.
 -- materialized: table
+-- incremental: local_date
 with events as (
     select
         event_id,
@@ -21,10 +27,13 @@ with events as (
         segment
     from events
     where event_type not like 'usage.%'
+      and occurred_at >= arrow_cast(tenure_rebuild_from() - 2, 'Timestamp(µs, "UTC")')
 ),
 
 final as (
-    select * from events where local_date <= tenure_as_of()
+    select * from events
+    where local_date <= tenure_as_of()
+      and local_date >= tenure_rebuild_from()
 )
 
 select
