@@ -318,6 +318,12 @@ async fn run_steps(
     let mut outcomes: Vec<Option<(f64, Option<engine::Built>)>> = models.iter().map(|_| None).collect();
     let mut started = vec![false; models.len()];
     let mut running = futures::stream::FuturesUnordered::new();
+    // The rows of the incremental models that are not published are kept for
+    // the next run (their state) as soon as each is built, while later models
+    // run; publishing waits for every one (step 4).
+    let run_id = report.run_id.clone();
+    let mut keeping: Vec<Option<tokio::task::JoinHandle<Result<carry::State, String>>>> =
+        models.iter().map(|_| None).collect();
     loop {
         for (i, model) in models.iter().enumerate() {
             if running.len() >= limit {
@@ -359,6 +365,13 @@ async fn run_steps(
         let model = models[i];
         let rows = built.as_ref().map(|b| b.rows as u64);
         tracing::info!(model = %model.name, rows = rows.unwrap_or(0), seconds, "model built");
+        if let (Some(b), Some(_), false) = (&built, &model.incremental, model.layer == Layer::Marts) {
+            let (warehouse, run_id, name) = (warehouse.clone(), run_id.clone(), model.name.clone());
+            let (schema, batches) = (b.schema.clone(), b.batches.clone());
+            keeping[i] = Some(tokio::spawn(async move {
+                carry::write_state(&warehouse, &run_id, &name, schema, batches).await
+            }));
+        }
         built_names.insert(model.name.clone());
         outcomes[i] = Some((seconds, built));
     }
@@ -370,7 +383,6 @@ async fn run_steps(
         rows: None,
     });
     let mut marts = Vec::new();
-    let mut carried = Vec::new();
     for (model, outcome) in models.iter().zip(outcomes) {
         let Some((seconds, built)) = outcome else {
             return Err(RunError::Setup(format!("model {} was not built: the models it reads never finished (a cycle)", model.name)));
@@ -380,10 +392,8 @@ async fn run_steps(
             seconds,
             rows: built.as_ref().map(|b| b.rows as u64),
         });
-        match (model.layer, built) {
-            (Layer::Marts, Some(built)) => marts.push((model.name.clone(), built)),
-            (_, Some(built)) if model.incremental.is_some() => carried.push((model.name.clone(), built)),
-            _ => {}
+        if let (Layer::Marts, Some(built)) = (model.layer, built) {
+            marts.push((model.name.clone(), built));
         }
     }
 
@@ -424,21 +434,19 @@ async fn run_steps(
         });
     }
 
-    // 4. Keep the rows of the incremental models that are not published, for
-    // the next run; before publishing, so that a run whose report lists
-    // tables always kept them.
+    // 4. The state of the incremental models that are not published, written
+    // since each was built: before publishing, so that a run whose report
+    // lists tables always kept it. The step is the wait that remains.
     let t = Instant::now();
-    let run_id = report.run_id.clone();
-    if !carried.is_empty() {
-        let keeping = carried.into_iter().map(|(name, built)| {
-            let run_id = &run_id;
-            async move { carry::write_state(warehouse, run_id, &name, built.schema, built.batches).await }
-        });
-        report.state = futures::stream::iter(keeping)
-            .buffered(PUBLISH_AT_ONCE)
-            .try_collect()
-            .await
-            .map_err(RunError::State)?;
+    let keeping: Vec<_> = keeping.into_iter().flatten().collect();
+    if !keeping.is_empty() {
+        for handle in keeping {
+            let kept = handle
+                .await
+                .map_err(|e| RunError::State(format!("the state writer stopped: {e}")))?
+                .map_err(RunError::State)?;
+            report.state.push(kept);
+        }
         report.steps.push(Step {
             name: "state".into(),
             seconds: t.elapsed().as_secs_f64(),
