@@ -4,29 +4,14 @@
 -- snapshot date d with d + 90 <= D; `churned_90d` = not active(c, d + 90).
 -- `auc` (only on 'all'): P(churned score < retained score), ties count one
 -- half, scores compared rounded to 9 decimals; NULL when a class is empty.
-with health as (
-    select snapshot_date, customer_id, health_score, band from customer_health
-),
-
-customer_states as (
-    select customer_id, cutoff_date, is_active from int_customer_states
+-- The observations are int_health_outcomes'.
+with observations as (
+    select band, health_score, churned_90d from int_health_outcomes
 ),
 
 bands as (
     select band, band_order
     from (values ('green', 1), ('yellow', 2), ('red', 3), ('all', 4)) as bands (band, band_order)
-),
-
-observations as (
-    select
-        health.band,
-        round(health.health_score, 9) as health_score,
-        not customer_states.is_active as churned_90d
-    from health
-    inner join customer_states
-        on customer_states.customer_id = health.customer_id
-       and customer_states.cutoff_date = health.snapshot_date + 90
-    where health.snapshot_date + 90 <= tenure_as_of()
 ),
 
 attributed as (

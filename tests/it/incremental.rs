@@ -197,6 +197,7 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
             "int_customer_days",
             "int_customer_months",
             "int_customer_states",
+            "int_health_outcomes",
             "int_health_scores",
             "int_usage_days",
             "int_usage_features",
