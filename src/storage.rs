@@ -104,6 +104,41 @@ impl Location {
         Some(p)
     }
 
+    /// The bytes of the object `relative`, for objects written once and never
+    /// changed in place (state files, key segments): mapped into memory when
+    /// the location is on the local filesystem, so that only the pages a run
+    /// uses are ever read; read whole from an object store.
+    pub async fn read_once_written(&self, relative: &str) -> object_store::Result<bytes::Bytes> {
+        use object_store::ObjectStoreExt;
+        let Some(file) = self.local_path(relative) else {
+            return self.store.get(&self.path(relative)).await?.bytes().await;
+        };
+        let path = self.path(relative);
+        let mapped = tokio::task::spawn_blocking(move || -> std::io::Result<bytes::Bytes> {
+            let file = std::fs::File::open(file)?;
+            // SAFETY: the caller reads only objects that are written once under
+            // a name of their own and never changed after; a delete leaves the
+            // mapping valid, and object_store replaces a file by renaming.
+            let map = unsafe { memmap2::Mmap::map(&file)? };
+            Ok(bytes::Bytes::from_owner(map))
+        })
+        .await
+        .map_err(|e| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        })?;
+        mapped.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => object_store::Error::NotFound {
+                path: path.to_string(),
+                source: Box::new(e),
+            },
+            _ => object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            },
+        })
+    }
+
     /// The path relative to this location of a path inside it.
     pub fn relative<'a>(&self, path: &'a StorePath) -> Option<String> {
         let parts: Vec<_> = path.prefix_match(&self.prefix)?.map(|p| p.as_ref().to_string()).collect();

@@ -78,7 +78,7 @@ impl SeenKeys {
         let mut sequence = committed;
         while sequence >= 1 {
             let Some(Some(file)) = files.get(&sequence) else { return Ok(None) };
-            let bytes = manifest.read_file(&file.file).await?;
+            let bytes = manifest.read_segment(&file.file).await?;
             if OLDER_MAGICS.iter().any(|m| bytes.starts_with(&m[..])) {
                 return Ok(None);
             }

@@ -124,6 +124,16 @@ impl Manifest {
             .map_err(read_err)
     }
 
+    /// Read a file of the manifest folder that is written once and never
+    /// changed (a key segment): mapped on the local filesystem, so that a
+    /// lookup reads only the pages it searches.
+    pub(super) async fn read_segment(&self, name: &str) -> Result<bytes::Bytes, IngestError> {
+        self.location
+            .read_once_written(name)
+            .await
+            .map_err(|e| self.err(name, format!("cannot read: {e}")))
+    }
+
     pub async fn write_entry(&self, entry: &ManifestEntry) -> Result<(), IngestError> {
         let name = Self::entry_name(entry.sequence);
         let body = serde_json::to_vec(entry).map_err(|e| self.err(&name, e.to_string()))?;

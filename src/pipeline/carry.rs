@@ -11,10 +11,10 @@
 //! ingested since the base, whichever is earlier. Models marked `-- incremental:
 //! <date column>` keep their rows dated before `rebuild_from` and take the
 //! recomputed rows from it on (their SQL computes only those, reading
-//! `tenure_rebuild_from()`): a mart keeps its published rows, another model
-//! the rows the base run kept of it (its *state*, an Arrow IPC file under
-//! `_state/<run id>/`, written by every run that publishes). The other marts
-//! are rebuilt whole. Anything unusual (no base, other SQL or parameters, an
+//! `tenure_rebuild_from()`): the rows the base run kept of them (their
+//! *state*: Arrow IPC files under `_state/<model>/`, one per month, written by
+//! every run that publishes; a mart whose base kept none keeps its published
+//! rows). The other marts are rebuilt whole. Anything unusual (no base, other SQL or parameters, an
 //! earlier as-of date, a mart changed since the base, state the base did not
 //! keep, ingest entries that do not say what they accepted) means a full
 //! rebuild. `plan` and `merge` only read; `write_state` and `prune_state`
@@ -38,14 +38,39 @@ use std::collections::BTreeMap;
 /// Where runs keep the rows of incremental models that are not published.
 pub const STATE_DIR: &str = "_state";
 
-/// The rows a run kept of one incremental model that is not a mart: every
-/// row it built, for the next run to keep those before its `rebuild_from`.
+/// The rows a run kept of one incremental model: every row it built with a
+/// date, for the next run to keep those before its `rebuild_from`. One Arrow
+/// IPC file per month of the model's date column: a run writes the months it
+/// recomputed and lists the files of its base's earlier months as they are.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     pub name: String,
+    /// One object of every row, relative to the warehouse: how runs before
+    /// state was kept per month kept it. Empty when `parts` lists the files.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    pub rows: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<StatePart>,
+}
+
+/// The kept rows of one model dated in one month.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatePart {
+    /// The first day of the month.
+    pub month: NaiveDate,
     /// The object, relative to the warehouse.
     pub path: String,
     pub rows: u64,
+}
+
+impl State {
+    /// Every object of the state, relative to the warehouse.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.path.as_str())
+            .filter(|p| !p.is_empty())
+            .chain(self.parts.iter().map(|p| p.path.as_str()))
+    }
 }
 
 /// What a run recomputes.
@@ -64,8 +89,9 @@ pub struct Base {
     pub run_id: String,
     /// Mart name -> the Delta version the base published (and still current).
     pub versions: BTreeMap<String, i64>,
-    /// Model name -> the state the base kept of it (path in the warehouse).
-    pub state: BTreeMap<String, String>,
+    /// Model name -> the state the base kept of it. Every model that is not
+    /// a mart has one; a mart without one keeps its published rows.
+    pub state: BTreeMap<String, State>,
 }
 
 impl Plan {
@@ -138,16 +164,10 @@ pub async fn plan(
         }
         versions.insert(name.clone(), published.unwrap_or_default());
     }
-    let mut state = BTreeMap::new();
-    for name in carried {
-        let Some(kept) = base.state.iter().find(|s| s.name == *name) else {
-            return Plan::full(format!("run {} kept no rows of model {name}", base.run_id));
-        };
-        if let Err(e) = warehouse.store.head(&warehouse.path(&kept.path)).await {
-            return Plan::full(format!("the rows run {} kept of model {name} are unreadable: {e}", base.run_id));
-        }
-        state.insert(name.to_string(), kept.path.clone());
-    }
+    let state = match kept_state(base, carried, current_versions, warehouse).await {
+        Ok(s) => s,
+        Err(because) => return Plan::full(because),
+    };
     // The months that were not final in the base.
     let mut rebuild_from = month_start(base_as_of + Days::new(1));
     // The months newly ingested events reach back to.
@@ -177,6 +197,49 @@ pub async fn plan(
     }
 }
 
+/// The state the base kept of each incremental model whose objects are all
+/// there (one listing of `_state/`). A model that is not a mart must have
+/// one; a mart without one keeps its published rows instead.
+async fn kept_state(
+    base: &RunSummary,
+    carried: &[&str],
+    marts: &BTreeMap<String, Option<i64>>,
+    warehouse: &Location,
+) -> Result<BTreeMap<String, State>, String> {
+    let dir = warehouse.join(STATE_DIR);
+    let listed: Vec<object_store::ObjectMeta> = dir
+        .store
+        .list(Some(&dir.prefix))
+        .try_collect()
+        .await
+        .map_err(|e| format!("cannot list the rows run {} kept: {e}", base.run_id))?;
+    let present: std::collections::HashSet<String> = listed.iter().filter_map(|m| warehouse.relative(&m.location)).collect();
+    let mut state = BTreeMap::new();
+    for name in carried.iter().copied().chain(marts.keys().map(String::as_str)) {
+        let kept = base.state.iter().find(|s| s.name == name);
+        let missing = kept.and_then(|k| k.paths().find(|p| !present.contains(*p)));
+        match (kept, missing) {
+            (Some(k), None) => {
+                state.insert(name.to_string(), k.clone());
+            }
+            (Some(_), Some(path)) if carried.contains(&name) => {
+                return Err(format!("the rows run {} kept of model {name} are unreadable: {path} is missing", base.run_id))
+            }
+            (None, _) if carried.contains(&name) => return Err(format!("run {} kept no rows of model {name}", base.run_id)),
+            _ => {}
+        }
+    }
+    Ok(state)
+}
+
+/// An incremental model's rows once merged, and how to keep them: the base's
+/// files of the months kept whole, and the rows to write.
+pub struct Merged {
+    pub built: Built,
+    pub reused: Vec<StatePart>,
+    pub unsaved: Vec<RecordBatch>,
+}
+
 /// The rows of an incremental model: those of the base dated before
 /// `rebuild_from` (a mart's as published, another model's from its state),
 /// then the recomputed rows from it on. The result is registered as the
@@ -189,38 +252,72 @@ pub async fn merge(
     key: &str,
     plan: &Plan,
     built: Built,
-) -> datafusion::error::Result<Built> {
-    let Some(base) = &plan.base else { return Ok(built) };
+) -> datafusion::error::Result<Merged> {
+    let Some(base) = &plan.base else {
+        return Ok(Merged {
+            unsaved: built.batches.clone(),
+            built,
+            reused: Vec::new(),
+        });
+    };
     let bound = crate::ingest::days_since_epoch(plan.rebuild_from);
     let started = std::time::Instant::now();
-    let kept = if model.layer == Layer::Marts {
-        kept_published(ctx, storage, warehouse, &model.name, base.versions.get(&model.name).copied(), key, bound).await?
-    } else {
-        let path = base.state.get(&model.name).ok_or_else(|| {
-            DataFusionError::Plan(format!("run {} kept no rows of model {}", base.run_id, model.name))
-        })?;
-        let mut kept = Vec::new();
-        for b in read_state(warehouse, path).await? {
-            kept.push(rows_dated(&b, key, bound, false)?);
+    // Kept rows in the base's files of whole months, then kept rows to write again.
+    let (mut kept, mut rewritten, mut reused) = (Vec::new(), Vec::new(), Vec::new());
+    match base.state.get(&model.name) {
+        Some(state) => {
+            if !state.path.is_empty() {
+                for b in read_state(warehouse, &state.path).await? {
+                    rewritten.push(rows_dated(&b, key, bound, false)?);
+                }
+            }
+            for part in state.parts.iter().filter(|p| p.month < plan.rebuild_from) {
+                let batches = read_state(warehouse, &part.path).await?;
+                if next_month(part.month) <= plan.rebuild_from {
+                    kept.extend(batches);
+                    reused.push(part.clone());
+                } else {
+                    for b in batches {
+                        rewritten.push(rows_dated(&b, key, bound, false)?);
+                    }
+                }
+            }
         }
-        kept
-    };
-    let kept_rows: usize = kept.iter().map(|b| b.num_rows()).sum();
-    tracing::debug!(model = %model.name, kept_rows, seconds = started.elapsed().as_secs_f64(), "kept rows read");
-    let mut batches = Vec::with_capacity(kept.len() + built.batches.len());
+        None if model.layer == Layer::Marts => {
+            rewritten = kept_published(ctx, storage, warehouse, &model.name, base.versions.get(&model.name).copied(), key, bound).await?;
+        }
+        None => return Err(DataFusionError::Plan(format!("run {} kept no rows of model {}", base.run_id, model.name))),
+    }
+    let kept_rows: usize = kept.iter().chain(&rewritten).map(|b| b.num_rows()).sum();
+    tracing::debug!(model = %model.name, kept_rows, files = reused.len(), seconds = started.elapsed().as_secs_f64(), "kept rows read");
+    let mut unsaved = Vec::with_capacity(rewritten.len() + built.batches.len());
+    for b in rewritten {
+        unsaved.push(conform(&b, &built.schema)?);
+    }
+    for b in built.batches {
+        unsaved.push(rows_dated(&b, key, bound, true)?);
+    }
+    let mut batches = Vec::with_capacity(kept.len() + unsaved.len());
     for b in kept {
         batches.push(conform(&b, &built.schema)?);
     }
-    for b in built.batches {
-        batches.push(rows_dated(&b, key, bound, true)?);
-    }
+    batches.extend(unsaved.iter().cloned());
     let rows = batches.iter().map(|b| b.num_rows()).sum();
     engine::register_batch(ctx, &model.name, batches.clone(), built.schema.clone())?;
-    Ok(Built {
-        batches,
-        schema: built.schema,
-        rows,
+    Ok(Merged {
+        built: Built {
+            batches,
+            schema: built.schema,
+            rows,
+        },
+        reused,
+        unsaved,
     })
+}
+
+/// The first day of the month after the month of `d`.
+fn next_month(d: NaiveDate) -> NaiveDate {
+    month_start(d).checked_add_months(chrono::Months::new(1)).unwrap_or(NaiveDate::MAX)
 }
 
 /// The rows of the mart `name` at Delta version `version` (the current one
@@ -252,54 +349,105 @@ async fn kept_published(
         .await
 }
 
-/// Keep every row of the model `name` that this run built, as the state
-/// a later run keeps rows of: one Arrow IPC file under `_state/<run_id>/`.
-/// Uncompressed, so that the next run decodes it without copying (LZ4 took
-/// more CPU to write and read than the rows took to compute); files written
-/// compressed by an earlier version still read.
+/// Keep the rows of the model `name` for a later run: `rows` (those this run
+/// computed, and kept rows that are in no file of a whole month) in one
+/// Arrow IPC file per month of the date column `key` under
+/// `_state/<name>/`, and the base's files of the months in `reused` as they
+/// are. Rows without a date are never kept, so they are not written.
+/// Uncompressed, so that the next run maps the files and decodes them
+/// without copying (LZ4 took more CPU to write and read than the rows took to
+/// compute); files written compressed by an earlier version still read.
 pub async fn write_state(
     warehouse: &Location,
     run_id: &str,
     name: &str,
+    key: &str,
     schema: SchemaRef,
-    batches: Vec<RecordBatch>,
+    rows: Vec<RecordBatch>,
+    reused: Vec<StatePart>,
 ) -> Result<State, String> {
-    let path = format!("{STATE_DIR}/{run_id}/{name}.arrow");
-    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-    let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, arrow::error::ArrowError> {
-        let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
-        let mut writer = arrow::ipc::writer::FileWriter::try_new(Vec::with_capacity(size + 4096), &schema)?;
-        for b in &batches {
-            writer.write(b)?;
+    let (key, schema_for_split) = (key.to_string(), schema.clone());
+    let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<(NaiveDate, u64, Vec<u8>)>, String> {
+        let months = by_month(rows, &key).map_err(|e| e.to_string())?;
+        let mut files = Vec::with_capacity(months.len());
+        for (month, batches) in months {
+            let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+            let mut writer = arrow::ipc::writer::FileWriter::try_new(Vec::with_capacity(size + 4096), &schema_for_split)
+                .map_err(|e| e.to_string())?;
+            for b in &batches {
+                writer.write(b).map_err(|e| e.to_string())?;
+            }
+            let count = batches.iter().map(|b| b.num_rows() as u64).sum();
+            files.push((month, count, writer.into_inner().map_err(|e| e.to_string())?));
         }
-        writer.into_inner()
+        Ok(files)
     })
     .await
     .map_err(|e| format!("model {name}: the state encoder stopped: {e}"))?
     .map_err(|e| format!("model {name}: cannot encode its rows as state: {e}"))?;
-    warehouse
-        .store
-        .put(&warehouse.path(&path), PutPayload::from(encoded))
-        .await
-        .map_err(|e| format!("{}: cannot write the state of model {name}: {e}", warehouse.join(&path).display()))?;
+    let mut parts = reused;
+    for (month, count, bytes) in encoded {
+        let path = format!("{STATE_DIR}/{name}/{}.{run_id}.arrow", month.format("%Y-%m"));
+        warehouse
+            .store
+            .put(&warehouse.path(&path), PutPayload::from(bytes))
+            .await
+            .map_err(|e| format!("{}: cannot write the state of model {name}: {e}", warehouse.join(&path).display()))?;
+        parts.push(StatePart { month, path, rows: count });
+    }
+    parts.sort_by_key(|p| p.month);
     Ok(State {
         name: name.to_string(),
-        path,
-        rows,
+        path: String::new(),
+        rows: parts.iter().map(|p| p.rows).sum(),
+        parts,
     })
 }
 
-/// The rows of a state file.
+/// The rows of `batches` grouped by the month of their date column `key`;
+/// rows without a date are left out. Batches of one month stay whole.
+fn by_month(batches: Vec<RecordBatch>, key: &str) -> datafusion::error::Result<BTreeMap<NaiveDate, Vec<RecordBatch>>> {
+    let mut months: BTreeMap<NaiveDate, Vec<RecordBatch>> = BTreeMap::new();
+    for batch in batches {
+        let dates = date_column(&batch, key)?;
+        let (Some(min), Some(max)) = (arrow::compute::min(dates), arrow::compute::max(dates)) else {
+            continue;
+        };
+        let (Some(first), Some(last)) = (date_of(min), date_of(max)) else {
+            return Err(DataFusionError::Plan(format!("incremental: column {key} holds an impossible date")));
+        };
+        if month_start(first) == month_start(last) && arrow::array::Array::null_count(dates) == 0 {
+            months.entry(month_start(first)).or_default().push(batch);
+            continue;
+        }
+        let mut rows: BTreeMap<NaiveDate, Vec<u32>> = BTreeMap::new();
+        for (i, d) in dates.iter().enumerate() {
+            if let Some(month) = d.and_then(date_of).map(month_start) {
+                rows.entry(month).or_default().push(i as u32);
+            }
+        }
+        for (month, indices) in rows {
+            let taken = arrow::compute::take_record_batch(&batch, &arrow::array::UInt32Array::from(indices))?;
+            months.entry(month).or_default().push(taken);
+        }
+    }
+    Ok(months)
+}
+
+/// The date of a Date32 value (days since the epoch).
+fn date_of(days: i32) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)
+}
+
+/// The rows of a state file (mapped, on the local filesystem).
 async fn read_state(warehouse: &Location, path: &str) -> datafusion::error::Result<Vec<RecordBatch>> {
     let external = |e: String| DataFusionError::External(e.into());
     let display = warehouse.join(path).display();
-    let bytes = async { warehouse.store.get(&warehouse.path(path)).await?.bytes().await }
+    let bytes = warehouse
+        .read_once_written(path)
         .await
         .map_err(|e| external(format!("{display}: cannot read kept rows: {e}")))?;
-    tokio::task::spawn_blocking(move || decode_state(bytes))
-        .await
-        .map_err(|e| external(format!("{display}: the state decoder stopped: {e}")))?
-        .map_err(|e| external(format!("{display}: not a state file: {e}")))
+    decode_state(bytes).map_err(|e| external(format!("{display}: not a state file: {e}")))
 }
 
 /// The record batches of an Arrow IPC file held in memory, whose arrays
@@ -337,11 +485,12 @@ fn decode_state(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>, arrow::error::A
     Ok(batches)
 }
 
-/// Delete the state of every run but `keep`: only the latest run that
-/// published is ever a base. Failures are logged; stale state is only space.
-pub async fn prune_state(warehouse: &Location, keep: &str) {
+/// Delete every state object but those of `keep` (the state of the latest
+/// run that published: only it is ever a base). Failures are logged; stale
+/// state is only space.
+pub async fn prune_state(warehouse: &Location, keep: &[State]) {
     let dir = warehouse.join(STATE_DIR);
-    let keep_prefix = warehouse.path(&format!("{STATE_DIR}/{keep}/"));
+    let keep: std::collections::HashSet<&str> = keep.iter().flat_map(|s| s.paths()).collect();
     let listed: Result<Vec<object_store::ObjectMeta>, _> = dir.store.list(Some(&dir.prefix)).try_collect().await;
     let metas = match listed {
         Ok(m) => m,
@@ -351,7 +500,7 @@ pub async fn prune_state(warehouse: &Location, keep: &str) {
         }
     };
     for meta in metas {
-        if meta.location.as_ref().starts_with(keep_prefix.as_ref()) {
+        if warehouse.relative(&meta.location).is_some_and(|p| keep.contains(p.as_str())) {
             continue;
         }
         if let Err(e) = dir.store.delete(&meta.location).await {
@@ -378,13 +527,7 @@ fn conform(batch: &arrow::array::RecordBatch, schema: &arrow::datatypes::SchemaR
 /// since the epoch) when `from` holds, else those before it. A NULL date is
 /// in neither.
 fn rows_dated(batch: &RecordBatch, key: &str, bound: i32, from: bool) -> datafusion::error::Result<RecordBatch> {
-    use arrow::array::AsArray;
-    let column = batch
-        .column_by_name(key)
-        .ok_or_else(|| DataFusionError::Plan(format!("incremental: the model has no column {key}")))?;
-    let dates = column
-        .as_primitive_opt::<arrow::datatypes::Date32Type>()
-        .ok_or_else(|| DataFusionError::Plan(format!("incremental: column {key} is not a date")))?;
+    let dates = date_column(batch, key)?;
     let mask: arrow::array::BooleanArray = dates.iter().map(|d| Some(d.is_some_and(|d| (d >= bound) == from))).collect();
     // Batches are mostly of one date: keep them whole rather than copy them.
     match mask.true_count() {
@@ -392,6 +535,16 @@ fn rows_dated(batch: &RecordBatch, key: &str, bound: i32, from: bool) -> datafus
         0 => Ok(batch.slice(0, 0)),
         _ => Ok(arrow::compute::filter_record_batch(batch, &mask)?),
     }
+}
+
+/// The date column `key` of an incremental model's rows.
+fn date_column<'a>(batch: &'a RecordBatch, key: &str) -> datafusion::error::Result<&'a arrow::array::Date32Array> {
+    use arrow::array::AsArray;
+    batch
+        .column_by_name(key)
+        .ok_or_else(|| DataFusionError::Plan(format!("incremental: the model has no column {key}")))?
+        .as_primitive_opt::<arrow::datatypes::Date32Type>()
+        .ok_or_else(|| DataFusionError::Plan(format!("incremental: column {key} is not a date")))
 }
 
 #[cfg(test)]

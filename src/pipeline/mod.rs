@@ -318,9 +318,9 @@ async fn run_steps(
     let mut outcomes: Vec<Option<(f64, Option<engine::Built>)>> = models.iter().map(|_| None).collect();
     let mut started = vec![false; models.len()];
     let mut running = futures::stream::FuturesUnordered::new();
-    // The rows of the incremental models that are not published are kept for
-    // the next run (their state) as soon as each is built, while later models
-    // run; publishing waits for every one (step 4).
+    // The rows of the incremental models are kept for the next run (their
+    // state) as soon as each is built, while later models run; publishing
+    // waits for every one (step 4).
     let run_id = report.run_id.clone();
     let mut keeping: Vec<Option<tokio::task::JoinHandle<Result<carry::State, String>>>> =
         models.iter().map(|_| None).collect();
@@ -352,24 +352,26 @@ async fn run_steps(
                     .await
                     .map_err(|e| RunError::Setup(format!("model {} stopped: {e}", model.name)))?
                     .map_err(model_err)?;
+                let mut keep = None;
                 if let Some(key) = &model.incremental {
                     if let Some(b) = built.take() {
-                        built = Some(carry::merge(ctx, storage, warehouse, model, key, plan, b).await.map_err(model_err)?);
+                        let merged = carry::merge(ctx, storage, warehouse, model, key, plan, b).await.map_err(model_err)?;
+                        built = Some(merged.built);
+                        keep = Some((key.clone(), merged.reused, merged.unsaved));
                     }
                 }
-                Ok::<_, RunError>((i, t.elapsed().as_secs_f64(), built))
+                Ok::<_, RunError>((i, t.elapsed().as_secs_f64(), built, keep))
             });
         }
         let Some(finished) = running.next().await else { break };
-        let (i, seconds, built) = finished?;
+        let (i, seconds, built, keep) = finished?;
         let model = models[i];
         let rows = built.as_ref().map(|b| b.rows as u64);
         tracing::info!(model = %model.name, rows = rows.unwrap_or(0), seconds, "model built");
-        if let (Some(b), Some(_), false) = (&built, &model.incremental, model.layer == Layer::Marts) {
-            let (warehouse, run_id, name) = (warehouse.clone(), run_id.clone(), model.name.clone());
-            let (schema, batches) = (b.schema.clone(), b.batches.clone());
+        if let (Some(b), Some((key, reused, unsaved))) = (&built, keep) {
+            let (warehouse, run_id, name, schema) = (warehouse.clone(), run_id.clone(), model.name.clone(), b.schema.clone());
             keeping[i] = Some(tokio::spawn(async move {
-                carry::write_state(&warehouse, &run_id, &name, schema, batches).await
+                carry::write_state(&warehouse, &run_id, &name, &key, schema, unsaved, reused).await
             }));
         }
         built_names.insert(model.name.clone());
@@ -434,8 +436,7 @@ async fn run_steps(
         });
     }
 
-    // 4. The state of the incremental models that are not published, written
-    // since each was built: before publishing, so that a run whose report
+    // 4. The state of the incremental models, written since each was built: before publishing, so that a run whose report
     // lists tables always kept it. The step is the wait that remains.
     let t = Instant::now();
     let keeping: Vec<_> = keeping.into_iter().flatten().collect();
@@ -477,7 +478,7 @@ async fn run_steps(
     });
     // The older state is stale once this run's tables are published.
     if !report.state.is_empty() {
-        carry::prune_state(warehouse, &run_id).await;
+        carry::prune_state(warehouse, &report.state).await;
     }
     if let Some(ing) = &report.ingest {
         for (name, version) in [("events", ing.events_version), ("rejects", ing.rejects_version)] {

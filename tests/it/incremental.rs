@@ -117,6 +117,23 @@ fn assert_same_marts(step: &str, incremental: &Path, full: &Path) {
 }
 
 /// Check the step's incremental warehouse against a full rebuild of a copy.
+/// The files under `dir` of `root`, relative to `root`.
+fn files_under(root: &Path, dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pending = vec![root.join(dir)];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out
+}
+
 fn check_step(p: &Project, step: &str, as_of: &str) {
     let copy = p.dir.path().join(format!("full-{step}"));
     copy_tree(&p.warehouse, &copy);
@@ -179,21 +196,25 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
     let report = run(&p, &p.warehouse, "2026-11-16", &["--full-refresh"]);
     assert_eq!(report["tables"].as_array().map(|t| t.len()), Some(MARTS.len()), "--full-refresh publishes every mart: {}", report["tables"]);
     // Only the latest publishing run's state is kept, and it is what its
-    // report lists.
-    // (Local folders emptied by the deletes may stay; the files go.)
-    let state_runs: Vec<String> = std::fs::read_dir(p.warehouse.join("_state"))
-        .expect("state dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|dir| std::fs::read_dir(dir).is_ok_and(|mut files| files.next().is_some()))
-        .map(|dir| dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
-        .collect();
-    assert_eq!(state_runs, vec![report["run_id"].as_str().unwrap_or("").to_string()], "state of older runs is deleted");
+    // report lists: one file per month of each incremental model, most of
+    // them written by earlier runs and listed as they were.
     let state = report["state"].as_array().cloned().unwrap_or_default();
+    let mut listed: Vec<String> = state
+        .iter()
+        .flat_map(|s| s["parts"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["path"].as_str().map(String::from))
+        .collect();
+    listed.sort_unstable();
+    let mut on_disk = files_under(&p.warehouse, "_state");
+    on_disk.sort_unstable();
+    assert_eq!(on_disk, listed, "state of older runs is deleted");
     let mut names: Vec<&str> = state.iter().filter_map(|s| s["name"].as_str()).collect();
     names.sort_unstable();
     assert_eq!(
         names,
         [
+            "cohort_retention",
+            "customer_health",
             "int_customer_days",
             "int_customer_months",
             "int_customer_states",
@@ -201,23 +222,48 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
             "int_health_scores",
             "int_usage_days",
             "int_usage_features",
+            "mrr_bridge_monthly",
+            "mrr_monthly",
+            "ndr_trailing_12m",
+            "retention_kpis_monthly",
             "stg_account_events",
         ],
         "{}",
         report["state"]
     );
     for s in &state {
-        assert!(s["rows"].as_u64().is_some_and(|r| r > 0), "{s}");
-        assert!(p.warehouse.join(s["path"].as_str().unwrap_or("-")).is_file(), "{s}");
+        let parts = s["parts"].as_array().cloned().unwrap_or_default();
+        let rows: u64 = parts.iter().filter_map(|p| p["rows"].as_u64()).sum();
+        assert!(rows > 0 && s["rows"].as_u64() == Some(rows), "{s}");
+        let months: Vec<&str> = parts.iter().filter_map(|p| p["month"].as_str()).collect();
+        assert!(months.windows(2).all(|w| w[0] < w[1]) && months.iter().all(|m| m.ends_with("-01")), "one file per month: {s}");
     }
+    // An incremental run writes only the months it recomputes, and lists the
+    // earlier months' files of its base.
+    let next = run(&p, &p.warehouse, "2026-11-17", &[]);
+    assert_eq!(next["rebuild_from"], "2026-11-01", "{}", plan_of(&next));
+    let id = next["run_id"].as_str().unwrap_or("-").to_string();
+    let parts: Vec<Value> = next["state"].as_array().cloned().unwrap_or_default().iter().flat_map(|s| s["parts"].as_array().cloned().unwrap_or_default()).collect();
+    let written = parts.iter().filter(|p| p["path"].as_str().is_some_and(|x| x.contains(&id))).count();
+    assert!((1..=14).contains(&written), "at most one month of each model: {}", next["state"]);
+    for part in &parts {
+        let recomputed = part["month"].as_str().is_some_and(|m| m >= "2026-11-01");
+        assert_eq!(part["path"].as_str().is_some_and(|x| x.contains(&id)), recomputed, "{part}");
+    }
+    check_step(&p, "5-next-day-again", "2026-11-17");
 
     // 6. Kept rows that went missing mean a full rebuild, not a failure.
-    let lost = state.iter().find(|s| s["name"] == "int_customer_states").and_then(|s| s["path"].as_str()).unwrap_or("-");
+    let state = next["state"].as_array().cloned().unwrap_or_default();
+    let lost = state
+        .iter()
+        .find(|s| s["name"] == "int_customer_states")
+        .and_then(|s| s["parts"][0]["path"].as_str())
+        .unwrap_or("-");
     std::fs::remove_file(p.warehouse.join(lost)).expect("remove state");
-    let report = run(&p, &p.warehouse, "2026-11-17", &[]);
+    let report = run(&p, &p.warehouse, "2026-11-18", &[]);
     let because = report["full_rebuild_because"].as_str().unwrap_or("");
     assert!(because.contains("kept of model int_customer_states are unreadable"), "{}", plan_of(&report));
-    check_step(&p, "6-state-lost", "2026-11-17");
+    check_step(&p, "6-state-lost", "2026-11-18");
 
     // Every object was ingested once, none seen as changed.
     let changed: i64 = reports(&p.warehouse).iter().map(|r| r["ingest"]["totals"]["objects_changed"].as_i64().unwrap_or(0)).sum();
