@@ -63,6 +63,15 @@ impl std::fmt::Debug for Location {
     }
 }
 
+/// How much of an object a reader will use, for `Location::read_once_written`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A few pages (a lookup in a key segment).
+    Sparse,
+    /// Every byte (a state file, checksummed before it is decoded).
+    Whole,
+}
+
 impl Location {
     /// A child location (`events`, `marts/mrr_monthly`, ...).
     pub fn join(&self, child: &str) -> Location {
@@ -107,8 +116,10 @@ impl Location {
     /// The bytes of the object `relative`, for objects written once and never
     /// changed in place (state files, key segments): mapped into memory when
     /// the location is on the local filesystem, so that only the pages a run
-    /// uses are ever read; read whole from an object store.
-    pub async fn read_once_written(&self, relative: &str) -> object_store::Result<bytes::Bytes> {
+    /// uses are ever read (with `Access::Whole`, every page is mapped at
+    /// once: one call instead of a page fault per page); read whole from an
+    /// object store.
+    pub async fn read_once_written(&self, relative: &str, access: Access) -> object_store::Result<bytes::Bytes> {
         use object_store::ObjectStoreExt;
         let Some(file) = self.local_path(relative) else {
             return self.store.get(&self.path(relative)).await?.bytes().await;
@@ -119,7 +130,11 @@ impl Location {
             // SAFETY: the caller reads only objects that are written once under
             // a name of their own and never changed after; a delete leaves the
             // mapping valid, and object_store replaces a file by renaming.
-            let map = unsafe { memmap2::Mmap::map(&file)? };
+            let mut options = memmap2::MmapOptions::new();
+            if access == Access::Whole {
+                options.populate();
+            }
+            let map = unsafe { options.map(&file)? };
             Ok(bytes::Bytes::from_owner(map))
         })
         .await

@@ -129,7 +129,7 @@ impl Manifest {
     /// lookup reads only the pages it searches.
     pub(super) async fn read_segment(&self, name: &str) -> Result<bytes::Bytes, IngestError> {
         self.location
-            .read_once_written(name)
+            .read_once_written(name, crate::storage::Access::Sparse)
             .await
             .map_err(|e| self.err(name, format!("cannot read: {e}")))
     }

@@ -62,6 +62,11 @@ pub struct StatePart {
     /// The object, relative to the warehouse.
     pub path: String,
     pub rows: u64,
+    /// XXH3-128 of the object's bytes as written (hex): a file that still
+    /// hashes to it is the writer's output and is decoded without being
+    /// validated again. Files of runs that did not record one are validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xxh3: Option<String>,
 }
 
 impl State {
@@ -267,12 +272,12 @@ pub async fn merge(
     match base.state.get(&model.name) {
         Some(state) => {
             if !state.path.is_empty() {
-                for b in read_state(warehouse, &state.path).await? {
+                for b in read_state(warehouse, &state.path, None).await? {
                     rewritten.push(rows_dated(&b, key, bound, false)?);
                 }
             }
             for part in state.parts.iter().filter(|p| p.month < plan.rebuild_from) {
-                let batches = read_state(warehouse, &part.path).await?;
+                let batches = read_state(warehouse, &part.path, part.xxh3.as_deref()).await?;
                 if next_month(part.month) <= plan.rebuild_from {
                     kept.extend(batches);
                     reused.push(part.clone());
@@ -367,7 +372,7 @@ pub async fn write_state(
     reused: Vec<StatePart>,
 ) -> Result<State, String> {
     let (key, schema_for_split) = (key.to_string(), schema.clone());
-    let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<(NaiveDate, u64, Vec<u8>)>, String> {
+    let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<Encoded>, String> {
         let months = by_month(rows, &key).map_err(|e| e.to_string())?;
         let mut files = Vec::with_capacity(months.len());
         for (month, batches) in months {
@@ -378,7 +383,8 @@ pub async fn write_state(
                 writer.write(b).map_err(|e| e.to_string())?;
             }
             let count = batches.iter().map(|b| b.num_rows() as u64).sum();
-            files.push((month, count, writer.into_inner().map_err(|e| e.to_string())?));
+            let bytes = writer.into_inner().map_err(|e| e.to_string())?;
+            files.push(Encoded { month, rows: count, xxh3: checksum(&bytes), bytes });
         }
         Ok(files)
     })
@@ -386,14 +392,19 @@ pub async fn write_state(
     .map_err(|e| format!("model {name}: the state encoder stopped: {e}"))?
     .map_err(|e| format!("model {name}: cannot encode its rows as state: {e}"))?;
     let mut parts = reused;
-    for (month, count, bytes) in encoded {
+    for Encoded { month, rows: count, xxh3, bytes } in encoded {
         let path = format!("{STATE_DIR}/{name}/{}.{run_id}.arrow", month.format("%Y-%m"));
         warehouse
             .store
             .put(&warehouse.path(&path), PutPayload::from(bytes))
             .await
             .map_err(|e| format!("{}: cannot write the state of model {name}: {e}", warehouse.join(&path).display()))?;
-        parts.push(StatePart { month, path, rows: count });
+        parts.push(StatePart {
+            month,
+            path,
+            rows: count,
+            xxh3: Some(xxh3),
+        });
     }
     parts.sort_by_key(|p| p.month);
     Ok(State {
@@ -402,6 +413,14 @@ pub async fn write_state(
         rows: parts.iter().map(|p| p.rows).sum(),
         parts,
     })
+}
+
+/// One month of a model's rows, encoded as a state file.
+struct Encoded {
+    month: NaiveDate,
+    rows: u64,
+    xxh3: String,
+    bytes: Vec<u8>,
 }
 
 /// The rows of `batches` grouped by the month of their date column `key`;
@@ -439,20 +458,50 @@ fn date_of(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)
 }
 
-/// The rows of a state file (mapped, on the local filesystem).
-async fn read_state(warehouse: &Location, path: &str) -> datafusion::error::Result<Vec<RecordBatch>> {
+/// The checksum recorded for a state file: XXH3-128 of its bytes, in hex.
+fn checksum(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+/// The rows of a state file (mapped, on the local filesystem). With the
+/// checksum its writer recorded, a file that no longer matches it is an error.
+async fn read_state(warehouse: &Location, path: &str, xxh3: Option<&str>) -> datafusion::error::Result<Vec<RecordBatch>> {
     let external = |e: String| DataFusionError::External(e.into());
     let display = warehouse.join(path).display();
     let bytes = warehouse
-        .read_once_written(path)
+        .read_once_written(path, crate::storage::Access::Whole)
         .await
         .map_err(|e| external(format!("{display}: cannot read kept rows: {e}")))?;
-    decode_state(bytes).map_err(|e| external(format!("{display}: not a state file: {e}")))
+    let checked = match xxh3 {
+        Some(want) => {
+            let got = checksum(&bytes);
+            if got != want {
+                return Err(external(format!(
+                    "{display}: the kept rows changed since they were written (checksum {got}, recorded {want})"
+                )));
+            }
+            Checked::Unchanged
+        }
+        None => Checked::Unknown,
+    };
+    decode_state(bytes, checked).map_err(|e| external(format!("{display}: not a state file: {e}")))
+}
+
+/// What is known of a state file's bytes before decoding them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Checked {
+    /// Nothing: every array is validated as it is decoded.
+    Unknown,
+    /// They hash to the checksum recorded when arrow's IPC writer produced
+    /// them from valid arrays: they are that output, byte for byte.
+    Unchanged,
 }
 
 /// The record batches of an Arrow IPC file held in memory, whose arrays
-/// point into `bytes` instead of being copied out of it.
-fn decode_state(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+/// point into `bytes` instead of being copied out of it. The arrays of a file
+/// known to be unchanged are not validated again (checking every string of a
+/// view array for UTF-8 took most of the time of reading kept rows).
+fn decode_state(bytes: bytes::Bytes, checked: Checked) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
     use arrow::error::ArrowError;
     use arrow::ipc::reader::{read_footer_length, FileDecoder};
     let bad = |what: &str| ArrowError::IpcError(format!("{what} ({} bytes)", bytes.len()));
@@ -465,6 +514,15 @@ fn decode_state(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>, arrow::error::A
         .map_err(|e| ArrowError::IpcError(format!("unreadable footer: {e}")))?;
     let schema = footer.schema().ok_or_else(|| bad("no schema"))?;
     let mut decoder = FileDecoder::new(std::sync::Arc::new(arrow::ipc::convert::fb_to_schema(schema)), footer.version());
+    if checked == Checked::Unchanged {
+        // SAFETY: the bytes hash to the XXH3-128 this program recorded when
+        // arrow's FileWriter wrote them from the arrays of a built model,
+        // which are valid; so they are that output, and decode to valid
+        // arrays. A file changed to collide with its checksum on purpose
+        // needs write access to the warehouse, which the mapping of the file
+        // (storage.rs) already trusts not to change it.
+        decoder = unsafe { decoder.with_skip_validation(true) };
+    }
     let block_data = |block: &arrow::ipc::Block| {
         let at = usize::try_from(block.offset()).map_err(|_| bad("negative block offset"))?;
         let block_len = block.bodyLength() as usize + block.metaDataLength() as usize;
@@ -570,17 +628,55 @@ mod tests {
         let plain = arrow::ipc::writer::IpcWriteOptions::default();
         let lz4 = plain.clone().try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME)).expect("lz4");
         for bytes in [ipc(&batch, plain), ipc(&batch, lz4)] {
-            let back = decode_state(bytes::Bytes::from(bytes.clone())).expect("decode");
-            assert_eq!(back, vec![batch.clone(), batch.slice(1, 1)]);
+            for checked in [Checked::Unknown, Checked::Unchanged] {
+                let back = decode_state(bytes::Bytes::from(bytes.clone()), checked).expect("decode");
+                assert_eq!(back, vec![batch.clone(), batch.slice(1, 1)]);
+            }
             // A truncated or foreign file is an error, not a panic.
             for cut in [0, 9, bytes.len() / 2, bytes.len() - 1] {
-                assert!(decode_state(bytes::Bytes::from(bytes[..cut].to_vec())).is_err(), "cut at {cut}");
+                assert!(decode_state(bytes::Bytes::from(bytes[..cut].to_vec()), Checked::Unknown).is_err(), "cut at {cut}");
             }
         }
         // Kept rows: a batch wholly on one side stays whole; NULL dates go nowhere.
         assert_eq!(rows_dated(&batch, "local_date", 0, true).expect("from").num_rows(), 2);
         assert_eq!(rows_dated(&batch, "local_date", 2, false).expect("before").num_rows(), 1);
         assert_eq!(rows_dated(&batch, "local_date", 9, true).expect("none").num_rows(), 0);
+    }
+
+    #[tokio::test]
+    async fn state_reads_back_and_a_changed_file_is_an_error() {
+        use arrow::array::{ArrayRef, Date32Array, StringViewArray};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::new(Default::default());
+        let warehouse = storage.location(&dir.path().display().to_string()).expect("location");
+        let batch = RecordBatch::try_from_iter([
+            ("local_date", std::sync::Arc::new(Date32Array::from(vec![Some(20_000), Some(20_040)])) as ArrayRef),
+            ("customer_id", std::sync::Arc::new(StringViewArray::from(vec!["c1", "a customer id longer than twelve"])) as ArrayRef),
+        ])
+        .expect("batch");
+        let state = write_state(&warehouse, "r1", "m", "local_date", batch.schema(), vec![batch.clone()], Vec::new())
+            .await
+            .expect("write");
+        assert_eq!(state.parts.len(), 2, "one file per month");
+        let mut back = Vec::new();
+        for part in &state.parts {
+            assert!(part.xxh3.is_some());
+            back.extend(read_state(&warehouse, &part.path, part.xxh3.as_deref()).await.expect("read"));
+        }
+        let rows: usize = back.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 2);
+        let strings = back[1].column(1).as_any().downcast_ref::<StringViewArray>().expect("strings");
+        assert_eq!(strings.value(0), "a customer id longer than twelve");
+        // One byte changed after writing: the checksum no longer matches.
+        let part = &state.parts[1];
+        let file = warehouse.local_path(&part.path).expect("local");
+        let mut bytes = std::fs::read(&file).expect("bytes");
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x20;
+        std::fs::remove_file(&file).expect("remove");
+        std::fs::write(&file, bytes).expect("rewrite");
+        let err = read_state(&warehouse, &part.path, part.xxh3.as_deref()).await.expect_err("changed");
+        assert!(err.to_string().contains("changed since they were written"), "{err}");
     }
 
     #[test]

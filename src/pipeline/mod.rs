@@ -324,6 +324,9 @@ async fn run_steps(
     let run_id = report.run_id.clone();
     let mut keeping: Vec<Option<tokio::task::JoinHandle<Result<carry::State, String>>>> =
         models.iter().map(|_| None).collect();
+    // Each check runs as soon as the models it reads are built, while later
+    // models run; their results are taken in catalog order (step 3).
+    let mut checking: Vec<Checking> = catalog.checks.iter().map(|_| None).collect();
     loop {
         for (i, model) in models.iter().enumerate() {
             if running.len() >= limit {
@@ -376,6 +379,7 @@ async fn run_steps(
         }
         built_names.insert(model.name.clone());
         outcomes[i] = Some((seconds, built));
+        start_ready_checks(&ctx, &catalog.checks, &built_names, &mut checking);
     }
     drop(running);
     // The wall time of all models; their own times overlap.
@@ -399,33 +403,21 @@ async fn run_steps(
         }
     }
 
-    // 3. Checks, before anything is published.
+    // 3. Checks, before anything is published: started as their models were
+    // built (a check whose models were not all built does not run). The step
+    // is the wait that remains.
     let t = Instant::now();
-    for check in &catalog.checks {
-        if !check.depends_on.iter().all(|d| built_names.contains(d)) {
-            continue;
-        }
-        let err = |source| RunError::CheckError {
-            check: check.name.clone(),
-            file: check.file.display().to_string(),
-            source,
-        };
-        let df = ctx.sql_with_options(&check.sql, engine::read_only()).await.map_err(err)?;
-        let batches = df.collect().await.map_err(err)?;
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let examples = examples(&batches, 3);
-        report.checks.push(CheckResult {
-            name: check.name.clone(),
-            passed: rows == 0,
-            failing_rows: rows,
-            examples: examples.clone(),
+    start_ready_checks(&ctx, &catalog.checks, &built_names, &mut checking);
+    for handle in checking.into_iter().flatten() {
+        let result = handle.await.map_err(|e| RunError::Setup(format!("a check stopped: {e}")))??;
+        let failed = (!result.passed).then(|| RunError::Check {
+            check: result.name.clone(),
+            rows: result.failing_rows,
+            examples: result.examples.join("; "),
         });
-        if rows > 0 {
-            return Err(RunError::Check {
-                check: check.name.clone(),
-                rows,
-                examples: examples.join("; "),
-            });
+        report.checks.push(result);
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     if !catalog.checks.is_empty() {
@@ -513,6 +505,41 @@ fn unchanged_since(runs: &[history::RunSummary], inputs: &str) -> Option<history
     (latest.inputs.as_deref() == Some(inputs)).then(|| latest.clone())
 }
 
+/// A running check's result.
+type Checking = Option<tokio::task::JoinHandle<Result<CheckResult, RunError>>>;
+
+/// Start each check not started yet whose models are all built.
+fn start_ready_checks(
+    ctx: &datafusion::prelude::SessionContext,
+    checks: &[crate::catalog::Check],
+    built: &std::collections::BTreeSet<String>,
+    checking: &mut [Checking],
+) {
+    for (check, slot) in checks.iter().zip(checking.iter_mut()) {
+        if slot.is_none() && check.depends_on.iter().all(|d| built.contains(d)) {
+            *slot = Some(tokio::spawn(run_check(ctx.clone(), check.clone())));
+        }
+    }
+}
+
+/// Run one data check: the rows it returns break its rule.
+async fn run_check(ctx: datafusion::prelude::SessionContext, check: crate::catalog::Check) -> Result<CheckResult, RunError> {
+    let err = |source| RunError::CheckError {
+        check: check.name.clone(),
+        file: check.file.display().to_string(),
+        source,
+    };
+    let df = ctx.sql_with_options(&check.sql, engine::read_only()).await.map_err(err)?;
+    let batches = df.collect().await.map_err(err)?;
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    Ok(CheckResult {
+        name: check.name,
+        passed: rows == 0,
+        failing_rows: rows,
+        examples: examples(&batches, 3),
+    })
+}
+
 /// What this run recomputes (see `carry`): the current versions of the
 /// incremental marts are compared with those the base run published.
 async fn incremental_plan(
@@ -524,19 +551,22 @@ async fn incremental_plan(
     params: &Params,
     sequence: i64,
 ) -> carry::Plan {
-    let mut versions = std::collections::BTreeMap::new();
-    let mut carried = Vec::new();
-    for m in models.iter().filter(|m| m.incremental.is_some()) {
-        if m.layer != Layer::Marts {
-            carried.push(m.name.as_str());
-            continue;
-        }
+    let carried: Vec<&str> = models
+        .iter()
+        .filter(|m| m.incremental.is_some() && m.layer != Layer::Marts)
+        .map(|m| m.name.as_str())
+        .collect();
+    // Each mart's log is read on its own: all at once, not one after another.
+    let opening = models.iter().filter(|m| m.incremental.is_some() && m.layer == Layer::Marts).map(|m| async move {
         let location = publish::mart_location(warehouse, &m.name);
-        let version = match storage.delta_table(&location).await {
-            Ok(t) => t.version().map(|v| v as i64),
-            Err(e) => return carry::Plan::full(format!("cannot open mart {}: {e}", m.name)),
+        (m.name.clone(), storage.delta_table(&location).await)
+    });
+    let mut versions = std::collections::BTreeMap::new();
+    for (name, opened) in futures::future::join_all(opening).await {
+        match opened {
+            Ok(t) => versions.insert(name, t.version().map(|v| v as i64)),
+            Err(e) => return carry::Plan::full(format!("cannot open mart {name}: {e}")),
         };
-        versions.insert(m.name.clone(), version);
     }
     if versions.is_empty() && carried.is_empty() {
         return carry::Plan::full("no model is incremental");
