@@ -122,7 +122,7 @@ pub fn shape_fingerprint(models: &[&Model], params: &Params) -> String {
         text.push('\n');
         text.push_str(&m.sql);
     }
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+    xxh3_hex(text.as_bytes())
 }
 
 /// The first day of the month of `d`.
@@ -384,7 +384,7 @@ pub async fn write_state(
             }
             let count = batches.iter().map(|b| b.num_rows() as u64).sum();
             let bytes = writer.into_inner().map_err(|e| e.to_string())?;
-            files.push(Encoded { month, rows: count, xxh3: checksum(&bytes), bytes });
+            files.push(Encoded { month, rows: count, xxh3: xxh3_hex(&bytes), bytes });
         }
         Ok(files)
     })
@@ -458,8 +458,9 @@ fn date_of(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)
 }
 
-/// The checksum recorded for a state file: XXH3-128 of its bytes, in hex.
-fn checksum(bytes: &[u8]) -> String {
+/// XXH3-128 of `bytes`, in hex: the fingerprints of a run's inputs and
+/// shape, and the checksum recorded for a state file.
+pub(crate) fn xxh3_hex(bytes: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
@@ -474,7 +475,7 @@ async fn read_state(warehouse: &Location, path: &str, xxh3: Option<&str>) -> dat
         .map_err(|e| external(format!("{display}: cannot read kept rows: {e}")))?;
     let checked = match xxh3 {
         Some(want) => {
-            let got = checksum(&bytes);
+            let got = xxh3_hex(&bytes);
             if got != want {
                 return Err(external(format!(
                     "{display}: the kept rows changed since they were written (checksum {got}, recorded {want})"

@@ -586,7 +586,7 @@ pub fn inputs_fingerprint(events_version: i64, models: &[&crate::catalog::Model]
         text.push('\n');
         text.push_str(&m.sql);
     }
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+    carry::xxh3_hex(text.as_bytes())
 }
 
 /// What `register_sources` registered.
