@@ -300,34 +300,40 @@ impl Storage {
     /// Open (or prepare to create) the Delta table at `location`, on the same
     /// object store the rest of tenure uses.
     pub async fn delta_table(&self, location: &Location) -> Result<DeltaTable, StorageError> {
-        let err = |source| StorageError::Delta {
-            url: location.display(),
-            source,
-        };
-        if location.url.scheme() == "file" {
-            if let Ok(dir) = location.url.to_file_path() {
-                std::fs::create_dir_all(&dir).map_err(|e| StorageError::BadLocation {
-                    location: location.display(),
-                    reason: format!("cannot create the folder: {e}"),
-                })?;
-            }
+        open_delta_table(location).await
+    }
+}
+
+/// Open (or prepare to create) the Delta table at `location`, on the store the
+/// location carries.
+pub async fn open_delta_table(location: &Location) -> Result<DeltaTable, StorageError> {
+    let err = |source| StorageError::Delta {
+        url: location.display(),
+        source,
+    };
+    if location.url.scheme() == "file" {
+        if let Ok(dir) = location.url.to_file_path() {
+            std::fs::create_dir_all(&dir).map_err(|e| StorageError::BadLocation {
+                location: location.display(),
+                reason: format!("cannot create the folder: {e}"),
+            })?;
         }
-        let mut root = location.url.clone();
-        root.set_path("/");
-        let mut table_url = location.url.clone();
-        if !table_url.path().ends_with('/') {
-            let p = format!("{}/", table_url.path());
-            table_url.set_path(&p);
-        }
-        let mut table = deltalake::DeltaTableBuilder::from_url(table_url)
-            .map_err(err)?
-            .with_storage_backend(location.store.clone(), root)
-            .build()
-            .map_err(err)?;
-        match table.load().await {
-            Ok(()) | Err(deltalake::DeltaTableError::NotATable(_)) => Ok(table),
-            Err(e) => Err(err(e)),
-        }
+    }
+    let mut root = location.url.clone();
+    root.set_path("/");
+    let mut table_url = location.url.clone();
+    if !table_url.path().ends_with('/') {
+        let p = format!("{}/", table_url.path());
+        table_url.set_path(&p);
+    }
+    let mut table = deltalake::DeltaTableBuilder::from_url(table_url)
+        .map_err(err)?
+        .with_storage_backend(location.store.clone(), root)
+        .build()
+        .map_err(err)?;
+    match table.load().await {
+        Ok(()) | Err(deltalake::DeltaTableError::NotATable(_)) => Ok(table),
+        Err(e) => Err(err(e)),
     }
 }
 

@@ -157,7 +157,12 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
         error: None,
     };
     tracing::info!(pipeline = %pipeline.name, run_id = %report.run_id, as_of = %as_of, timezone = %report.timezone, "run started");
-    let result = run_steps(project, &pipeline, &storage, &raw, &warehouse, as_of, opts, &mut report).await;
+    // Marts' files written before publishing; deleted if the run stops first.
+    let mut staging = publish::Staging::default();
+    let result = run_steps(project, &pipeline, &storage, &raw, &warehouse, as_of, opts, &mut report, &mut staging).await;
+    if result.is_err() {
+        staging.discard().await;
+    }
     report.seconds = started.elapsed().as_secs_f64();
     report.finished_at = Some(clock.now().to_rfc3339());
     let error = match result {
@@ -221,6 +226,7 @@ async fn run_steps(
     as_of: NaiveDate,
     opts: &RunOptions,
     report: &mut RunReport,
+    staging: &mut publish::Staging,
 ) -> Result<(), RunError> {
     let config = &project.config;
     let catalog = Catalog::load(&config.sql_dir)?;
@@ -377,6 +383,11 @@ async fn run_steps(
                 carry::write_state(&warehouse, &run_id, &name, &key, schema, unsaved, reused).await
             }));
         }
+        // A mart's files are written now, committed once every check passed.
+        if let (Layer::Marts, Some(b)) = (model.layer, &built) {
+            let location = publish::mart_location(warehouse, &model.name);
+            staging.start(location, model.name.clone(), b.schema.clone(), b.batches.clone());
+        }
         built_names.insert(model.name.clone());
         outcomes[i] = Some((seconds, built));
         start_ready_checks(&ctx, &catalog.checks, &built_names, &mut checking);
@@ -388,7 +399,6 @@ async fn run_steps(
         seconds: models_started.elapsed().as_secs_f64(),
         rows: None,
     });
-    let mut marts = Vec::new();
     for (model, outcome) in models.iter().zip(outcomes) {
         let Some((seconds, built)) = outcome else {
             return Err(RunError::Setup(format!("model {} was not built: the models it reads never finished (a cycle)", model.name)));
@@ -398,9 +408,6 @@ async fn run_steps(
             seconds,
             rows: built.as_ref().map(|b| b.rows as u64),
         });
-        if let (Layer::Marts, Some(built)) = (model.layer, built) {
-            marts.push((model.name.clone(), built));
-        }
     }
 
     // 3. Checks, before anything is published: started as their models were
@@ -447,22 +454,26 @@ async fn run_steps(
         });
     }
 
-    // 5. Publish.
-    // Marts are independent tables, each its own commit: a few at a time, so
-    // that one's encoding overlaps another's storage round trips.
+    // 5. Publish: the files of every mart are written first (most while
+    // later models ran), so that a mart that cannot be written stops the run
+    // before any is published. Marts are independent tables, each its own
+    // commit, a few at a time; the report lists them in catalog order.
     let t = Instant::now();
-    let publishing = marts.into_iter().map(|(name, built)| {
+    let staged = staging.finish().await?;
+    let publishing = staged.into_iter().map(|staged| {
         let run_id = &run_id;
+        let order = models.iter().position(|m| m.name == staged.name()).unwrap_or(usize::MAX);
         async move {
-            crate::failpoint(&format!("publish:{name}"));
-            let location = publish::mart_location(warehouse, &name);
-            let published = publish::overwrite(storage, &location, &name, built.schema, built.batches, run_id).await?;
-            tracing::info!(table = %name, version = published.version, rows = published.rows, "table published");
-            Ok::<_, RunError>(published)
+            crate::failpoint(&format!("publish:{}", staged.name()));
+            let published = publish::commit(staged, run_id).await?;
+            tracing::info!(table = %published.name, version = published.version, rows = published.rows, "table published");
+            Ok::<_, RunError>((order, published))
         }
     });
-    let published: Vec<publish::Published> = futures::stream::iter(publishing).buffered(PUBLISH_AT_ONCE).try_collect().await?;
-    report.tables.extend(published);
+    let mut published: Vec<(usize, publish::Published)> =
+        futures::stream::iter(publishing).buffer_unordered(PUBLISH_AT_ONCE).try_collect().await?;
+    published.sort_by_key(|(order, _)| *order);
+    report.tables.extend(published.into_iter().map(|(_, p)| p));
     report.steps.push(Step {
         name: "publish".into(),
         seconds: t.elapsed().as_secs_f64(),

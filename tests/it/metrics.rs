@@ -196,6 +196,7 @@ fn a_failing_check_publishes_nothing() {
     let p = Project::from_fixture("reasons");
     let first = p.run();
     let version_before = read_table(&p.table("marts/mrr_monthly")).version;
+    let files_before = mart_files(&p);
     // A project whose SQL has one more check, which every row breaks.
     let sql = p.dir.path().join("sql");
     copy_tree(&repo().join("sql"), &sql);
@@ -220,5 +221,23 @@ fn a_failing_check_publishes_nothing() {
     let report = report.expect("a failed run still writes its report");
     assert_eq!(report.json["status"], "failed");
     assert_eq!(read_table(&p.table("marts/mrr_monthly")).version, version_before, "nothing published");
+    // The marts' files written before the check failed were deleted.
+    assert_eq!(mart_files(&p), files_before, "files of unpublished versions are left in the marts");
     let _ = first;
+}
+
+/// Every data file under `marts/`, by relative path.
+fn mart_files(p: &Project) -> Vec<String> {
+    let marts = p.warehouse.join("marts");
+    let mut files = Vec::new();
+    for table in std::fs::read_dir(&marts).expect("marts folder").flatten() {
+        for f in std::fs::read_dir(table.path()).expect("mart folder").flatten() {
+            let name = f.file_name().to_string_lossy().to_string();
+            if name.ends_with(".parquet") {
+                files.push(format!("{}/{name}", table.file_name().to_string_lossy()));
+            }
+        }
+    }
+    files.sort();
+    files
 }
