@@ -29,6 +29,8 @@ base as (
     where base_months.mrr > 0
       and current_months.month >= tenure_rebuild_from()
       and base_months.month >= cast(tenure_rebuild_from() - interval '12 months' as date)
+      -- the last covered month is that of D, so no base month is later than D - 12 months
+      and base_months.month <= cast(tenure_as_of() - interval '12 months' as date)
 ),
 
 attributed as (
@@ -50,33 +52,33 @@ totals as (
     group by month, segment
 ),
 
-month_segments as (
-    select month, segment from totals
-    union
+-- Every (month, segment) of the totals, and an 'all' row for every month with a
+-- month 12 months before it, with or without a base.
+all_months as (
     select month, 'all' as segment from months where month_index >= 12
 ),
 
 final as (
     select
-        month_segments.month,
-        month_segments.segment,
+        coalesce(totals.month, all_months.month) as month,
+        -- a row comes from one side or both; the last 'all' only keeps the column NOT NULL
+        coalesce(totals.segment, all_months.segment, 'all') as segment,
         cast(coalesce(totals.base_mrr, 0) as decimal(38, 4)) as base_mrr,
         cast(coalesce(totals.current_mrr, 0) as decimal(38, 4)) as current_mrr,
         cast(totals.current_mrr as double) / cast(nullif(totals.base_mrr, 0) as double) as ndr_12m,
         cast(totals.retained_mrr as double) / cast(nullif(totals.base_mrr, 0) as double) as grr_12m,
         cast(coalesce(totals.base_customers, 0) as bigint) as base_customers,
-        cast(coalesce(totals.retained_customers, 0) as bigint) as retained_customers,
-        months.is_complete
-    from month_segments
-    inner join months
-        on months.month = month_segments.month
-    left join totals
-        on totals.month = month_segments.month
-       and totals.segment = month_segments.segment
+        cast(coalesce(totals.retained_customers, 0) as bigint) as retained_customers
+    from totals
+    full join all_months
+        on all_months.month = totals.month
+       and all_months.segment = totals.segment
 )
 
 select
-    base_mrr, current_mrr, ndr_12m, grr_12m, base_customers, retained_customers,
-    month, segment, is_complete
+    final.base_mrr, final.current_mrr, final.ndr_12m, final.grr_12m, final.base_customers, final.retained_customers,
+    final.month, final.segment, months.is_complete
 from final
-order by month, segment
+inner join months
+    on months.month = final.month
+order by final.month, final.segment
