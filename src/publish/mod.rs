@@ -90,42 +90,31 @@ impl Staged {
 pub async fn stage(location: Location, name: String, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Staged, PublishError> {
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let table = open_delta_table(&location).await?;
-    let whole = |schema, batches| Files::Whole { schema, batches };
-    let files = match writable_as_is(&table, &schema) {
-        false => {
-            tracing::debug!(table = %name, "a new table or new columns: written when published");
-            whole(schema, batches)
-        }
-        true => {
-            let err = delta_error(&location);
-            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-            let groups = split_rows(batches, rows as usize, cores);
-            let mut writing = Vec::with_capacity(groups.len());
-            for group in groups {
-                let mut writer = RecordBatchWriter::for_table(&table).map_err(&err)?;
-                writing.push(tokio::spawn(async move {
-                    let schema = writer.arrow_schema();
-                    for batch in group {
-                        writer.write(conform(batch, &schema)?).await?;
-                    }
-                    writer.flush().await
-                }));
-            }
-            let mut adds = Vec::new();
-            let mut failed = None;
-            for handle in writing {
-                match handle.await {
-                    Ok(Ok(written)) => adds.extend(written),
-                    Ok(Err(e)) => failed = failed.or(Some(err(e))),
-                    Err(e) => failed = failed.or(Some(PublishError::Stopped(e.to_string()))),
+    let files = if !writable_as_is(&table, &schema) {
+        tracing::debug!(table = %name, "a new table or new columns: written when published");
+        Files::Whole { schema, batches }
+    } else {
+        let err = delta_error(&location);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let groups = split_rows(batches, rows as usize, cores);
+        let mut writing = Vec::with_capacity(groups.len());
+        for group in groups {
+            let mut writer = RecordBatchWriter::for_table(&table).map_err(&err)?;
+            writing.push(tokio::spawn(async move {
+                let schema = writer.arrow_schema();
+                for batch in group {
+                    writer.write(conform(batch, &schema)?).await?;
                 }
-            }
-            if let Some(e) = failed {
-                delete_files(&location, &adds).await;
-                return Err(e);
-            }
-            Files::Written { table, adds }
+                writer.flush().await
+            }));
         }
+        let (written, failed) = join_tasks(writing).await;
+        let adds: Vec<Add> = written.into_iter().flatten().collect();
+        if let Some(e) = failed {
+            delete_files(&location, &adds).await;
+            return Err(e.into_publish(&err));
+        }
+        Files::Written { table, adds }
     };
     Ok(Staged { name, location, rows, files })
 }
@@ -145,22 +134,14 @@ impl Staging {
     /// Every mart staged, in the order they were started; if one could not
     /// be, the files of the others are deleted and its error returned.
     pub async fn finish(&mut self) -> Result<Vec<Staged>, PublishError> {
-        let mut staged = Vec::with_capacity(self.tasks.len());
-        let mut failed = None;
-        for task in std::mem::take(&mut self.tasks) {
-            match task.await {
-                Ok(Ok(s)) => staged.push(s),
-                Ok(Err(e)) => failed = failed.or(Some(e)),
-                Err(e) => failed = failed.or(Some(PublishError::Stopped(e.to_string()))),
-            }
-        }
+        let (staged, failed) = join_tasks(std::mem::take(&mut self.tasks)).await;
         match failed {
             None => Ok(staged),
             Some(e) => {
                 for s in staged {
                     discard(s).await;
                 }
-                Err(e)
+                Err(e.into_publish(&|e| e))
             }
         }
     }
@@ -173,6 +154,35 @@ impl Staging {
             }
         }
     }
+}
+
+/// How a task failed: its own error, or it stopped (panicked, was cancelled).
+enum TaskFailure<E> {
+    Error(E),
+    Stopped(String),
+}
+
+impl<E> TaskFailure<E> {
+    fn into_publish(self, err: &dyn Fn(E) -> PublishError) -> PublishError {
+        match self {
+            TaskFailure::Error(e) => err(e),
+            TaskFailure::Stopped(why) => PublishError::Stopped(why),
+        }
+    }
+}
+
+/// Await every task: the results of those that succeeded, and the first failure.
+async fn join_tasks<T, E>(tasks: Vec<tokio::task::JoinHandle<Result<T, E>>>) -> (Vec<T>, Option<TaskFailure<E>>) {
+    let mut done = Vec::with_capacity(tasks.len());
+    let mut failed = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(t)) => done.push(t),
+            Ok(Err(e)) => failed = failed.or(Some(TaskFailure::Error(e))),
+            Err(e) => failed = failed.or(Some(TaskFailure::Stopped(e.to_string()))),
+        }
+    }
+    (done, failed)
 }
 
 /// Whether the table exists with exactly these columns, so that new files can
