@@ -28,31 +28,39 @@ event_states as (
     from events
 ),
 
-day_end_states as (
-    -- the day's last event (an aggregate: cheaper than ranking the events of
-    -- every subscription-day with a window)
+ordered_states as (
+    -- each event with the next event of all, in (subscription_id, local_date,
+    -- occurred_at, event_id) order: one window over one ordered stream, much
+    -- cheaper than a window partitioned by subscription (tens of thousands of
+    -- tiny partitions) or a per-day aggregate
     select
         subscription_id,
-        first_value(customer_id order by occurred_at desc, event_id desc) as customer_id,
+        customer_id,
         local_date,
-        first_value(mrr order by occurred_at desc, event_id desc) as mrr
+        mrr,
+        lead(subscription_id) over events_in_order as next_subscription_id,
+        lead(local_date) over events_in_order as next_local_date
     from event_states
-    group by subscription_id, local_date
+    window events_in_order as (order by subscription_id, local_date, occurred_at, event_id)
 ),
 
 final as (
+    -- the day's last event is the one whose next event (of the same
+    -- subscription) falls on a later day, or that has none; its state holds
+    -- until the day before that next event, or through D
     select
-        day_end_states.subscription_id,
-        day_end_states.customer_id,
-        day_end_states.mrr,
-        day_end_states.local_date as valid_from,
-        coalesce(
-            lead(day_end_states.local_date) over (
-                partition by day_end_states.subscription_id order by day_end_states.local_date
-            ) - 1,
-            tenure_as_of()
-        ) as valid_to
-    from day_end_states
+        subscription_id,
+        customer_id,
+        mrr,
+        local_date as valid_from,
+        case
+            when next_subscription_id = subscription_id then next_local_date - 1
+            else tenure_as_of()
+        end as valid_to
+    from ordered_states
+    where next_subscription_id is null
+        or next_subscription_id <> subscription_id
+        or next_local_date <> local_date
 )
 
 select subscription_id, customer_id, mrr, valid_from, valid_to
