@@ -386,7 +386,7 @@ async fn run_steps(
         // A mart's files are written now, committed once every check passed.
         if let (Layer::Marts, Some(b)) = (model.layer, &built) {
             let location = publish::mart_location(warehouse, &model.name);
-            staging.start(location, model.name.clone(), b.schema.clone(), b.batches.clone());
+            staging.start(location, model.name.clone(), i, b.schema.clone(), b.batches.clone());
         }
         built_names.insert(model.name.clone());
         outcomes[i] = Some((seconds, built));
@@ -462,7 +462,7 @@ async fn run_steps(
     let staged = staging.finish().await?;
     let publishing = staged.into_iter().map(|staged| {
         let run_id = &run_id;
-        let order = models.iter().position(|m| m.name == staged.name()).unwrap_or(usize::MAX);
+        let order = staged.order();
         async move {
             crate::failpoint(&format!("publish:{}", staged.name()));
             let published = publish::commit(staged, run_id).await?;

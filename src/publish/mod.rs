@@ -57,6 +57,8 @@ pub fn mart_location(warehouse: &Location, name: &str) -> Location {
 /// A mart's new version, its files written but not committed.
 pub struct Staged {
     name: String,
+    /// The mart's place in the catalog, the order the run reports it in.
+    order: usize,
     location: Location,
     rows: u64,
     files: Files,
@@ -83,40 +85,59 @@ impl Staged {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    pub fn order(&self) -> usize {
+        self.order
+    }
 }
 
 /// Write the files of a mart's next version into its folder, without
 /// committing them. Large marts are written as several files at once.
-pub async fn stage(location: Location, name: String, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Staged, PublishError> {
+pub async fn stage(
+    location: Location,
+    name: String,
+    order: usize,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<Staged, PublishError> {
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let table = open_delta_table(&location).await?;
-    let files = if !writable_as_is(&table, &schema) {
-        tracing::debug!(table = %name, "a new table or new columns: written when published");
-        Files::Whole { schema, batches }
-    } else {
-        let err = delta_error(&location);
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let groups = split_rows(batches, rows as usize, cores);
-        let mut writing = Vec::with_capacity(groups.len());
-        for group in groups {
-            let mut writer = RecordBatchWriter::for_table(&table).map_err(&err)?;
-            writing.push(tokio::spawn(async move {
-                let schema = writer.arrow_schema();
-                for batch in group {
-                    writer.write(conform(batch, &schema)?).await?;
-                }
-                writer.flush().await
-            }));
+    let files = match schema_if_writable_as_is(&table, &schema) {
+        None => {
+            tracing::debug!(table = %name, "a new table or new columns: written when published");
+            Files::Whole { schema, batches }
         }
-        let (written, failed) = join_tasks(writing).await;
-        let adds: Vec<Add> = written.into_iter().flatten().collect();
-        if let Some(e) = failed {
-            delete_files(&location, &adds).await;
-            return Err(e.into_publish(&err));
+        Some(table_schema) => {
+            let err = delta_error(&location);
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let groups = split_rows(batches, rows as usize, cores);
+            let mut writing = Vec::with_capacity(groups.len());
+            for group in groups {
+                let mut writer = RecordBatchWriter::for_table(&table).map_err(&err)?;
+                let table_schema = table_schema.clone();
+                writing.push(tokio::spawn(async move {
+                    for batch in group {
+                        writer.write(conform(batch, &table_schema)?).await?;
+                    }
+                    writer.flush().await
+                }));
+            }
+            let (written, failed) = join_tasks(writing).await;
+            let adds: Vec<Add> = written.into_iter().flatten().collect();
+            if let Some(e) = failed {
+                delete_files(&location, &adds).await;
+                return Err(e.into_publish(&err));
+            }
+            Files::Written { table, adds }
         }
-        Files::Written { table, adds }
     };
-    Ok(Staged { name, location, rows, files })
+    Ok(Staged {
+        name,
+        order,
+        location,
+        rows,
+        files,
+    })
 }
 
 /// The marts of a run being staged, each on a task of its own.
@@ -126,9 +147,9 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// Start writing a built mart's files.
-    pub fn start(&mut self, location: Location, name: String, schema: SchemaRef, batches: Vec<RecordBatch>) {
-        self.tasks.push(tokio::spawn(stage(location, name, schema, batches)));
+    /// Start writing a built mart's files; `order` is its place in the catalog.
+    pub fn start(&mut self, location: Location, name: String, order: usize, schema: SchemaRef, batches: Vec<RecordBatch>) {
+        self.tasks.push(tokio::spawn(stage(location, name, order, schema, batches)));
     }
 
     /// Every mart staged, in the order they were started; if one could not
@@ -185,16 +206,12 @@ async fn join_tasks<T, E>(tasks: Vec<tokio::task::JoinHandle<Result<T, E>>>) -> 
     (done, failed)
 }
 
-/// Whether the table exists with exactly these columns, so that new files can
-/// be added to it without changing its schema.
-fn writable_as_is(table: &DeltaTable, schema: &SchemaRef) -> bool {
-    if table.version().is_none() {
-        return false;
-    }
-    let Ok(writer) = RecordBatchWriter::for_table(table) else {
-        return false;
-    };
-    same_columns(&writer.arrow_schema(), &normalize_for_delta(schema))
+/// The table's arrow schema, if the table exists with exactly these columns,
+/// so that new files can be added to it without changing its schema.
+fn schema_if_writable_as_is(table: &DeltaTable, schema: &SchemaRef) -> Option<SchemaRef> {
+    table.version()?;
+    let table_schema = RecordBatchWriter::for_table(table).ok()?.arrow_schema();
+    same_columns(&table_schema, &normalize_for_delta(schema)).then_some(table_schema)
 }
 
 /// The same column names, Delta types and nullability, in the same order:
@@ -257,7 +274,7 @@ fn split_rows(batches: Vec<RecordBatch>, rows: usize, max_files: usize) -> Vec<V
 /// Commit a staged mart as the table's next version: its new files replace
 /// all the others.
 pub async fn commit(staged: Staged, run_id: &str) -> Result<Published, PublishError> {
-    let Staged { name, location, rows, files } = staged;
+    let Staged { name, location, rows, files, .. } = staged;
     let (mut table, adds) = match files {
         Files::Whole { schema, batches } => return overwrite(&location, &name, schema, batches, run_id).await,
         Files::Written { table, adds } => (table, adds),
