@@ -12,29 +12,37 @@ with events as (
       and segment <> ''
 ),
 
-day_end_segments as (
-    -- the day's last event (an aggregate: cheaper than ranking the events of
-    -- every customer-day with a window)
+ordered_segments as (
+    -- each event with the next event of all, in (customer_id, local_date,
+    -- occurred_at, event_id) order: one window over one ordered stream, much
+    -- cheaper than a window partitioned by customer (tens of thousands of
+    -- tiny partitions) or a per-day aggregate
     select
         customer_id,
-        first_value(segment order by occurred_at desc, event_id desc) as segment,
-        local_date
+        segment,
+        local_date,
+        lead(customer_id) over events_in_order as next_customer_id,
+        lead(local_date) over events_in_order as next_local_date
     from events
-    group by customer_id, local_date
+    window events_in_order as (order by customer_id, local_date, occurred_at, event_id)
 ),
 
 final as (
+    -- the day's last event is the one whose next event (of the same
+    -- customer) falls on a later day, or that has none; its segment holds
+    -- until the day before that next event, or through D
     select
-        day_end_segments.customer_id,
-        day_end_segments.segment,
-        day_end_segments.local_date as valid_from,
-        coalesce(
-            lead(day_end_segments.local_date) over (
-                partition by day_end_segments.customer_id order by day_end_segments.local_date
-            ) - 1,
-            tenure_as_of()
-        ) as valid_to
-    from day_end_segments
+        customer_id,
+        segment,
+        local_date as valid_from,
+        case
+            when next_customer_id = customer_id then next_local_date - 1
+            else tenure_as_of()
+        end as valid_to
+    from ordered_segments
+    where next_customer_id is null
+        or next_customer_id <> customer_id
+        or next_local_date <> local_date
 )
 
 select customer_id, segment, valid_from, valid_to
