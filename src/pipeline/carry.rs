@@ -570,16 +570,8 @@ pub async fn prune_state(warehouse: &Location, keep: &[State]) {
 
 /// `batch` with the columns of `schema` (same names and types; nullability
 /// as the recomputed rows have it).
-fn conform(batch: &arrow::array::RecordBatch, schema: &arrow::datatypes::SchemaRef) -> datafusion::error::Result<arrow::array::RecordBatch> {
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for field in schema.fields() {
-        let column = batch.column_by_name(field.name()).ok_or_else(|| {
-            datafusion::error::DataFusionError::Plan(format!("the published table has no column {}", field.name()))
-        })?;
-        columns.push(arrow::compute::cast(column, field.data_type())?);
-    }
-    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    Ok(arrow::array::RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> datafusion::error::Result<RecordBatch> {
+    publish::conform(batch, schema).map_err(|e| DataFusionError::Plan(format!("the kept rows do not fit the model's columns: {e}")))
 }
 
 /// The rows of `batch` whose date column `key` is on or after `bound` (days

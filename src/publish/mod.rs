@@ -117,7 +117,7 @@ pub async fn stage(
                 let table_schema = table_schema.clone();
                 writing.push(tokio::spawn(async move {
                     for batch in group {
-                        writer.write(conform(batch, &table_schema)?).await?;
+                        writer.write(conform(&batch, &table_schema)?).await?;
                     }
                     writer.flush().await
                 }));
@@ -226,21 +226,26 @@ fn same_columns(a: &Schema, b: &Schema) -> bool {
         })
 }
 
-/// `batch` with the table's arrow types (e.g. a string view as a string).
-fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
-    if batch.schema_ref().fields() == schema.fields() {
-        return Ok(batch);
+/// `batch` with the columns of `schema`, taken by name and cast to its types
+/// (a string view as a string, for example), under `schema` itself (its
+/// nullability and metadata). Shared by publishing and the kept rows of
+/// incremental models.
+pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if batch.schema_ref() == schema {
+        return Ok(batch.clone());
     }
-    let columns = batch
-        .columns()
+    let columns = schema
+        .fields()
         .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| match column.data_type() == field.data_type() {
-            true => Ok(column.clone()),
-            false => arrow::compute::cast(column, field.data_type()),
+        .map(|field| {
+            let column = batch
+                .column_by_name(field.name())
+                .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("no column {}", field.name())))?;
+            arrow::compute::cast(column, field.data_type())
         })
         .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), columns)
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
 }
 
 /// `batches` in `ceil(rows / ROWS_PER_FILE)` groups of consecutive rows (at
@@ -319,8 +324,7 @@ pub async fn discard(staged: Staged) {
 
 async fn delete_files(location: &Location, adds: &[Add]) {
     for add in adds {
-        let path = object_store::path::Path::from(format!("{}/{}", location.prefix.as_ref(), add.path));
-        if let Err(e) = location.store.delete(&path).await {
+        if let Err(e) = location.store.delete(&location.path(&add.path)).await {
             tracing::warn!(table = %location.display(), file = %add.path, error = %e, "an unpublished file could not be deleted");
         }
     }
