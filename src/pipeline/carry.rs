@@ -320,6 +320,31 @@ pub async fn merge(
     })
 }
 
+/// How the files of the incremental mart `name` (date column `key`) are laid
+/// out in a run as of `as_of` that follows `plan`: split where the months
+/// this run recomputes begin, and where the months that are not final yet
+/// begin (where the next day's run will likely recompute from), so that a
+/// later run can keep the files before its `rebuild_from`. This run keeps
+/// those of its base before its own.
+pub fn layout(plan: &Plan, name: &str, key: &str, as_of: NaiveDate) -> publish::Layout {
+    let days = crate::ingest::days_since_epoch;
+    let mut bounds = vec![days(month_start(as_of + Days::new(1)))];
+    let keep = plan.base.as_ref().and_then(|base| base.versions.get(name)).map(|version| publish::Keep {
+        version: *version,
+        before: days(plan.rebuild_from),
+    });
+    if let Some(k) = &keep {
+        bounds.push(k.before);
+    }
+    bounds.sort_unstable();
+    bounds.dedup();
+    publish::Layout {
+        key: key.to_string(),
+        bounds,
+        keep,
+    }
+}
+
 /// The first day of the month after the month of `d`.
 fn next_month(d: NaiveDate) -> NaiveDate {
     month_start(d).checked_add_months(chrono::Months::new(1)).unwrap_or(NaiveDate::MAX)

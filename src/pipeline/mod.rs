@@ -386,7 +386,8 @@ async fn run_steps(
         // A mart's files are written now, committed once every check passed.
         if let (Layer::Marts, Some(b)) = (model.layer, &built) {
             let location = publish::mart_location(warehouse, &model.name);
-            staging.start(location, model.name.clone(), i, b.schema.clone(), b.batches.clone());
+            let layout = model.incremental.as_ref().map(|key| carry::layout(&plan, &model.name, key, as_of));
+            staging.start(location, model.name.clone(), i, b.schema.clone(), b.batches.clone(), layout);
         }
         built_names.insert(model.name.clone());
         outcomes[i] = Some((seconds, built));

@@ -7,6 +7,12 @@
 //! models run, and committed only once every check has passed ([`commit`]):
 //! until then they are in no version of the table, so no reader sees them,
 //! and a run that stops before publishing deletes them ([`discard`]).
+//!
+//! An incremental mart's files never straddle the first day of the months a
+//! run recomputes, nor that of the months not final yet (its [`Layout`]), so
+//! the next run, which recomputes only from its `rebuild_from`, can keep the
+//! files of the months before it in the new version and write only the rows
+//! from it on ([`Keep`]).
 
 use crate::storage::{open_delta_table, Location, StorageError};
 use arrow::array::RecordBatch;
@@ -15,7 +21,6 @@ use deltalake::kernel::schema::cast::normalize_for_delta;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::{Action, Add, StructType};
-use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::DeltaTable;
@@ -36,6 +41,12 @@ pub enum PublishError {
         #[source]
         source: deltalake::DeltaTableError,
     },
+    #[error("{table}: cannot write a file: {source}")]
+    Store {
+        table: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("a publishing task stopped: {0}")]
     Stopped(String),
 }
@@ -54,6 +65,30 @@ pub fn mart_location(warehouse: &Location, name: &str) -> Location {
     warehouse.join(&format!("marts/{name}"))
 }
 
+/// How an incremental mart's rows are laid out in files, so that a later run
+/// can keep the files of the months it does not recompute instead of writing
+/// their rows again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// The mart's date column.
+    pub key: String,
+    /// Dates (days since the epoch, ascending) that no file straddles: rows
+    /// dated before and on or after each are written in different files.
+    pub bounds: Vec<i32>,
+    /// Which files of the current version may stay.
+    pub keep: Option<Keep>,
+}
+
+/// The files of the table at `version` whose rows are all dated before
+/// `before` stay in the next version, if the table is still at that version
+/// and no file straddles `before`: then only the rows dated from `before` on
+/// are written. Otherwise every row is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keep {
+    pub version: i64,
+    pub before: i32,
+}
+
 /// A mart's new version, its files written but not committed.
 pub struct Staged {
     name: String,
@@ -64,18 +99,36 @@ pub struct Staged {
     files: Files,
 }
 
-enum Files {
-    /// Written into the table's folder: the commit adds them and removes
-    /// every file of the version it replaces.
-    Written { table: DeltaTable, adds: Vec<Add> },
-    /// A table that does not exist yet, or whose columns changed: written and
-    /// committed in one go when published, by delta-rs's own writer, which
-    /// creates the table or replaces its schema.
-    Whole { schema: SchemaRef, batches: Vec<RecordBatch> },
+/// The files of a mart's next version, written into the table's folder.
+struct Files {
+    /// The table as it was when they were written.
+    table: DeltaTable,
+    adds: Vec<Add>,
+    /// For a table that does not exist yet, or whose columns changed: the
+    /// columns the commit creates it with (or replaces its schema by).
+    create: Option<SchemaRef>,
+    /// The files of the current version that stay, if any do.
+    kept: Option<Kept>,
+}
+
+/// Files of the current version that the next one keeps.
+struct Kept {
+    version: i64,
+    paths: std::collections::HashSet<String>,
+    /// The rows in them, as this run has them: written after all if the table
+    /// moved on from `version` before the commit.
+    rows: Vec<RecordBatch>,
 }
 
 fn delta_error(location: &Location) -> impl Fn(deltalake::DeltaTableError) -> PublishError + '_ {
     move |source| PublishError::Delta {
+        table: location.display(),
+        source,
+    }
+}
+
+fn store_error(location: &Location) -> impl Fn(object_store::Error) -> PublishError + '_ {
+    move |source| PublishError::Store {
         table: location.display(),
         source,
     }
@@ -92,45 +145,20 @@ impl Staged {
 }
 
 /// Write the files of a mart's next version into its folder, without
-/// committing them. Large marts are written as several files at once.
+/// committing them. Large marts are written as several files at once; an
+/// incremental mart's files are split at the dates of its `layout`, and the
+/// current files it lets keep are not written again.
 pub async fn stage(
     location: Location,
     name: String,
     order: usize,
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
+    layout: Option<Layout>,
 ) -> Result<Staged, PublishError> {
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let table = open_delta_table(&location).await?;
-    let files = match schema_if_writable_as_is(&table, &schema) {
-        None => {
-            tracing::debug!(table = %name, "a new table or new columns: written when published");
-            Files::Whole { schema, batches }
-        }
-        Some(table_schema) => {
-            let err = delta_error(&location);
-            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-            let groups = split_rows(batches, rows as usize, cores);
-            let mut writing = Vec::with_capacity(groups.len());
-            for group in groups {
-                let mut writer = RecordBatchWriter::for_table(&table).map_err(&err)?;
-                let table_schema = table_schema.clone();
-                writing.push(tokio::spawn(async move {
-                    for batch in group {
-                        writer.write(conform(&batch, &table_schema)?).await?;
-                    }
-                    writer.flush().await
-                }));
-            }
-            let (written, failed) = join_tasks(writing).await;
-            let adds: Vec<Add> = written.into_iter().flatten().collect();
-            if let Some(e) = failed {
-                delete_files(&location, &adds).await;
-                return Err(e.into_publish(&err));
-            }
-            Files::Written { table, adds }
-        }
-    };
+    let files = stage_files(&location, &name, table, &schema, batches, layout).await?;
     Ok(Staged {
         name,
         order,
@@ -138,6 +166,179 @@ pub async fn stage(
         rows,
         files,
     })
+}
+
+/// The files of [`stage`].
+async fn stage_files(
+    location: &Location,
+    name: &str,
+    table: DeltaTable,
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    layout: Option<Layout>,
+) -> Result<Files, PublishError> {
+    let err = delta_error(location);
+    let as_is = schema_if_writable_as_is(&table, schema);
+    let keep = match (&layout, &as_is) {
+        (Some(Layout { key, keep: Some(keep), .. }), Some(_)) => keepable(&table, key, keep).map(|paths| (key, keep, paths)),
+        _ => None,
+    };
+    let (write, kept) = match keep {
+        Some((key, keep, paths)) => {
+            let mut spans = spans(batches, key, &[keep.before]).map_err(|e| err(e.into()))?.into_iter();
+            let (before, from) = (spans.next().unwrap_or_default(), spans.next().unwrap_or_default());
+            tracing::debug!(table = %name, kept_files = paths.len(), "the files of rows before the recomputed months stay");
+            (from, Some(Kept { version: keep.version, paths, rows: before }))
+        }
+        None => (batches, None),
+    };
+    let groups = match &layout {
+        Some(l) => spans(write, &l.key, &l.bounds).map_err(|e| err(e.into()))?,
+        None => vec![write],
+    };
+    let (adds, create) = match as_is {
+        Some(table_schema) => (write_files(location, &table, &table_schema, groups).await?, None),
+        None => {
+            tracing::debug!(table = %name, "a new table or new columns: created when published");
+            (write_detached(location, schema, groups).await?, Some(schema.clone()))
+        }
+    };
+    Ok(Files { table, adds, create, kept })
+}
+
+/// Write each group of rows (at most one per core at a time, each as one
+/// file or several) into the folder of `table`, a table with the columns of
+/// `table_schema`. If one cannot be written, the others are deleted.
+async fn write_files(
+    location: &Location,
+    table: &DeltaTable,
+    table_schema: &SchemaRef,
+    groups: Vec<Vec<RecordBatch>>,
+) -> Result<Vec<Add>, PublishError> {
+    let err = delta_error(location);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut writing = Vec::new();
+    for group in groups {
+        let rows = group.iter().map(|b| b.num_rows()).sum();
+        if rows == 0 {
+            continue;
+        }
+        for file in split_rows(group, rows, cores) {
+            let mut writer = RecordBatchWriter::for_table(table).map_err(&err)?;
+            let table_schema = table_schema.clone();
+            writing.push(tokio::spawn(async move {
+                for batch in file {
+                    writer.write(conform(&batch, &table_schema)?).await?;
+                }
+                writer.flush().await
+            }));
+        }
+    }
+    let (written, failed) = join_tasks(writing).await;
+    let adds: Vec<Add> = written.into_iter().flatten().collect();
+    if let Some(e) = failed {
+        delete_files(location, &adds).await;
+        return Err(e.into_publish(&err));
+    }
+    Ok(adds)
+}
+
+/// Write the files of a table that does not have these columns (or does not
+/// exist): delta-rs's writer needs a table with the columns, so they are
+/// written into one held in memory, then copied into the folder at
+/// `location`, where the commit creates the table (or replaces its schema).
+async fn write_detached(location: &Location, schema: &SchemaRef, groups: Vec<Vec<RecordBatch>>) -> Result<Vec<Add>, PublishError> {
+    let err = delta_error(location);
+    let scratch = deltalake::operations::create::CreateBuilder::new()
+        .with_location("memory:///")
+        .with_columns(delta_columns(schema).map_err(&err)?.fields().cloned())
+        .await
+        .map_err(&err)?;
+    let scratch_schema = RecordBatchWriter::for_table(&scratch).map_err(&err)?.arrow_schema();
+    let adds = write_files(location, &scratch, &scratch_schema, groups).await?;
+    let (memory, store_err) = (scratch.object_store(), store_error(location));
+    let mut copied = Vec::with_capacity(adds.len());
+    for add in &adds {
+        let copy = async {
+            let bytes = memory.get(&object_store::path::Path::from(add.path.as_str())).await?.bytes().await?;
+            location.store.put(&location.path(&add.path), bytes.into()).await
+        };
+        if let Err(e) = copy.await {
+            delete_files(location, &copied).await;
+            return Err(store_err(e));
+        }
+        copied.push(add.clone());
+    }
+    Ok(adds)
+}
+
+/// The Delta columns of an arrow schema.
+fn delta_columns(schema: &SchemaRef) -> Result<StructType, deltalake::DeltaTableError> {
+    StructType::try_from_arrow(normalize_for_delta(schema).as_ref()).map_err(|e| deltalake::DeltaTableError::Generic(e.to_string()))
+}
+
+/// The paths of the files of `table` to keep: those whose rows are all dated
+/// before `keep.before` in the date column `key`, by the statistics of their
+/// `add` actions. `None` (every row is written) unless the table is at
+/// `keep.version` and every other file's rows are all dated from
+/// `keep.before` on, so that no row is lost or kept twice.
+fn keepable(table: &DeltaTable, key: &str, keep: &Keep) -> Option<std::collections::HashSet<String>> {
+    if table.version().map(|v| v as i64) != Some(keep.version) {
+        return None;
+    }
+    let mut paths = std::collections::HashSet::new();
+    for file in table.snapshot().ok()?.log_data().iter() {
+        if file.deletion_vector_descriptor().is_some() {
+            return None;
+        }
+        let (min, max, nulls) = date_range(&file.stats()?, key)?;
+        if max < keep.before && nulls == 0 {
+            paths.insert(file.path().to_string());
+        } else if min < keep.before {
+            return None;
+        }
+    }
+    Some(paths)
+}
+
+/// The least and greatest date (days since the epoch) of the column `key` and
+/// its count of NULLs, from a Delta file's statistics (JSON).
+fn date_range(stats: &str, key: &str) -> Option<(i32, i32, u64)> {
+    let stats: serde_json::Value = serde_json::from_str(stats).ok()?;
+    let date = |which: &str| {
+        let text = stats.get(which)?.get(key)?.as_str()?;
+        text.parse::<chrono::NaiveDate>().ok().map(crate::ingest::days_since_epoch)
+    };
+    Some((date("minValues")?, date("maxValues")?, stats.get("nullCount")?.get(key)?.as_u64()?))
+}
+
+/// The rows of `batches` in one group per span of the date column `key`
+/// between `bounds` (days since the epoch, ascending): before the first,
+/// between each two, on or after the last. Rows without a date go in the
+/// last. A batch wholly in one span stays whole.
+fn spans(batches: Vec<RecordBatch>, key: &str, bounds: &[i32]) -> Result<Vec<Vec<RecordBatch>>, arrow::error::ArrowError> {
+    use arrow::array::AsArray;
+    let mut spans = vec![Vec::new(); bounds.len() + 1];
+    for batch in batches {
+        let dates = batch
+            .column_by_name(key)
+            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Date32Type>())
+            .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("no date column {key}")))?;
+        let of: Vec<usize> = dates.iter().map(|d| d.map_or(bounds.len(), |d| bounds.partition_point(|b| *b <= d))).collect();
+        match of.first() {
+            None => continue,
+            Some(first) if of.iter().all(|s| s == first) => spans[*first].push(batch),
+            Some(_) => {
+                for (span, rows) in spans.iter_mut().enumerate() {
+                    let mask: arrow::array::BooleanArray = of.iter().map(|s| Some(*s == span)).collect();
+                    if mask.true_count() > 0 {
+                        rows.push(arrow::compute::filter_record_batch(&batch, &mask)?);
+                    }
+                }
+            }
+        }
+    }
+    Ok(spans)
 }
 
 /// The marts of a run being staged, each on a task of its own.
@@ -148,8 +349,16 @@ pub struct Staging {
 
 impl Staging {
     /// Start writing a built mart's files; `order` is its place in the catalog.
-    pub fn start(&mut self, location: Location, name: String, order: usize, schema: SchemaRef, batches: Vec<RecordBatch>) {
-        self.tasks.push(tokio::spawn(stage(location, name, order, schema, batches)));
+    pub fn start(
+        &mut self,
+        location: Location,
+        name: String,
+        order: usize,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        layout: Option<Layout>,
+    ) {
+        self.tasks.push(tokio::spawn(stage(location, name, order, schema, batches, layout)));
     }
 
     /// Every mart staged, in the order they were started; if one could not
@@ -277,30 +486,57 @@ fn split_rows(batches: Vec<RecordBatch>, rows: usize, max_files: usize) -> Vec<V
 }
 
 /// Commit a staged mart as the table's next version: its new files replace
-/// all the others.
+/// all the others but those it keeps.
 pub async fn commit(staged: Staged, run_id: &str) -> Result<Published, PublishError> {
     let Staged { name, location, rows, files, .. } = staged;
-    let (mut table, adds) = match files {
-        Files::Whole { schema, batches } => return overwrite(&location, &name, schema, batches, run_id).await,
-        Files::Written { table, adds } => (table, adds),
-    };
+    let Files { mut table, mut adds, create, kept } = files;
     let err = delta_error(&location);
+    let mut metadata = commit_metadata(run_id, rows);
+    if let Some(schema) = create {
+        metadata.push(operation_metrics(&adds, 0));
+        let created = deltalake::operations::create::CreateBuilder::new()
+            .with_log_store(table.log_store())
+            .with_columns(delta_columns(&schema).map_err(&err)?.fields().cloned())
+            .with_table_name(name.as_str())
+            .with_save_mode(SaveMode::Overwrite)
+            .with_actions(adds.into_iter().map(Action::Add))
+            .with_commit_properties(CommitProperties::default().with_metadata(metadata))
+            .await
+            .map_err(&err)?;
+        return Ok(Published {
+            name,
+            location: location.display(),
+            version: created.version().unwrap_or(0) as i64,
+            rows,
+        });
+    }
     // Any version committed since the files were written is replaced too.
     table.update_incremental(None).await.map_err(&err)?;
+    let keep = match kept {
+        Some(k) if table.version().map(|v| v as i64) == Some(k.version) => k.paths,
+        Some(k) => {
+            tracing::info!(table = %name, "the table changed since its files were written: every row is written");
+            let table_schema = RecordBatchWriter::for_table(&table).map_err(&err)?.arrow_schema();
+            adds.extend(write_files(&location, &table, &table_schema, vec![k.rows]).await?);
+            Default::default()
+        }
+        None => Default::default(),
+    };
     let snapshot = table.snapshot().map_err(&err)?;
-    let mut actions: Vec<Action> = snapshot.log_data().iter().map(|f| Action::Remove(f.remove_action(true))).collect();
-    let files = adds.len();
+    let removed: Vec<Action> = snapshot
+        .log_data()
+        .iter()
+        .filter(|f| !keep.contains(f.path().as_ref()))
+        .map(|f| Action::Remove(f.remove_action(true)))
+        .collect();
+    metadata.push(operation_metrics(&adds, removed.len()));
+    let mut actions = removed;
     actions.extend(adds.into_iter().map(Action::Add));
     let operation = DeltaOperation::Write {
         mode: SaveMode::Overwrite,
         partition_by: None,
         predicate: None,
     };
-    let mut metadata = commit_metadata(run_id, rows);
-    metadata.push((
-        "operationMetrics".to_string(),
-        serde_json::json!({ "num_added_files": files, "num_added_rows": rows, "num_removed_files": actions.len() - files }),
-    ));
     let done = CommitBuilder::from(CommitProperties::default().with_metadata(metadata))
         .with_actions(actions)
         .build(Some(snapshot as &dyn TableReference), table.log_store(), operation)
@@ -314,12 +550,23 @@ pub async fn commit(staged: Staged, run_id: &str) -> Result<Published, PublishEr
     })
 }
 
+/// The `operationMetrics` of a commit that adds `adds` and removes `removed` files.
+fn operation_metrics(adds: &[Add], removed: usize) -> (String, serde_json::Value) {
+    let rows: u64 = adds
+        .iter()
+        .filter_map(|a| serde_json::from_str::<serde_json::Value>(a.stats.as_deref()?).ok())
+        .filter_map(|s| s.get("numRecords")?.as_u64())
+        .sum();
+    (
+        "operationMetrics".to_string(),
+        serde_json::json!({ "num_added_files": adds.len(), "num_added_rows": rows, "num_removed_files": removed }),
+    )
+}
+
 /// Delete the files of a mart that will not be published (a check failed, or
 /// a later step did): no version refers to them. Best effort.
 pub async fn discard(staged: Staged) {
-    if let Files::Written { adds, .. } = &staged.files {
-        delete_files(&staged.location, adds).await;
-    }
+    delete_files(&staged.location, &staged.files.adds).await;
 }
 
 async fn delete_files(location: &Location, adds: &[Add]) {
@@ -336,42 +583,6 @@ fn commit_metadata(run_id: &str, rows: u64) -> Vec<(String, serde_json::Value)> 
         ("tenure.run_id".to_string(), serde_json::Value::from(run_id)),
         ("tenure.rows".to_string(), serde_json::Value::from(rows)),
     ]
-}
-
-/// Overwrite the table at `location` with `batches` in one commit, with
-/// delta-rs's writer (which creates the table or replaces its schema).
-async fn overwrite(
-    location: &Location,
-    name: &str,
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-    run_id: &str,
-) -> Result<Published, PublishError> {
-    let table = open_delta_table(location).await?;
-    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    let batches = if batches.is_empty() {
-        vec![RecordBatch::new_empty(schema)]
-    } else {
-        batches
-    };
-    let props = CommitProperties::default().with_metadata(commit_metadata(run_id, rows));
-    let table = table
-        .write(batches)
-        .with_save_mode(SaveMode::Overwrite)
-        .with_schema_mode(SchemaMode::Overwrite)
-        .with_table_name(name)
-        .with_commit_properties(props)
-        .await
-        .map_err(|source| PublishError::Delta {
-            table: location.display(),
-            source,
-        })?;
-    Ok(Published {
-        name: name.to_string(),
-        location: location.display(),
-        version: table.version().unwrap_or(0) as i64,
-        rows,
-    })
 }
 
 #[cfg(test)]
@@ -412,6 +623,101 @@ mod tests {
         let small = split_rows(vec![numbers(0, 10)], 10, 8);
         assert_eq!((small.len(), values(&small[0]).len()), (1, 10));
         assert_eq!(split_rows(Vec::new(), 0, 8).len(), 1);
+    }
+
+    fn dated(days: &[i32], n: i64) -> RecordBatch {
+        RecordBatch::try_from_iter([
+            ("d", Arc::new(arrow::array::Date32Array::from(days.to_vec())) as arrow::array::ArrayRef),
+            ("n", Arc::new(Int64Array::from(vec![n; days.len()])) as arrow::array::ArrayRef),
+        ])
+        .expect("batch")
+    }
+
+    /// The (date, n) rows of the table's current version, sorted.
+    async fn table_rows(location: &Location) -> Vec<(i32, i64)> {
+        use arrow::array::AsArray;
+        let ctx = datafusion::prelude::SessionContext::new();
+        let table = open_delta_table(location).await.expect("open");
+        table.update_datafusion_session(&ctx.state()).expect("session");
+        let provider = table.table_provider().await.expect("provider");
+        let batches = ctx.read_table(provider).expect("read").collect().await.expect("collect");
+        let mut rows: Vec<(i32, i64)> = batches
+            .iter()
+            .flat_map(|b| {
+                let d = b.column_by_name("d").expect("d").as_primitive::<arrow::datatypes::Date32Type>().clone();
+                let n = b.column_by_name("n").expect("n").as_primitive::<arrow::datatypes::Int64Type>().clone();
+                (0..b.num_rows()).map(move |i| (d.value(i), n.value(i)))
+            })
+            .collect();
+        rows.sort_unstable();
+        rows
+    }
+
+    async fn publish(location: &Location, batch: RecordBatch, layout: Option<Layout>) -> Published {
+        let staged = stage(location.clone(), "m".into(), 0, batch.schema(), vec![batch], layout).await.expect("stage");
+        commit(staged, "r").await.expect("commit")
+    }
+
+    fn files_of(table: &DeltaTable) -> std::collections::HashSet<String> {
+        table.snapshot().expect("snapshot").log_data().iter().map(|f| f.path().to_string()).collect()
+    }
+
+    #[test]
+    fn rows_are_grouped_between_dates() {
+        let batch = RecordBatch::try_from_iter([(
+            "d",
+            Arc::new(arrow::array::Date32Array::from(vec![Some(5), None, Some(10), Some(25), Some(9)])) as arrow::array::ArrayRef,
+        )])
+        .expect("batch");
+        let days = |group: &Vec<RecordBatch>| -> Vec<Option<i32>> {
+            use arrow::array::AsArray;
+            group.iter().flat_map(|b| b.column(0).as_primitive::<arrow::datatypes::Date32Type>().iter().collect::<Vec<_>>()).collect()
+        };
+        let spans = spans(vec![batch.clone(), batch.slice(0, 1)], "d", &[10, 20]).expect("spans");
+        let got: Vec<Vec<Option<i32>>> = spans.iter().map(days).collect();
+        assert_eq!(got, vec![vec![Some(5), Some(9), Some(5)], vec![Some(10)], vec![None, Some(25)]], "NULL dates in the last span");
+        assert_eq!(spans[0][1].num_rows(), 1, "a batch wholly in one span stays whole");
+        assert!(super::spans(vec![batch], "x", &[1]).is_err(), "no such column");
+        let stats = r#"{"numRecords":3,"minValues":{"d":"2026-10-01","n":1},"maxValues":{"d":"2026-10-31"},"nullCount":{"d":0}}"#;
+        let (min, max, nulls) = date_range(stats, "d").expect("range");
+        assert_eq!((max - min, nulls), (30, 0));
+        assert_eq!(date_range(stats, "n"), None, "not a date");
+    }
+
+    #[tokio::test]
+    async fn files_before_the_recomputed_months_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = crate::storage::Storage::new(Default::default());
+        let location = storage.location(&dir.path().join("m").display().to_string()).expect("location");
+        let layout = |bounds: Vec<i32>, keep: Option<Keep>| Some(Layout { key: "d".into(), bounds, keep });
+
+        // A new table, its files split at day 25.
+        let first = publish(&location, dated(&[10, 20, 30, 40], 1), layout(vec![25], None)).await;
+        assert_eq!((first.version, first.rows), (0, 4));
+        let table = open_delta_table(&location).await.expect("open");
+        let v0 = files_of(&table);
+        assert_eq!(v0.len(), 2, "one file each side of day 25");
+        assert!(keepable(&table, "d", &Keep { version: 0, before: 15 }).is_none(), "a file straddles day 15");
+        assert!(keepable(&table, "d", &Keep { version: 1, before: 25 }).is_none(), "another version");
+
+        // Rows from day 25 on recomputed: the file before it stays.
+        let keep = Keep { version: 0, before: 25 };
+        let second = publish(&location, dated(&[10, 20, 30, 45], 2), layout(vec![25], Some(keep))).await;
+        assert_eq!((second.version, second.rows), (1, 4));
+        assert_eq!(table_rows(&location).await, vec![(10, 1), (20, 1), (30, 2), (45, 2)], "the kept file's rows and the new ones");
+        let table = open_delta_table(&location).await.expect("open");
+        let v1 = files_of(&table);
+        assert_eq!((v1.len(), v1.intersection(&v0).count()), (2, 1), "one file kept, one new");
+
+        // The table moved on between writing and committing: every row is written.
+        let keep = Keep { version: 1, before: 25 };
+        let staged = stage(location.clone(), "m".into(), 0, dated(&[], 0).schema(), vec![dated(&[10, 20, 30], 3)], layout(vec![25], Some(keep)))
+            .await
+            .expect("stage");
+        publish(&location, dated(&[1], 9), None).await;
+        let third = commit(staged, "r").await.expect("commit");
+        assert_eq!(third.version, 3);
+        assert_eq!(table_rows(&location).await, vec![(10, 3), (20, 3), (30, 3)], "the rows before day 25 as this run has them");
     }
 
     #[test]

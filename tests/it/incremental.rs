@@ -116,7 +116,6 @@ fn assert_same_marts(step: &str, incremental: &Path, full: &Path) {
     }
 }
 
-/// Check the step's incremental warehouse against a full rebuild of a copy.
 /// The files under `dir` of `root`, relative to `root`.
 fn files_under(root: &Path, dir: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -134,6 +133,63 @@ fn files_under(root: &Path, dir: &str) -> Vec<String> {
     out
 }
 
+/// A file of a mart's latest version, from its Delta log.
+struct LiveFile {
+    path: String,
+    /// The least and greatest value of the mart's date column, from the file's statistics.
+    min: String,
+    max: String,
+    /// Whether the latest commit added it.
+    added: bool,
+}
+
+fn live_files(warehouse: &Path, mart: &str, key: &str) -> Vec<LiveFile> {
+    let log = warehouse.join("marts").join(mart).join("_delta_log");
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(&log)
+        .expect("read the Delta log")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    commits.sort();
+    let mut live: Vec<LiveFile> = Vec::new();
+    for (i, commit) in commits.iter().enumerate() {
+        let text = std::fs::read_to_string(commit).expect("read a commit");
+        for action in text.lines().map(|l| serde_json::from_str::<Value>(l).expect("an action")) {
+            if let Some(path) = action["remove"]["path"].as_str() {
+                live.retain(|f| f.path != path);
+            }
+            if let Some(path) = action["add"]["path"].as_str() {
+                let stats: Value = serde_json::from_str(action["add"]["stats"].as_str().unwrap_or("{}")).expect("stats");
+                let value = |which: &str| stats[which][key].as_str().unwrap_or("").to_string();
+                live.push(LiveFile {
+                    path: path.to_string(),
+                    min: value("minValues"),
+                    max: value("maxValues"),
+                    added: i + 1 == commits.len(),
+                });
+            }
+        }
+    }
+    live
+}
+
+/// An incremental run keeps the files of a mart's rows dated before
+/// `rebuild_from` and writes only the rows from it on.
+fn assert_keeps_files_before(p: &Project, step: &str, rebuild_from: &str) {
+    for (mart, key) in [("customer_health", "snapshot_date"), ("mrr_monthly", "month")] {
+        let files = live_files(&p.warehouse, mart, key);
+        let (added, kept): (Vec<&LiveFile>, Vec<&LiveFile>) = files.iter().partition(|f| f.added);
+        assert!(!kept.is_empty() && !added.is_empty(), "{step}: {mart}: files kept and files added");
+        for f in kept {
+            assert!(!f.max.is_empty() && f.max.as_str() < rebuild_from, "{step}: {mart}: kept {} has rows through {}", f.path, f.max);
+        }
+        for f in added {
+            assert!(f.min.as_str() >= rebuild_from, "{step}: {mart}: added {} has rows from {}", f.path, f.min);
+        }
+    }
+}
+
+/// Check the step's incremental warehouse against a full rebuild of a copy.
 fn check_step(p: &Project, step: &str, as_of: &str) {
     let copy = p.dir.path().join(format!("full-{step}"));
     copy_tree(&p.warehouse, &copy);
@@ -174,6 +230,7 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
     add_through("2026-10-31");
     let report = run(&p, &p.warehouse, "2026-10-31", &[]);
     assert_eq!(report["rebuild_from"], "2026-09-01", "{}", plan_of(&report));
+    assert_keeps_files_before(&p, "2-later-days", "2026-09-01");
     check_step(&p, "2-later-days", "2026-10-31");
 
     // 3. Through 2026-11-15 plus the late June object: June on is recomputed.
@@ -186,6 +243,7 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
     // 4. Nothing new, one day later: only November is recomputed.
     let report = run(&p, &p.warehouse, "2026-11-16", &[]);
     assert_eq!(report["rebuild_from"], "2026-11-01", "{}", plan_of(&report));
+    assert_keeps_files_before(&p, "4-next-day", "2026-11-01");
     check_step(&p, "4-next-day", "2026-11-16");
 
     // 5. The run with the same inputs publishes nothing; --full-refresh does.
