@@ -206,9 +206,9 @@ async fn stage_files(
     Ok(Files { table, adds, create, kept })
 }
 
-/// Write each group of rows (at most one per core at a time, each as one
-/// file or several) into the folder of `table`, a table with the columns of
-/// `table_schema`. If one cannot be written, the others are deleted.
+/// Write each group of rows in files of its own (several at once when it is
+/// large, see [`split_rows`]) into the folder of `table`, a table with the
+/// columns of `table_schema`. If one cannot be written, the others are deleted.
 async fn write_files(
     location: &Location,
     table: &DeltaTable,
