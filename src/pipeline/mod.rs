@@ -7,7 +7,7 @@ pub mod carry;
 pub mod history;
 pub mod report;
 
-use crate::catalog::{Catalog, Layer};
+use crate::catalog::{Catalog, Layer, Model};
 use crate::config::{Pipeline, Project};
 use crate::engine::{self, Params};
 use crate::ingest::{self, IngestOptions};
@@ -333,8 +333,10 @@ async fn run_steps(
     // Each check runs as soon as the models it reads are built, while later
     // models run; their results are taken in catalog order (step 3).
     let mut checking: Vec<Checking> = catalog.checks.iter().map(|_| None).collect();
+    let start_order = critical_first(&models);
     loop {
-        for (i, model) in models.iter().enumerate() {
+        for &i in &start_order {
+            let model = models[i];
             if running.len() >= limit {
                 break;
             }
@@ -510,6 +512,34 @@ async fn table_rows(ctx: &datafusion::prelude::SessionContext, table: &str) -> d
     Ok(batches as u64)
 }
 
+/// The order in which models that are ready start: those with the longest
+/// chain of models waiting on them first (then in catalog order), so that a
+/// free slot goes to the model that holds up the most work rather than to a
+/// mart nothing reads.
+fn critical_first(models: &[&Model]) -> Vec<usize> {
+    let index: std::collections::BTreeMap<&str, usize> = models.iter().enumerate().map(|(i, m)| (m.name.as_str(), i)).collect();
+    // chain[i]: the most models on any path from model i to a model nothing reads.
+    let mut chain = vec![1usize; models.len()];
+    // Relaxed once per model at most: a cycle (reported when the run stalls) cannot loop.
+    for _ in 0..models.len() {
+        let mut changed = false;
+        for (j, m) in models.iter().enumerate() {
+            for d in m.depends_on.iter().filter_map(|d| index.get(d.as_str())) {
+                if chain[*d] < chain[j] + 1 && chain[j] < models.len() {
+                    chain[*d] = chain[j] + 1;
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut order: Vec<usize> = (0..models.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(chain[i]), i));
+    order
+}
+
 /// The latest succeeded run that published tables, if its inputs equal `inputs`:
 /// then this run would publish the same content, and commits nothing.
 fn unchanged_since(runs: &[history::RunSummary], inputs: &str) -> Option<history::RunSummary> {
@@ -661,4 +691,32 @@ fn examples(batches: &[arrow::array::RecordBatch], n: usize) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_on_the_longest_chain_start_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |rel: &str, sql: &str| {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, sql).expect("write");
+        };
+        // a <- leaf (a mart nothing reads); a <- b <- c <- d.
+        write("staging/a.sql", "select * from events");
+        write("marts/leaf.sql", "select * from a");
+        write("intermediate/b.sql", "select * from a");
+        write("intermediate/c.sql", "select * from b");
+        write("marts/d.sql", "select * from c");
+        let catalog = Catalog::load(dir.path()).expect("catalog");
+        let models: Vec<&Model> = catalog.models.iter().collect();
+        let names: Vec<&str> = critical_first(&models).into_iter().map(|i| models[i].name.as_str()).collect();
+        // leaf and d both end a chain: catalog order between them.
+        assert_eq!(names, ["a", "b", "c", "leaf", "d"]);
+        let catalog_order: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        assert_ne!(catalog_order, names, "the catalog alone would start the leaf earlier");
+    }
 }
