@@ -8,11 +8,13 @@
 with events as (
     select customer_id, event_type, priority, local_date
     from stg_account_events
-    where event_type in (
+    -- the date first: a batch of kept rows wholly before it is dropped
+    -- without its event types being compared
+    where local_date >= tenure_rebuild_from()
+      and event_type in (
         'support.ticket_opened', 'payment.succeeded', 'payment.failed',
         'email.sent', 'email.opened'
     )
-      and local_date >= tenure_rebuild_from()
 ),
 
 final as (

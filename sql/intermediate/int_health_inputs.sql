@@ -9,8 +9,8 @@
 with scored as (
     select cutoff_date as snapshot_date, customer_id, segment, mrr
     from int_customer_months
-    where is_active
-      and cutoff_date >= tenure_rebuild_from()
+    where cutoff_date >= tenure_rebuild_from()
+      and is_active
 ),
 
 months as (
@@ -54,8 +54,10 @@ snapshot_months as (
 surveys as (
     select customer_id, event_type, score, local_date, occurred_at, event_id
     from stg_account_events
-    where event_type in ('survey.nps', 'survey.csat')
-      and local_date >= tenure_rebuild_from() - 179
+    -- the date first: a batch of kept rows wholly before it is dropped
+    -- without its event types being compared
+    where local_date >= tenure_rebuild_from() - 179
+      and event_type in ('survey.nps', 'survey.csat')
 ),
 
 daily_counts as (

@@ -22,7 +22,10 @@ retention as (
 events as (
     select customer_id, event_type, amount, score, local_date
     from stg_account_events
-    where event_type in ('payment.succeeded', 'survey.nps', 'survey.csat')
+    -- the widest window read below (365 days) first: a batch of older rows is
+    -- dropped without its event types being compared
+    where local_date > tenure_as_of() - 365
+      and event_type in ('payment.succeeded', 'survey.nps', 'survey.csat')
 ),
 
 position as (
@@ -79,8 +82,8 @@ customer_payments as (
         count(*) as payments,
         sum(events.amount) as amount
     from events
-    where events.event_type = 'payment.succeeded'
-      and events.local_date > tenure_as_of() - 365
+    where events.local_date > tenure_as_of() - 365
+      and events.event_type = 'payment.succeeded'
     group by events.customer_id
 ),
 
@@ -105,8 +108,8 @@ surveys_90d as (
             / cast(nullif(count(case when events.event_type = 'survey.csat' then 1 end), 0) as double)
             * 100 as csat_pct_90d
     from events
-    where events.event_type in ('survey.nps', 'survey.csat')
-      and events.local_date > tenure_as_of() - 90
+    where events.local_date > tenure_as_of() - 90
+      and events.event_type in ('survey.nps', 'survey.csat')
 ),
 
 final as (

@@ -26,11 +26,13 @@ base as (
     inner join customer_months as current_months
         on current_months.customer_id = base_months.customer_id
        and current_months.month_index = base_months.month_index + 12
-    where base_months.mrr > 0
-      and current_months.month >= tenure_rebuild_from()
+    -- the months first: a batch of kept rows of another month is dropped
+    -- without its MRR being compared
+    where current_months.month >= tenure_rebuild_from()
       and base_months.month >= cast(tenure_rebuild_from() - interval '12 months' as date)
       -- the last covered month is that of D, so no base month is later than D - 12 months
       and base_months.month <= cast(tenure_as_of() - interval '12 months' as date)
+      and base_months.mrr > 0
 ),
 
 attributed as (

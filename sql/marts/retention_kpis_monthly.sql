@@ -17,8 +17,10 @@ customer_months as (
 surveys as (
     select event_type, score, cast(date_trunc('month', local_date) as date) as month
     from stg_account_events
-    where event_type in ('survey.nps', 'survey.csat')
-      and local_date >= tenure_rebuild_from()
+    -- the date first: a batch of kept rows wholly before it is dropped
+    -- without its event types being compared
+    where local_date >= tenure_rebuild_from()
+      and event_type in ('survey.nps', 'survey.csat')
 ),
 
 activity as (
