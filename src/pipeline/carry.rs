@@ -17,7 +17,7 @@
 //! rows). The other marts are rebuilt whole. Anything unusual (no base, other SQL or parameters, an
 //! earlier as-of date, a mart changed since the base, state the base did not
 //! keep, ingest entries that do not say what they accepted) means a full
-//! rebuild. `plan` and `merge` only read; `write_state` and `prune_state`
+//! rebuild. `plan`, `read_kept` and `merge` only read; `write_state` and `prune_state`
 //! keep the state of the latest run that published.
 
 use super::history::RunSummary;
@@ -245,29 +245,33 @@ pub struct Merged {
     pub unsaved: Vec<RecordBatch>,
 }
 
-/// The rows of an incremental model: those of the base dated before
-/// `rebuild_from` (a mart's as published, another model's from its state),
-/// then the recomputed rows from it on. The result is registered as the
-/// model's table.
-pub async fn merge(
+/// The rows of the base an incremental model keeps, dated before
+/// `rebuild_from` (a mart's as published, another model's from its state):
+/// read while the model is built, then merged with its rows.
+pub struct KeptRows {
+    /// The rows in the base's files of whole months, kept as they are.
+    kept: Vec<RecordBatch>,
+    /// Kept rows to write again.
+    rewritten: Vec<RecordBatch>,
+    /// The base's files of whole months.
+    reused: Vec<StatePart>,
+}
+
+/// Read the rows of the base that the incremental model `model` (date column
+/// `key`) keeps; `None` when the run has no base.
+pub async fn read_kept(
     ctx: &SessionContext,
     storage: &Storage,
     warehouse: &Location,
     model: &Model,
     key: &str,
     plan: &Plan,
-    built: Built,
-) -> datafusion::error::Result<Merged> {
+) -> datafusion::error::Result<Option<KeptRows>> {
     let Some(base) = &plan.base else {
-        return Ok(Merged {
-            unsaved: built.batches.clone(),
-            built,
-            reused: Vec::new(),
-        });
+        return Ok(None);
     };
     let bound = crate::ingest::days_since_epoch(plan.rebuild_from);
     let started = std::time::Instant::now();
-    // Kept rows in the base's files of whole months, then kept rows to write again.
     let (mut kept, mut rewritten, mut reused) = (Vec::new(), Vec::new(), Vec::new());
     match base.state.get(&model.name) {
         Some(state) => {
@@ -295,6 +299,28 @@ pub async fn merge(
     }
     let kept_rows: usize = kept.iter().chain(&rewritten).map(|b| b.num_rows()).sum();
     tracing::debug!(model = %model.name, kept_rows, files = reused.len(), seconds = started.elapsed().as_secs_f64(), "kept rows read");
+    Ok(Some(KeptRows { kept, rewritten, reused }))
+}
+
+/// The rows of an incremental model: the base's rows it keeps (`kept`, from
+/// [`read_kept`]), then the recomputed rows dated from `rebuild_from` on.
+/// The result is registered as the model's table.
+pub fn merge(
+    ctx: &SessionContext,
+    model: &Model,
+    key: &str,
+    plan: &Plan,
+    built: Built,
+    kept: Option<KeptRows>,
+) -> datafusion::error::Result<Merged> {
+    let Some(KeptRows { kept, rewritten, reused }) = kept else {
+        return Ok(Merged {
+            unsaved: built.batches.clone(),
+            built,
+            reused: Vec::new(),
+        });
+    };
+    let bound = crate::ingest::days_since_epoch(plan.rebuild_from);
     let mut unsaved = Vec::with_capacity(rewritten.len() + built.batches.len());
     for b in rewritten {
         unsaved.push(conform(&b, &built.schema)?);

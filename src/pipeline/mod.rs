@@ -359,14 +359,22 @@ async fn run_steps(
                     let (ctx, model) = (ctx.clone(), (*model).clone());
                     async move { engine::build(&ctx, &model).await }
                 });
-                let mut built = building
-                    .await
+                // The rows an incremental model keeps are read meanwhile.
+                let reading = async {
+                    match &model.incremental {
+                        Some(key) => carry::read_kept(ctx, storage, warehouse, model, key, plan).await,
+                        None => Ok(None),
+                    }
+                };
+                let (built, kept) = tokio::join!(building, reading);
+                let mut built = built
                     .map_err(|e| RunError::Setup(format!("model {} stopped: {e}", model.name)))?
                     .map_err(model_err)?;
+                let kept = kept.map_err(model_err)?;
                 let mut keep = None;
                 if let Some(key) = &model.incremental {
                     if let Some(b) = built.take() {
-                        let merged = carry::merge(ctx, storage, warehouse, model, key, plan, b).await.map_err(model_err)?;
+                        let merged = carry::merge(ctx, model, key, plan, b, kept).map_err(model_err)?;
                         built = Some(merged.built);
                         keep = Some((key.clone(), merged.reused, merged.unsaved));
                     }
