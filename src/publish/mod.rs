@@ -720,6 +720,34 @@ mod tests {
         assert_eq!(table_rows(&location).await, vec![(10, 3), (20, 3), (30, 3)], "the rows before day 25 as this run has them");
     }
 
+    #[tokio::test]
+    async fn a_table_whose_columns_change_is_replaced_in_one_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = crate::storage::Storage::new(Default::default());
+        let location = storage.location(&dir.path().join("m").display().to_string()).expect("location");
+        assert_eq!(publish(&location, dated(&[10, 20], 1), None).await.version, 0);
+        // One more column: the schema is replaced and the old rows removed.
+        let wider = RecordBatch::try_from_iter([
+            ("d", Arc::new(arrow::array::Date32Array::from(vec![30])) as arrow::array::ArrayRef),
+            ("n", Arc::new(Int64Array::from(vec![2])) as arrow::array::ArrayRef),
+            ("s", Arc::new(arrow::array::StringArray::from(vec!["x"])) as arrow::array::ArrayRef),
+        ])
+        .expect("batch");
+        let published = publish(&location, wider.clone(), None).await;
+        assert_eq!((published.version, published.rows), (1, 1));
+        assert_eq!(table_rows(&location).await, vec![(30, 2)]);
+        let table = open_delta_table(&location).await.expect("open");
+        assert!(schema_if_writable_as_is(&table, &wider.schema()).is_some(), "the table now has the new columns");
+        // An empty mart publishes an empty version with its columns.
+        let empty = publish(&location, wider.slice(0, 0), None).await;
+        assert_eq!((empty.version, empty.rows), (2, 0));
+        assert_eq!(table_rows(&location).await, Vec::<(i32, i64)>::new());
+        // So does an empty mart never published before.
+        let fresh = storage.location(&dir.path().join("fresh").display().to_string()).expect("location");
+        assert_eq!(publish(&fresh, wider.slice(0, 0), None).await.version, 0);
+        assert_eq!(table_rows(&fresh).await, Vec::<(i32, i64)>::new());
+    }
+
     #[test]
     fn only_the_same_columns_are_written_as_is() {
         let a = Schema::new(vec![Field::new("n", DataType::Int64, false), Field::new("s", DataType::Utf8, true)]);
