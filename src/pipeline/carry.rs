@@ -479,7 +479,7 @@ struct Encoded {
 fn by_month(batches: Vec<RecordBatch>, key: &str) -> datafusion::error::Result<BTreeMap<NaiveDate, Vec<RecordBatch>>> {
     let mut months: BTreeMap<NaiveDate, Vec<RecordBatch>> = BTreeMap::new();
     for batch in batches {
-        let dates = date_column(&batch, key)?;
+        let dates = publish::date_column(&batch, key)?;
         let (Some(min), Some(max)) = (arrow::compute::min(dates), arrow::compute::max(dates)) else {
             continue;
         };
@@ -629,7 +629,7 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef) -> datafusion::error::Result
 /// since the epoch) when `from` holds, else those before it. A NULL date is
 /// in neither.
 fn rows_dated(batch: &RecordBatch, key: &str, bound: i32, from: bool) -> datafusion::error::Result<RecordBatch> {
-    let dates = date_column(batch, key)?;
+    let dates = publish::date_column(batch, key)?;
     let mask: arrow::array::BooleanArray = dates.iter().map(|d| Some(d.is_some_and(|d| (d >= bound) == from))).collect();
     // Batches are mostly of one date: keep them whole rather than copy them.
     match mask.true_count() {
@@ -639,15 +639,6 @@ fn rows_dated(batch: &RecordBatch, key: &str, bound: i32, from: bool) -> datafus
     }
 }
 
-/// The date column `key` of an incremental model's rows.
-fn date_column<'a>(batch: &'a RecordBatch, key: &str) -> datafusion::error::Result<&'a arrow::array::Date32Array> {
-    use arrow::array::AsArray;
-    batch
-        .column_by_name(key)
-        .ok_or_else(|| DataFusionError::Plan(format!("incremental: the model has no column {key}")))?
-        .as_primitive_opt::<arrow::datatypes::Date32Type>()
-        .ok_or_else(|| DataFusionError::Plan(format!("incremental: column {key} is not a date")))
-}
 
 #[cfg(test)]
 mod tests {

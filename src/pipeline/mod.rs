@@ -397,7 +397,7 @@ async fn run_steps(
         if let (Layer::Marts, Some(b)) = (model.layer, &built) {
             let location = publish::mart_location(warehouse, &model.name);
             let layout = model.incremental.as_ref().map(|key| carry::layout(&plan, &model.name, key, as_of));
-            staging.start(location, model.name.clone(), i, b.schema.clone(), b.batches.clone(), layout);
+            staging.start(publish::stage(location, model.name.clone(), i, b.schema.clone(), b.batches.clone(), layout));
         }
         built_names.insert(model.name.clone());
         outcomes[i] = Some((seconds, built));

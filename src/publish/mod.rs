@@ -312,18 +312,25 @@ fn date_range(stats: &str, key: &str) -> Option<(i32, i32, u64)> {
     Some((date("minValues")?, date("maxValues")?, stats.get("nullCount")?.get(key)?.as_u64()?))
 }
 
+/// The date column `key` of a dated model's rows.
+pub(crate) fn date_column<'a>(batch: &'a RecordBatch, key: &str) -> Result<&'a arrow::array::Date32Array, arrow::error::ArrowError> {
+    use arrow::array::AsArray;
+    let column = batch
+        .column_by_name(key)
+        .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("incremental: the model has no column {key}")))?;
+    column
+        .as_primitive_opt::<arrow::datatypes::Date32Type>()
+        .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("incremental: column {key} is not a date")))
+}
+
 /// The rows of `batches` in one group per span of the date column `key`
 /// between `bounds` (days since the epoch, ascending): before the first,
 /// between each two, on or after the last. Rows without a date go in the
 /// last. A batch wholly in one span stays whole.
 fn spans(batches: Vec<RecordBatch>, key: &str, bounds: &[i32]) -> Result<Vec<Vec<RecordBatch>>, arrow::error::ArrowError> {
-    use arrow::array::AsArray;
     let mut spans = vec![Vec::new(); bounds.len() + 1];
     for batch in batches {
-        let dates = batch
-            .column_by_name(key)
-            .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Date32Type>())
-            .ok_or_else(|| arrow::error::ArrowError::SchemaError(format!("no date column {key}")))?;
+        let dates = date_column(&batch, key)?;
         let of: Vec<usize> = dates.iter().map(|d| d.map_or(bounds.len(), |d| bounds.partition_point(|b| *b <= d))).collect();
         match of.first() {
             None => continue,
@@ -348,17 +355,9 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// Start writing a built mart's files; `order` is its place in the catalog.
-    pub fn start(
-        &mut self,
-        location: Location,
-        name: String,
-        order: usize,
-        schema: SchemaRef,
-        batches: Vec<RecordBatch>,
-        layout: Option<Layout>,
-    ) {
-        self.tasks.push(tokio::spawn(stage(location, name, order, schema, batches, layout)));
+    /// Start writing a built mart's files (a [`stage`]) on a task of its own.
+    pub fn start(&mut self, staging: impl std::future::Future<Output = Result<Staged, PublishError>> + Send + 'static) {
+        self.tasks.push(tokio::spawn(staging));
     }
 
     /// Every mart staged, in the order they were started; if one could not
