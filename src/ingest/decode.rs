@@ -151,6 +151,14 @@ fn json_line(number: i64, line: &[u8], sink: &mut dyn FnMut(Row<'_, '_>)) {
 /// Parse one JSON Lines record: a JSON object, duplicate keys last-wins, only
 /// the known fields kept (their raw JSON text classified into a [`Value`]).
 pub fn parse_json_object(text: &str) -> Result<RawRecord<'_>, String> {
+    match parse_flat_object(text) {
+        Some(record) => Ok(record),
+        None => parse_json_full(text),
+    }
+}
+
+/// [`parse_json_object`] by serde_json, for any line.
+fn parse_json_full(text: &str) -> Result<RawRecord<'_>, String> {
     let mut de = serde_json::Deserializer::from_str(text);
     let fields = de
         .deserialize_map(ObjectVisitor)
@@ -163,6 +171,128 @@ pub fn parse_json_object(text: &str) -> Result<RawRecord<'_>, String> {
         }
     }
     Ok(record)
+}
+
+/// The one-pass reading of [`parse_json_object`] for the lines nearly every
+/// object holds: one flat JSON object whose keys and string values have no
+/// escapes or control characters and whose other values are numbers, `true`,
+/// `false` or `null`. `None` for anything else (an escape, a nested value, a
+/// syntax error): the full parser then reads the line, so both readings agree
+/// on every line this one accepts.
+fn parse_flat_object(text: &str) -> Option<RawRecord<'_>> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut record = RawRecord::default();
+    if b.get(i) == Some(&b'}') {
+        return (skip_ws(b, i + 1) == b.len()).then_some(record);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (key, next) = plain_string(text, i)?;
+        i = skip_ws(b, next);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let (value, next) = plain_scalar(text, skip_ws(b, i + 1))?;
+        if let Some(field) = Field::from_name(key) {
+            record.values[field as usize] = value;
+        }
+        i = skip_ws(b, next);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(record),
+            _ => return None,
+        }
+    }
+}
+
+/// JSON whitespace from `i` on: the index of the next other byte (or the end).
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The string starting with the quote at `start`, if it has no escape or
+/// control character: its text and the index after its closing quote.
+fn plain_string(text: &str, start: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
+    let body = start + 1;
+    let end = body + memchr::memchr2(b'"', b'\\', b.get(body..)?)?;
+    if b[end] != b'"' {
+        return None;
+    }
+    let s = &text[body..end];
+    if s.bytes().any(|c| c < 0x20) {
+        return None;
+    }
+    Some((s, end + 1))
+}
+
+/// A scalar JSON value at `i` (no escapes in strings), classified as
+/// [`classify_json`] does, and the index after it.
+fn plain_scalar(text: &str, i: usize) -> Option<(Value<'_>, usize)> {
+    let b = text.as_bytes();
+    let literal = |word: &[u8], value: Value<'static>| b[i..].starts_with(word).then(|| (value, i + word.len()));
+    match *b.get(i)? {
+        b'"' => {
+            let (s, next) = plain_string(text, i)?;
+            let value = if s.is_empty() { Value::Missing } else { Value::Text(Cow::Borrowed(s)) };
+            Some((value, next))
+        }
+        b'n' => literal(b"null", Value::Missing),
+        b't' => literal(b"true", Value::Bool(true)),
+        b'f' => literal(b"false", Value::Bool(false)),
+        b'-' | b'0'..=b'9' => {
+            let end = number_end(b, i)?;
+            Some((Value::Number(Cow::Borrowed(&text[i..end])), end))
+        }
+        _ => None,
+    }
+}
+
+/// The end of the JSON number token at `i` (RFC 8259 grammar), or `None`.
+fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |mut i: usize| {
+        while matches!(b.get(i), Some(b'0'..=b'9')) {
+            i += 1;
+        }
+        i
+    };
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    i = match *b.get(i)? {
+        b'0' => i + 1,
+        b'1'..=b'9' => digits(i + 1),
+        _ => return None,
+    };
+    if b.get(i) == Some(&b'.') {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        i = end;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = digits(i);
+        if end == i {
+            return None;
+        }
+        i = end;
+    }
+    Some(i)
 }
 
 fn classify_json(raw: &str) -> Result<Value<'_>, String> {
@@ -504,6 +634,72 @@ mod tests {
         assert_eq!(r.get(Field::Segment), &Value::Compound);
         assert!(parse_json_object(r#"{"mrr": Infinity}"#).is_err());
         assert!(parse_json_object(r#""text""#).is_err());
+    }
+
+    /// Where the one-pass reading accepts a line, serde_json reads the same
+    /// values from it.
+    fn agrees(text: &str) -> bool {
+        let Some(fast) = parse_flat_object(text) else { return false };
+        match parse_json_full(text) {
+            Ok(full) => assert_eq!(fast.values, full.values, "{text:?}"),
+            Err(e) => panic!("{text:?}: read in one pass, but serde_json says {e}"),
+        }
+        true
+    }
+
+    #[test]
+    fn the_one_pass_reading_agrees_with_serde_json() {
+        let flat = [
+            r#"{"event_id":"e1","event_type":"usage.login","customer_id":"cus_1","occurred_at":"2026-01-01T00:00:00Z","quantity":1.5e-3}"#,
+            r#" { "event_id" : "e1" , "mrr" : -0.50 , "seats": 0, "x": true, "y": false, "plan": null, "event_id": "e2" } "#,
+            r#"{}"#,
+            "{\t\"comment\":\"caf\u{e9} \u{1F600}\",\"score\":10E+2}\r",
+        ];
+        for text in flat {
+            assert!(agrees(text), "{text:?} is read in one pass");
+        }
+        // Lines left to serde_json: escapes, nested values, and every syntax
+        // error (which the one-pass reading must not accept).
+        let other = [
+            r#"{"event_id":"a\"b"}"#, r#"{"event\u005fid":"a"}"#, r#"{"segment":{"a":1}}"#, r#"{"x":[1]}"#,
+            r#"{"mrr":01}"#, r#"{"mrr":1.}"#, r#"{"mrr":.5}"#, r#"{"mrr":1e}"#, r#"{"mrr":-}"#, r#"{"mrr":+1}"#,
+            r#"{"mrr":NaN}"#, r#"{"a":tru}"#, r#"{"a":nulls}"#, r#"{"a":1,}"#, r#"{,}"#, r#"{"a" 1}"#, r#"{"a":1} x"#,
+            r#"{"a":1}{"#, r#"{"a":1"#, r#"{"a":"#, r#"{"a"#, r#"{"#, r#"[1]"#, r#""x""#, "{\"a\":\"\u{1}\"}", "{\"a\":1}\u{c}",
+        ];
+        for text in other {
+            assert!(!agrees(text), "{text:?} is left to serde_json");
+        }
+        // Mutations of a typical line: insert, delete or replace one byte with
+        // one that matters to JSON; wherever the one-pass reading still
+        // accepts the line, serde_json must read the same values.
+        let base = r#"{"event_id":"evt_1","event_type":"payment.succeeded","customer_id":"cus_00001","occurred_at":"2026-03-01T10:00:00Z","amount":-12.50e1,"x":null,"seats":true}"#;
+        let alphabet = b"{}[]\",:\\ \t0123456789eE+-.ntrufals\x01x";
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let mut bytes = base.as_bytes().to_vec();
+            for _ in 0..1 + next(2) {
+                let at = next(bytes.len());
+                let byte = alphabet[next(alphabet.len())];
+                match next(3) {
+                    0 => bytes.insert(at, byte),
+                    1 => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes[at] = byte,
+                }
+            }
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                accepted += agrees(text) as usize;
+            }
+        }
+        assert!(accepted > 1_000, "the mutations keep many lines readable in one pass ({accepted})");
     }
 
     #[test]
