@@ -336,17 +336,23 @@ impl Decoded {
     /// (the first occurrence wins); count duplicates and accepted rows. The
     /// rows to keep of each kind.
     fn claim(&mut self, seen: &mut SeenKeys) -> [Vec<bool>; 2] {
-        let mut keep: [Vec<bool>; 2] = [Vec::new(), Vec::new()];
         let mut next = [0usize; 2];
+        let mut ordered = Vec::with_capacity(self.kinds.len());
+        let mut kinds = Vec::with_capacity(self.kinds.len());
         for kind in &self.kinds {
             let k = *kind as usize;
             let Some((_, keys)) = &self.events[k] else { continue };
             let key = keys[next[k]];
             next[k] += 1;
-            let claimed = seen.claim(key.id, key.payload);
-            if let Some(payload) = claimed {
+            ordered.push((key.id, key.payload));
+            kinds.push(k);
+        }
+        let mut keep: [Vec<bool>; 2] = next.map(Vec::with_capacity);
+        let claimed = seen.claim_all(&ordered);
+        for ((k, claimed), (_, payload)) in kinds.into_iter().zip(claimed).zip(ordered) {
+            if let Some(earlier) = claimed {
                 self.report.duplicates += 1;
-                if payload != key.payload {
+                if earlier != payload {
                     self.report.conflicting_duplicates += 1;
                 }
             }
@@ -431,7 +437,7 @@ pub async fn ingest(
         Some(keys) => keys,
         None => {
             tracing::info!(table = %tables.events.display(), "reading the keys of earlier events back from events (no key index of this version yet)");
-            SeenKeys::scanned(load_seen(&events, &tables.events).await?)
+            load_seen(&events, &tables.events).await?
         }
     };
     // Room for this run's keys.
@@ -820,11 +826,8 @@ fn count_late(batch: &arrow::array::RecordBatch, before: i32, late: &mut u64, mo
 }
 
 /// Keys of every event already in `events` (for de-duplication across runs).
-async fn load_seen(
-    events: &DeltaTable,
-    location: &Location,
-) -> Result<hashbrown::HashMap<u128, u64>, IngestError> {
-    let mut seen = hashbrown::HashMap::new();
+async fn load_seen(events: &DeltaTable, location: &Location) -> Result<SeenKeys, IngestError> {
+    let mut seen = SeenKeys::scanned();
     if events.snapshot().map(|s| s.log_data().num_files()).unwrap_or(0) == 0 {
         return Ok(seen);
     }
