@@ -430,13 +430,8 @@ mod tests {
     /// the first payload, across growth, colliding slots and the id 0.
     #[test]
     fn the_key_table_claims_like_a_map() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = fastrand::Rng::with_seed(0x2545_F491_4F6C_DD1Du64);
+        let mut next = || rng.u64(..);
         // Few distinct low bits, so that many keys share a first slot; some
         // ids repeat, with the same or another payload.
         let mut keys: Vec<(u128, u64)> = (0..20_000)
@@ -479,13 +474,8 @@ mod tests {
     /// first: either way the segment holds each record once, sorted.
     #[test]
     fn segments_are_sorted_by_id() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15u64);
+        let mut next = || rng.u64(..);
         let uniform: Vec<(u128, u64)> = (0..30_000).map(|i| ((next() as u128) << 64 | next() as u128, i)).collect();
         let small: Vec<(u128, u64)> = (0..3_000u64).map(|i| ((i * 7919 % 3_001) as u128, i)).collect();
         for records in [uniform, small, Vec::new()] {
