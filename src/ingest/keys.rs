@@ -134,9 +134,10 @@ impl SeenKeys {
         self.current.reserve(n);
     }
 
-    /// Record a key read back from `events` (or, in tests, any key).
+    /// Record a key read back from `events` (or, in tests, any key); `events`
+    /// holds each id once, so this is a claim whose answer is not needed.
     pub fn insert(&mut self, id: u128, payload: u64) {
-        self.current.insert(id, payload);
+        self.current.claim(id, payload);
     }
 
     /// The segment this run writes for `sequence`: its own keys, or all keys
@@ -261,20 +262,6 @@ impl KeyTable {
         *slot = Slot { id: halves(id), payload };
         self.len += 1;
         None
-    }
-
-    /// Hold `id` with `payload`, replacing any payload it had.
-    fn insert(&mut self, id: u128, payload: u64) {
-        if id == 0 {
-            self.zero = Some(payload);
-            return;
-        }
-        self.reserve(1);
-        let i = self.find(halves(id));
-        if self.slots[i].id == FREE {
-            self.len += 1;
-        }
-        self.slots[i] = Slot { id: halves(id), payload };
     }
 
     #[cfg(test)]
