@@ -672,7 +672,15 @@ pub async fn register_sources(
         table
             .update_datafusion_session(&ctx.state())
             .map_err(|e| err(datafusion::error::DataFusionError::External(Box::new(e))))?;
-        let provider = table.table_provider().await.map_err(err)?;
+        // The session's Parquet settings decide whether filters are applied
+        // while decoding (off by default): without the session, the scan pushes
+        // each filter into the Parquet reader a second time, beside the one
+        // DataFusion pushes there, and every row is tested twice.
+        let provider = table
+            .table_provider()
+            .with_session(std::sync::Arc::new(ctx.state()))
+            .await
+            .map_err(err)?;
         ctx.register_table(name, provider).map_err(err)?;
     }
     Ok(Sources {
