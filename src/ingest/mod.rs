@@ -92,6 +92,12 @@ const BYTES_PER_EVENT: usize = 150;
 /// Decoded objects waiting for de-duplication, at most.
 const DECODED_AHEAD: usize = 32;
 
+/// Objects fetched and decoding, or decoded and waiting for an earlier one to
+/// finish, per decoding thread. Objects are taken in order, so with only one
+/// object per thread a thread that finished a small object sat idle until a
+/// large one before it was done.
+const IN_FLIGHT_PER_THREAD: usize = 4;
+
 /// Aborts a task when dropped (an ingest that returns early stops decoding).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -460,7 +466,9 @@ pub async fn ingest(
 
     // Objects are fetched and decoded by a task of their own, ahead of this
     // loop, so that decoding goes on while this loop waits for file encoding.
+    // At most `parallelism` objects decode at once; more are in flight.
     let parallelism = opts.parallelism.max(1);
+    let decoders = Arc::new(tokio::sync::Semaphore::new(parallelism));
     let raw_store = raw.store.clone();
     let raw_url = raw.display();
     let decoding = futures::stream::iter(new_objects.into_iter().map(move |obj| {
@@ -468,6 +476,7 @@ pub async fn ingest(
         let currency = currency.clone();
         let run_id = run_id.clone();
         let url = raw_url.clone();
+        let decoders = decoders.clone();
         async move {
             let bytes = store
                 .get(&obj.meta.location)
@@ -484,15 +493,21 @@ pub async fn ingest(
                     path: obj.relative.clone(),
                     source,
                 })?;
+            let permit = decoders
+                .acquire_owned()
+                .await
+                .map_err(|e| IngestError::Task(e.to_string()))?;
             let decoded = tokio::task::spawn_blocking(move || {
-                decode_object(&obj, bytes, tz, &currency, &run_id)
+                let decoded = decode_object(&obj, bytes, tz, &currency, &run_id);
+                drop(permit);
+                decoded
             })
             .await
             .map_err(|e| IngestError::Task(e.to_string()))?;
             Ok::<_, IngestError>(decoded)
         }
     }))
-    .buffered(parallelism);
+    .buffered(parallelism * IN_FLIGHT_PER_THREAD);
     let (decoded_tx, mut decoded_rx) = tokio::sync::mpsc::channel(DECODED_AHEAD);
     let producer = tokio::spawn(async move {
         let mut decoding = std::pin::pin!(decoding);
@@ -556,6 +571,7 @@ pub async fn ingest(
         report.objects.push(decoded.report);
     }
     drop(decoded_rx);
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: every object decoded and claimed");
     report.late_months = late_months.into_iter().collect();
 
     // Totals.
@@ -594,6 +610,7 @@ pub async fn ingest(
     crate::failpoint("ingest:before_flush");
     let event_adds = writer.finish().await?;
     let rejects_adds = rejects_writer.flush().await.map_err(delta_err(&tables.rejects))?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: event and reject files written");
 
     if manifest_objects.is_empty() {
         // Only unreadable objects: nothing to record, they are retried next run.
@@ -604,6 +621,7 @@ pub async fn ingest(
     let sequence = committed + 1;
     let keys = seen.write(&manifest, sequence).await?;
     drop(seen);
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: key index written");
     let entry = ManifestEntry {
         sequence,
         run_id: opts.run_id.to_string(),
