@@ -257,6 +257,71 @@ pub struct KeptRows {
     reused: Vec<StatePart>,
 }
 
+/// State files of the likely base, read (mapped and checked) ahead of the
+/// models, while ingest leaves a core idle. [`read_kept`] takes a file from
+/// here when it was read ahead, and reads it itself otherwise.
+/// Files not taken when the run ends (it rebuilt everything, or found its
+/// inputs unchanged) stop being read.
+#[derive(Clone, Default)]
+pub struct ReadAhead(std::sync::Arc<std::sync::Mutex<ReadingFiles>>);
+
+type ReadingState = tokio::task::JoinHandle<datafusion::error::Result<Vec<RecordBatch>>>;
+
+#[derive(Default)]
+struct ReadingFiles(std::collections::HashMap<String, ReadingState>);
+
+impl Drop for ReadingFiles {
+    fn drop(&mut self) {
+        for reading in self.0.values() {
+            reading.abort();
+        }
+    }
+}
+
+impl ReadAhead {
+    /// Start reading the state files that [`plan`] would have the run keep if
+    /// nothing ingested reaches back before the base's open months: those of
+    /// the latest run that published, when it has this run's `shape` and an
+    /// as-of date not after `as_of`. (Events ingested by this run can only
+    /// move `rebuild_from` earlier, which needs fewer of these files.)
+    pub fn start(runs: &[RunSummary], shape: &str, as_of: NaiveDate, warehouse: &Location) -> ReadAhead {
+        let ahead = ReadAhead::default();
+        let Some(base) = runs.iter().rev().find(|r| r.status == "succeeded" && !r.tables.is_empty()) else {
+            return ahead;
+        };
+        let Ok(base_as_of) = base.as_of.parse::<NaiveDate>() else { return ahead };
+        if base.shape.as_deref() != Some(shape) || base_as_of > as_of {
+            return ahead;
+        }
+        let open_from = month_start(base_as_of + Days::new(1));
+        let Ok(mut files) = ahead.0.lock() else { return ahead };
+        // One file at a time, in the order of the models (the semaphore is
+        // fair), so that reading ahead takes one core at most.
+        let one = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        for part in base.state.iter().flat_map(|s| &s.parts).filter(|p| p.month < open_from) {
+            let (warehouse, path, xxh3, one) = (warehouse.clone(), part.path.clone(), part.xxh3.clone(), one.clone());
+            let reading = tokio::spawn(async move {
+                let _turn = one.acquire().await;
+                read_state(&warehouse, &path, xxh3.as_deref()).await
+            });
+            files.0.insert(part.path.clone(), reading);
+        }
+        drop(files);
+        ahead
+    }
+
+    /// The rows of the state file `part`: read ahead, or read now.
+    async fn read(&self, warehouse: &Location, part: &StatePart) -> datafusion::error::Result<Vec<RecordBatch>> {
+        let reading = self.0.lock().ok().and_then(|mut files| files.0.remove(&part.path));
+        match reading {
+            Some(reading) => reading
+                .await
+                .map_err(|e| DataFusionError::External(format!("reading {} stopped: {e}", part.path).into()))?,
+            None => read_state(warehouse, &part.path, part.xxh3.as_deref()).await,
+        }
+    }
+}
+
 /// Read the rows of the base that the incremental model `model` (date column
 /// `key`) keeps; `None` when the run has no base.
 pub async fn read_kept(
@@ -266,6 +331,7 @@ pub async fn read_kept(
     model: &Model,
     key: &str,
     plan: &Plan,
+    ahead: &ReadAhead,
 ) -> datafusion::error::Result<Option<KeptRows>> {
     let Some(base) = &plan.base else {
         return Ok(None);
@@ -281,7 +347,7 @@ pub async fn read_kept(
                 }
             }
             for part in state.parts.iter().filter(|p| p.month < plan.rebuild_from) {
-                let batches = read_state(warehouse, &part.path, part.xxh3.as_deref()).await?;
+                let batches = ahead.read(warehouse, part).await?;
                 if next_month(part.month) <= plan.rebuild_from {
                     kept.extend(batches);
                     reused.push(part.clone());
@@ -711,6 +777,57 @@ mod tests {
         std::fs::remove_file(&file).expect("remove");
         std::fs::write(&file, bytes).expect("rewrite");
         let err = read_state(&warehouse, &part.path, part.xxh3.as_deref()).await.expect_err("changed");
+        assert!(err.to_string().contains("changed since they were written"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn kept_rows_are_read_ahead_from_the_likely_base_only() {
+        use arrow::array::{ArrayRef, Date32Array};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::new(Default::default());
+        let warehouse = storage.location(&dir.path().display().to_string()).expect("location");
+        // 2024-10-04 and 2024-11-13: one file per month.
+        let batch = RecordBatch::try_from_iter([(
+            "local_date",
+            std::sync::Arc::new(Date32Array::from(vec![Some(20_000), Some(20_040)])) as ArrayRef,
+        )])
+        .expect("batch");
+        let state = write_state(&warehouse, "r1", "m", "local_date", batch.schema(), vec![batch], Vec::new())
+            .await
+            .expect("write");
+        let (october, november) = (&state.parts[0], &state.parts[1]);
+        let run = |shape: &str, as_of: &str| -> RunSummary {
+            serde_json::from_value(serde_json::json!({
+                "run_id": "r1", "pipeline": "daily", "status": "succeeded", "as_of": as_of,
+                "started_at": "2024-11-20T00:00:00Z", "shape": shape,
+                "tables": [{"name": "m", "version": 1}], "state": [state.clone()],
+            }))
+            .expect("summary")
+        };
+        let as_of: NaiveDate = "2024-11-21".parse().expect("date");
+        let pending = |ahead: &ReadAhead| ahead.0.lock().expect("lock").0.len();
+
+        // November was open in a base as of 2024-11-20: only October is read ahead.
+        let ahead = ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse);
+        assert_eq!(pending(&ahead), 1);
+        let rows = |b: Vec<RecordBatch>| b.iter().map(|b| b.num_rows()).sum::<usize>();
+        assert_eq!(rows(ahead.read(&warehouse, october).await.expect("read ahead")), 1);
+        assert_eq!(pending(&ahead), 0, "a file read ahead is taken once");
+        assert_eq!(rows(ahead.read(&warehouse, november).await.expect("read now")), 1);
+
+        // Other SQL, or a base as of a later date: nothing is read ahead.
+        assert_eq!(pending(&ReadAhead::start(&[run("s0", "2024-11-20")], "s1", as_of, &warehouse)), 0);
+        assert_eq!(pending(&ReadAhead::start(&[run("s1", "2024-11-22")], "s1", as_of, &warehouse)), 0);
+
+        // A file changed after it was written is an error when read ahead too.
+        let file = warehouse.local_path(&october.path).expect("local");
+        let mut bytes = std::fs::read(&file).expect("bytes");
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x20;
+        std::fs::remove_file(&file).expect("remove");
+        std::fs::write(&file, bytes).expect("rewrite");
+        let ahead = ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse);
+        let err = ahead.read(&warehouse, october).await.expect_err("changed");
         assert!(err.to_string().contains("changed since they were written"), "{err}");
     }
 

@@ -238,6 +238,15 @@ async fn run_steps(
         Vec::new()
     });
 
+    // The kept rows of the likely base are read while ingest runs.
+    let run_params = Params::from_config(config, as_of);
+    let shape = carry::shape_fingerprint(&models, &run_params);
+    let read_ahead = if opts.full_refresh || opts.ingest_only {
+        carry::ReadAhead::default()
+    } else {
+        carry::ReadAhead::start(&runs, &shape, as_of, warehouse)
+    };
+
     // 1. Ingest.
     if pipeline.ingest && !opts.skip_ingest {
         let t = Instant::now();
@@ -277,9 +286,7 @@ async fn run_steps(
     // 2. Models.
     let ctx = engine::session();
     let sources = register_sources(&ctx, storage, warehouse).await?;
-    let run_params = Params::from_config(config, as_of);
     let inputs = inputs_fingerprint(sources.events_version, &models, &run_params);
-    let shape = carry::shape_fingerprint(&models, &run_params);
     report.inputs = Some(inputs.clone());
     report.shape = Some(shape.clone());
     report.ingest_sequence = Some(sources.ingest_sequence);
@@ -345,7 +352,7 @@ async fn run_steps(
                 continue;
             }
             started[i] = true;
-            let (ctx, plan) = (&ctx, &plan);
+            let (ctx, plan, read_ahead) = (&ctx, &plan, &read_ahead);
             running.push(async move {
                 let t = Instant::now();
                 let model_err = |source| RunError::Model {
@@ -362,7 +369,7 @@ async fn run_steps(
                 // The rows an incremental model keeps are read meanwhile.
                 let reading = async {
                     match &model.incremental {
-                        Some(key) => carry::read_kept(ctx, storage, warehouse, model, key, plan).await,
+                        Some(key) => carry::read_kept(ctx, storage, warehouse, model, key, plan, read_ahead).await,
                         None => Ok(None),
                     }
                 };
