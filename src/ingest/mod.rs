@@ -408,7 +408,9 @@ pub async fn ingest(
 
     let prior = manifest.load_committed(committed).await?;
     let ingested = prior.objects;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), objects = ingested.len(), "ingest: tables and manifest read");
     let found = discover(raw, &mut report).await?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), objects = found.len(), "ingest: raw objects listed");
 
     let mut new_objects = Vec::new();
     for obj in found {
@@ -446,6 +448,7 @@ pub async fn ingest(
             load_seen(&events, &tables.events).await?
         }
     };
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: keys of earlier runs opened");
     // Room for this run's keys.
     let raw_bytes: u64 = new_objects.iter().map(|o| o.meta.size).sum();
     seen.reserve((raw_bytes / BYTES_PER_EVENT as u64).min(200_000_000) as usize);
