@@ -6,7 +6,7 @@
 -- The cutoffs are also the health snapshot dates (§7), with
 -- `previous_cutoff_date` the snapshot before (§10.7).
 with events as (
-    select event_type, local_date from stg_account_events
+    select local_date from stg_billing_events
 ),
 
 run_params as (
@@ -16,7 +16,6 @@ run_params as (
 first_billing_month as (
     select cast(date_trunc('month', min(local_date)) as date) as first_month
     from events
-    where event_type like 'subscription.%' or event_type like 'payment.%'
 ),
 
 bounds as (

@@ -6,7 +6,7 @@
 -- from `valid_from` through `valid_to` (the day before the next state, or D).
 with events as (
     select subscription_id, customer_id, event_type, mrr, local_date, occurred_at, event_id
-    from stg_account_events
+    from stg_billing_events
     where event_type in (
         'subscription.started', 'subscription.changed', 'subscription.resumed',
         'subscription.paused', 'subscription.cancelled'

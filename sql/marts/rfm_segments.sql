@@ -9,7 +9,7 @@ with run_params as (
 
 payments as (
     select customer_id, event_type, amount, local_date
-    from stg_account_events
+    from stg_billing_events
     where event_type in ('payment.succeeded', 'payment.refunded')
 ),
 

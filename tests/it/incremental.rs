@@ -285,6 +285,7 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
             "ndr_trailing_12m",
             "retention_kpis_monthly",
             "stg_account_events",
+            "stg_billing_events",
         ],
         "{}",
         report["state"]
