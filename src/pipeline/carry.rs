@@ -146,7 +146,7 @@ pub async fn plan(
     carried: &[&str],
     warehouse: &Location,
 ) -> Plan {
-    let Some(base) = runs.iter().rev().find(|r| r.status == "succeeded" && !r.tables.is_empty()) else {
+    let Some(base) = latest_published(runs) else {
         return Plan::full("no earlier run published tables");
     };
     if base.shape.as_deref() != Some(shape) {
@@ -200,6 +200,11 @@ pub async fn plan(
         }),
         full_because: None,
     }
+}
+
+/// The latest run that published tables: the only candidate base.
+fn latest_published(runs: &[RunSummary]) -> Option<&RunSummary> {
+    runs.iter().rev().find(|r| r.status == "succeeded" && !r.tables.is_empty())
 }
 
 /// The state the base kept of each incremental model whose objects are all
@@ -286,9 +291,7 @@ impl ReadAhead {
     /// move `rebuild_from` earlier, which needs fewer of these files.)
     pub fn start(runs: &[RunSummary], shape: &str, as_of: NaiveDate, warehouse: &Location) -> ReadAhead {
         let ahead = ReadAhead::default();
-        let Some(base) = runs.iter().rev().find(|r| r.status == "succeeded" && !r.tables.is_empty()) else {
-            return ahead;
-        };
+        let Some(base) = latest_published(runs) else { return ahead };
         let Ok(base_as_of) = base.as_of.parse::<NaiveDate>() else { return ahead };
         if base.shape.as_deref() != Some(shape) || base_as_of > as_of {
             return ahead;
@@ -770,14 +773,20 @@ mod tests {
         assert_eq!(strings.value(0), "a customer id longer than twelve");
         // One byte changed after writing: the checksum no longer matches.
         let part = &state.parts[1];
-        let file = warehouse.local_path(&part.path).expect("local");
+        change_one_byte(&warehouse, &part.path);
+        let err = read_state(&warehouse, &part.path, part.xxh3.as_deref()).await.expect_err("changed");
+        assert!(err.to_string().contains("changed since they were written"), "{err}");
+    }
+
+    /// Flip a bit in the middle of a written file (a new file, as a rewrite
+    /// would leave it).
+    fn change_one_byte(warehouse: &Location, path: &str) {
+        let file = warehouse.local_path(path).expect("local");
         let mut bytes = std::fs::read(&file).expect("bytes");
         let at = bytes.len() / 2;
         bytes[at] ^= 0x20;
         std::fs::remove_file(&file).expect("remove");
         std::fs::write(&file, bytes).expect("rewrite");
-        let err = read_state(&warehouse, &part.path, part.xxh3.as_deref()).await.expect_err("changed");
-        assert!(err.to_string().contains("changed since they were written"), "{err}");
     }
 
     #[tokio::test]
@@ -820,12 +829,7 @@ mod tests {
         assert_eq!(pending(&ReadAhead::start(&[run("s1", "2024-11-22")], "s1", as_of, &warehouse)), 0);
 
         // A file changed after it was written is an error when read ahead too.
-        let file = warehouse.local_path(&october.path).expect("local");
-        let mut bytes = std::fs::read(&file).expect("bytes");
-        let at = bytes.len() / 2;
-        bytes[at] ^= 0x20;
-        std::fs::remove_file(&file).expect("remove");
-        std::fs::write(&file, bytes).expect("rewrite");
+        change_one_byte(&warehouse, &october.path);
         let ahead = ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse);
         let err = ahead.read(&warehouse, october).await.expect_err("changed");
         assert!(err.to_string().contains("changed since they were written"), "{err}");
