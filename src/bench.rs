@@ -232,6 +232,7 @@ fn run_blocking(config_file: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     let machine = machine();
     fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
     let dir = args.dir.canonicalize().with_context(|| format!("cannot resolve {}", args.dir.display()))?;
+    let _lock = lock_dir(&dir)?;
 
     let (data_root, manifest) = dataset(&dir, args, end)?;
     let data_raw = data_root.join("raw");
@@ -402,8 +403,14 @@ fn dataset(dir: &Path, args: &BenchArgs, end: NaiveDate) -> anyhow::Result<(Path
     if let Ok(text) = fs::read_to_string(&manifest_path) {
         if let Ok(found) = serde_json::from_str::<Manifest>(&text) {
             if found.same_options(&wanted) && root.join("raw").is_dir() {
-                eprintln!("dataset  {} (reused: manifest matches)", root.display());
-                return Ok((root, found));
+                // The data objects alone hold `bytes`: fewer in all means
+                // objects were emptied or removed since.
+                let on_disk = tree_bytes(&root.join("raw"));
+                if on_disk >= found.bytes {
+                    eprintln!("dataset  {} (reused: manifest matches)", root.display());
+                    return Ok((root, found));
+                }
+                eprintln!("dataset  {} holds {on_disk} bytes, its manifest {}: generating it again", root.display(), found.bytes);
             }
         }
     }
@@ -424,11 +431,41 @@ fn dataset(dir: &Path, args: &BenchArgs, end: NaiveDate) -> anyhow::Result<(Path
     Ok((root, wanted))
 }
 
+/// The bytes of the files under `dir` (0 for what cannot be read).
+fn tree_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
 fn reset_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Hold `dir` for this bench until the returned file is dropped (or the
+/// process ends). Two benches in one folder remove and relink each other's
+/// trees; a copy onto a link to the dataset empties the dataset itself.
+fn lock_dir(dir: &Path) -> anyhow::Result<fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(".bench.lock");
+    let file = fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    // SAFETY: flock takes the descriptor of a file this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!("another tenure bench is using {}; wait for it, or give this one another --dir", dir.display());
+    }
+    Ok(file)
 }
 
 /// `dst` as a tree of hard links to the files of `src` (copies where a link
@@ -444,14 +481,32 @@ fn link_tree(src: &Path, dst: &Path) -> anyhow::Result<()> {
                 fs::create_dir_all(dst.join(&rel_child))?;
                 stack.push(rel_child);
             } else {
-                let (from, to) = (src.join(&rel_child), dst.join(&rel_child));
-                if fs::hard_link(&from, &to).is_err() {
-                    fs::copy(&from, &to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
-                }
+                link_or_copy(&src.join(&rel_child), &dst.join(&rel_child))?;
             }
         }
     }
     Ok(())
+}
+
+/// `to` as a hard link to `from`, or a copy of it in a new file. Never
+/// through an existing `to`: copying onto a link to `from` empties `from`.
+fn link_or_copy(from: &Path, to: &Path) -> anyhow::Result<()> {
+    match fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("cannot link {} to {}: it already exists", to.display(), from.display())
+        }
+        Err(_) => {
+            let mut source = fs::File::open(from).with_context(|| format!("cannot read {}", from.display()))?;
+            let mut copy = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(to)
+                .with_context(|| format!("cannot create {}", to.display()))?;
+            std::io::copy(&mut source, &mut copy).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+            Ok(())
+        }
+    }
 }
 
 struct AddedDay {
@@ -967,6 +1022,29 @@ fn machine() -> Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_is_never_copied_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (from, to) = (dir.path().join("object.jsonl"), dir.path().join("link.jsonl"));
+        fs::write(&from, b"{\"event_id\":\"e1\"}\n").expect("write");
+        link_or_copy(&from, &to).expect("link");
+        assert_eq!(fs::read(&to).expect("read"), fs::read(&from).expect("read"));
+        // Linking again onto the existing link is an error, and the dataset keeps its bytes.
+        let err = link_or_copy(&from, &to).expect_err("exists");
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(fs::read(&from).expect("read"), b"{\"event_id\":\"e1\"}\n");
+    }
+
+    #[test]
+    fn one_bench_at_a_time_per_folder() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let held = lock_dir(dir.path()).expect("first");
+        let err = lock_dir(dir.path()).expect_err("second");
+        assert!(err.to_string().contains("another tenure bench"), "{err}");
+        drop(held);
+        lock_dir(dir.path()).expect("after the first is done");
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {
