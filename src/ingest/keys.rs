@@ -141,16 +141,16 @@ impl SeenKeys {
     }
 
     /// The segment this run writes for `sequence`: its own keys, or all keys
-    /// when the chain has grown long or was read back from `events`.
-    pub fn segment_for(&self, sequence: i64) -> (KeysFile, Vec<u8>) {
+    /// when the chain has grown long or was read back from `events`; sorted
+    /// on `threads` threads.
+    pub fn segment_for(&self, sequence: i64, threads: usize) -> (KeysFile, Vec<u8>) {
         let merge = self.scanned || self.segments.len() + 1 > MERGE_AFTER;
         let merged: &[Bytes] = if merge { &self.segments } else { &[] };
         let records = || {
             let earlier = merged.iter().flat_map(|s| s.chunks_exact(RECORD).map(decode_record));
             self.current.iter().chain(earlier)
         };
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
-        let body = sorted_segment(records, cores);
+        let body = sorted_segment(records, threads);
         let file = KeysFile {
             file: KeysFile::name(sequence),
             covers_from: if merge { 1 } else { sequence },
@@ -160,9 +160,9 @@ impl SeenKeys {
     }
 
     /// Write the segment of `sequence` (before its manifest entry).
-    pub async fn write(&self, manifest: &Manifest, sequence: i64) -> Result<KeysFile, IngestError> {
+    pub async fn write(&self, manifest: &Manifest, sequence: i64, threads: usize) -> Result<KeysFile, IngestError> {
         let t = std::time::Instant::now();
-        let (file, body) = self.segment_for(sequence);
+        let (file, body) = self.segment_for(sequence, threads);
         tracing::debug!(seconds = t.elapsed().as_secs_f64(), keys = file.count, "key segment sorted");
         manifest.write_file(&file.file, body).await?;
         Ok(file)
@@ -399,7 +399,7 @@ mod tests {
         for (k, v) in keys {
             s.insert(*k, *v);
         }
-        let (file, body) = s.segment_for(sequence);
+        let (file, body) = s.segment_for(sequence, 2);
         (file, check(&Bytes::from(body)).expect("valid segment"))
     }
 
@@ -430,7 +430,7 @@ mod tests {
             ..Default::default()
         };
         seen.insert(3, 30);
-        let (file, body) = seen.segment_for(MERGE_AFTER as i64 + 1);
+        let (file, body) = seen.segment_for(MERGE_AFTER as i64 + 1, 2);
         assert_eq!(file.covers_from, 1);
         let records = check(&Bytes::from(body)).expect("valid");
         let ids: Vec<u128> = records.chunks_exact(RECORD).map(|r| decode_record(r).0).collect();
@@ -439,7 +439,7 @@ mod tests {
 
         let mut scanned = SeenKeys::scanned();
         scanned.insert(9, 90);
-        assert_eq!(scanned.segment_for(4).0.covers_from, 1);
+        assert_eq!(scanned.segment_for(4, 2).0.covers_from, 1);
     }
 
     /// The table answers as a map does: first claim wins, later claims get

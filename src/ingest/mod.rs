@@ -622,7 +622,7 @@ pub async fn ingest(
     }
 
     let sequence = committed + 1;
-    let keys = seen.write(&manifest, sequence).await?;
+    let keys = seen.write(&manifest, sequence, parallelism).await?;
     drop(seen);
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: key index written");
     let entry = ManifestEntry {
