@@ -2,9 +2,10 @@
 -- grain: one row per customer and local date with a support, payment or email
 -- event. Feeds activity (METRICS.md §3: succeeded payments) and the health
 -- inputs (§7: tickets, failed payments, emails); usage is in int_usage_days.
--- A row depends only on its date's events, so an incremental run computes the
--- dates from `tenure_rebuild_from()` on and keeps the earlier rows.
--- incremental: local_date
+-- A row depends only on its date's events, so the model is incremental by
+-- day: a run computes the dates from `tenure_rebuild_from()` (the first
+-- changed day) on and keeps the earlier rows.
+-- incremental: local_date by day
 with events as (
     select customer_id, event_type, priority, local_date
     from stg_account_events

@@ -2,9 +2,10 @@
 -- grain: one row per customer and local date with a `usage.*` event;
 -- `usage_events` counts events (METRICS.md §7 usage and trend; §10.11: `trend`
 -- counts events, not `quantity`). A row depends only on its date's events, so
--- an incremental run computes the dates from `tenure_rebuild_from()` on (all
--- that stg_usage_events holds) and keeps the earlier rows.
--- incremental: local_date
+-- the model is incremental by day: a run computes the dates from
+-- `tenure_rebuild_from()` (the first changed day) on, all that
+-- stg_usage_events holds when read here, and keeps the earlier rows.
+-- incremental: local_date by day
 with usage as (
     select customer_id, local_date from stg_usage_events
 ),

@@ -5,13 +5,13 @@
 -- from `events` once per run and held (materialized: table), with only the
 -- columns the metrics use. `local_date` is the date in the run's reporting
 -- timezone; events after the as-of date are dropped here, once (§10.13).
--- Incremental: a run computes only the events dated from
--- `tenure_rebuild_from()` on and keeps the base's earlier rows (its state), so
--- it decodes only the new months' events. The bound on `occurred_at` (two days
+-- Incremental by day (a row is one event): a run computes only the events
+-- dated from `tenure_rebuild_from()` on, the first changed day, and keeps the
+-- base's earlier rows (its state), so a daily run decodes one day of events. The bound on `occurred_at` (two days
 -- wider, for any timezone) lets the scan skip older files; the exact bound is
 -- on the local date.
 -- materialized: table
--- incremental: local_date
+-- incremental: local_date by day
 with events as (
     select
         event_id,

@@ -4,11 +4,11 @@
 -- RFM), with its columns. About a fifth of the account events: the models
 -- that read every billing event of the whole history (int_months,
 -- int_customers, int_subscription_states, rfm_segments) read these instead of
--- comparing the type of every account event each. Incremental like
+-- comparing the type of every account event each. Incremental by day like
 -- stg_account_events: a run computes the events dated from
 -- `tenure_rebuild_from()` on and keeps the earlier rows.
 -- materialized: table
--- incremental: local_date
+-- incremental: local_date by day
 with events as (
     select
         event_id, event_type, customer_id, occurred_at, local_date,

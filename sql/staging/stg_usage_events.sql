@@ -1,10 +1,11 @@
 -- stg_usage_events: the accepted `usage.*` events, as the health score reads them.
 -- grain: one row per accepted, de-duplicated usage event with local date in
--- [rebuild_from, D]. `tenure_rebuild_from()` is the first day this run
--- recomputes (far in the past on a full rebuild, the start of the first
--- changed month on an incremental run; see README "Incremental runs"), so an
--- incremental run reads only the usage of the rebuilt months: the usage models
--- keep their earlier rows. The bound on `occurred_at` (two days wider, for any
+-- [rebuild_from, D]. `tenure_rebuild_from()` is the first day the model
+-- reading this view recomputes (far in the past on a full rebuild; on an
+-- incremental run the start of the first changed month, or the first changed
+-- day for a model incremental by day; see README "Incremental runs"), so an
+-- incremental run reads only the usage the usage models recompute: they keep
+-- their earlier rows. The bound on `occurred_at` (two days wider, for any
 -- timezone) lets the scan skip older files; the exact bound is on the local
 -- date. `feature` is NULL when absent or empty.
 with events as (

@@ -66,12 +66,24 @@ pub struct Model {
     /// model's as the base run kept them) and recomputes the rest (see
     /// `pipeline::carry`).
     pub incremental: Option<String>,
+    /// `-- incremental: <date column> by day`: each row depends only on the
+    /// events of its own date, so an incremental run keeps the rows dated
+    /// before the first changed *day*, not month (see `pipeline::carry`).
+    pub by_day: bool,
+}
+
+/// The header directives of a model.
+struct Directives {
+    materialized: Materialized,
+    incremental: Option<String>,
+    by_day: bool,
 }
 
 /// The directives of a model's header comment (the `--` lines before the SQL).
-fn directives(sql: &str, layer: Layer) -> Result<(Materialized, Option<String>), String> {
+fn directives(sql: &str, layer: Layer) -> Result<Directives, String> {
     let mut materialized = if layer == Layer::Staging { Materialized::View } else { Materialized::Table };
     let mut incremental = None;
+    let mut by_day = false;
     for line in sql.lines().map(str::trim).take_while(|l| l.is_empty() || l.starts_with("--")) {
         let Some((key, value)) = line.trim_start_matches('-').trim().split_once(':') else { continue };
         let value = value.trim();
@@ -84,10 +96,17 @@ fn directives(sql: &str, layer: Layer) -> Result<(Materialized, Option<String>),
                 }
             }
             "incremental" => {
-                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                let mut words = value.split_whitespace();
+                let column = words.next().unwrap_or_default();
+                if column.is_empty() || !column.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
                     return Err(format!("incremental: {value:?} must name the model's date column"));
                 }
-                incremental = Some(value.to_string());
+                by_day = match (words.next(), words.next(), words.next()) {
+                    (None, ..) | (Some("by"), Some("month"), None) => false,
+                    (Some("by"), Some("day"), None) => true,
+                    _ => return Err(format!("incremental: {value:?} must be `<date column>`, `<date column> by day` or `<date column> by month`")),
+                };
+                incremental = Some(column.to_string());
             }
             _ => {}
         }
@@ -95,7 +114,11 @@ fn directives(sql: &str, layer: Layer) -> Result<(Materialized, Option<String>),
     if incremental.is_some() && materialized == Materialized::View {
         return Err("incremental: a view cannot keep rows; add `-- materialized: table`".into());
     }
-    Ok((materialized, incremental))
+    Ok(Directives {
+        materialized,
+        incremental,
+        by_day,
+    })
 }
 
 /// A data check: a query that returns the rows breaking a rule; any row fails
@@ -182,7 +205,11 @@ impl Catalog {
                 problems.push(format!("{}: model {name:?} is also defined by {}", file.display(), other.file.display()));
                 continue;
             }
-            let (materialized, incremental) = match directives(&sql, layer) {
+            let Directives {
+                materialized,
+                incremental,
+                by_day,
+            } = match directives(&sql, layer) {
                 Ok(d) => d,
                 Err(e) => {
                     problems.push(format!("{}: {e}", file.display()));
@@ -199,6 +226,7 @@ impl Catalog {
                     depends_on: refs,
                     materialized,
                     incremental,
+                    by_day,
                 },
             );
         }
@@ -385,14 +413,21 @@ mod tests {
         write(dir.path(), "staging/a.sql", "-- materialized: cached\nselect * from events");
         write(dir.path(), "intermediate/b.sql", "-- incremental: month\n-- materialized: view\nselect * from a");
         write(dir.path(), "marts/c.sql", "-- incremental: Month\nselect * from b");
+        write(dir.path(), "marts/d.sql", "-- incremental: month by week\nselect * from b");
         let err = Catalog::load(dir.path()).expect_err("bad directives").to_string();
         assert!(err.contains("a.sql: materialized: \"cached\" must be"), "{err}");
         assert!(err.contains("b.sql: incremental: a view cannot keep rows"), "{err}");
         assert!(err.contains("c.sql: incremental: \"Month\" must name the model's date column"), "{err}");
+        assert!(err.contains("d.sql: incremental: \"month by week\" must be `<date column>`, `<date column> by day`"), "{err}");
 
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), "intermediate/b.sql", "-- incremental: local_date\nselect * from events");
+        write(dir.path(), "intermediate/c.sql", "-- incremental: local_date by day\nselect * from events");
+        write(dir.path(), "intermediate/d.sql", "-- incremental:  month  by  month\nselect * from events");
         let c = Catalog::load(dir.path()).expect("catalog");
-        assert_eq!(c.model("b").expect("model").incremental.as_deref(), Some("local_date"));
+        let get = |n: &str| c.model(n).expect("model");
+        assert_eq!((get("b").incremental.as_deref(), get("b").by_day), (Some("local_date"), false));
+        assert_eq!((get("c").incremental.as_deref(), get("c").by_day), (Some("local_date"), true));
+        assert_eq!((get("d").incremental.as_deref(), get("d").by_day), (Some("month"), false));
     }
 }

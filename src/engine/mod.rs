@@ -82,6 +82,19 @@ impl Params {
     }
 }
 
+datafusion::common::extensions_options! {
+    /// The settings of the model being planned that tenure's SQL functions
+    /// read from the session (`tenure.*`).
+    pub struct ModelOptions {
+        /// `tenure_rebuild_from()`, in days since 1970-01-01.
+        pub rebuild_from: i32, default = crate::ingest::days_since_epoch(full_rebuild())
+    }
+}
+
+impl datafusion::common::config::ConfigExtension for ModelOptions {
+    const PREFIX: &'static str = "tenure";
+}
+
 /// A fresh session with tenure's functions registered.
 pub fn session() -> SessionContext {
     // DataFusion's own settings can be tuned from the environment
@@ -91,10 +104,24 @@ pub fn session() -> SessionContext {
             tracing::warn!(error = %e, "DATAFUSION_* environment settings ignored");
             SessionConfig::new()
         })
-        .with_information_schema(true);
+        .with_information_schema(true)
+        .with_option_extension(ModelOptions::default());
     let ctx = SessionContext::new_with_config(config);
     ctx.register_udf(local_date_udf());
+    ctx.register_udf(udf::rebuild_from_udf());
     ctx
+}
+
+/// A session over the same tables (registering one registers it in both) in
+/// which `tenure_rebuild_from()` is `rebuild_from`: for a model that
+/// recomputes from another date than the run's. The views it reads are
+/// planned into its own plan, so they see that date too.
+pub fn rebuilding_from(ctx: &SessionContext, rebuild_from: NaiveDate) -> SessionContext {
+    let mut state = ctx.state();
+    if let Some(options) = state.config_mut().options_mut().extensions.get_mut::<ModelOptions>() {
+        options.rebuild_from = crate::ingest::days_since_epoch(rebuild_from);
+    }
+    SessionContext::new_with_state(state)
 }
 
 /// Register a run's parameters: the `params` table, and the run constants
@@ -104,7 +131,12 @@ pub fn register_params(ctx: &SessionContext, params: &Params, rebuild_from: Naiv
     register_batch(ctx, "params", vec![batch.clone()], batch.schema())?;
     ctx.register_udf(udf::as_of_udf(params.as_of));
     ctx.register_udf(udf::timezone_udf(&params.timezone));
-    ctx.register_udf(udf::rebuild_from_udf(rebuild_from));
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    match state.config_mut().options_mut().extensions.get_mut::<ModelOptions>() {
+        Some(options) => options.rebuild_from = crate::ingest::days_since_epoch(rebuild_from),
+        None => return Err(datafusion::error::DataFusionError::Internal("a session without tenure's options".into())),
+    }
     Ok(())
 }
 
@@ -133,6 +165,7 @@ pub struct Built {
 /// Build one model: a view (registered, not run), or a table computed once and
 /// held in memory.
 pub async fn build(ctx: &SessionContext, model: &Model) -> datafusion::error::Result<Option<Built>> {
+    let started = std::time::Instant::now();
     let df = ctx.sql_with_options(&model.sql, read_only()).await?;
     let df_schema = df.schema().as_arrow().clone();
     if model.materialized == Materialized::View {
@@ -141,7 +174,9 @@ pub async fn build(ctx: &SessionContext, model: &Model) -> datafusion::error::Re
         return Ok(None);
     }
     let plan = df.create_physical_plan().await?;
+    let planned = started.elapsed().as_secs_f64();
     let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx()).await?;
+    tracing::debug!(model = %model.name, planning_seconds = planned, batches = batches.len(), "model planned and run");
     if let Some(dir) = std::env::var_os("TENURE_PROFILE_DIR") {
         write_profile(std::path::Path::new(&dir), &model.name, plan.as_ref());
     }
@@ -174,4 +209,70 @@ pub async fn plan(ctx: &SessionContext, model: &Model) -> datafusion::error::Res
     let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
     df.create_physical_plan().await?;
     register_batch(ctx, &model.name, vec![], schema)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(name: &str, sql: &str, materialized: Materialized) -> Model {
+        Model {
+            name: name.into(),
+            layer: crate::catalog::Layer::Intermediate,
+            file: format!("{name}.sql").into(),
+            sql: sql.into(),
+            depends_on: Default::default(),
+            materialized,
+            incremental: None,
+            by_day: false,
+        }
+    }
+
+    async fn first_date(ctx: &SessionContext, name: &str) -> Option<i32> {
+        let batches = ctx.table(name).await.expect("table").collect().await.expect("collect");
+        let dates = batches.first()?.column(0).as_any().downcast_ref::<Date32Array>()?.clone();
+        Some(dates.value(0))
+    }
+
+    #[tokio::test]
+    async fn rebuild_from_is_the_date_of_the_model_being_planned() {
+        let ctx = session();
+        let params = Params {
+            as_of: NaiveDate::from_ymd_opt(2026, 11, 16).expect("date"),
+            timezone: "UTC".into(),
+            currency: "USD".into(),
+            activity_window_days: 90,
+            health: crate::config::Health {
+                weight_usage: 0.25,
+                weight_breadth: 0.15,
+                weight_trend: 0.15,
+                weight_sentiment: 0.15,
+                weight_support: 0.1,
+                weight_billing: 0.1,
+                weight_email: 0.1,
+                target_active_days: 20.0,
+                target_features: 5.0,
+                band_green: 70.0,
+                band_yellow: 40.0,
+                score_drop_threshold: 15.0,
+            },
+        };
+        let month = NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
+        let day = NaiveDate::from_ymd_opt(2026, 11, 16).expect("date");
+        register_params(&ctx, &params, month).expect("params");
+        // A view reads the date in the plan of each model that reads it.
+        let view = model("v", "select tenure_rebuild_from() as d", Materialized::View);
+        build(&ctx, &view).await.expect("view");
+        let t = model("t", "select d from v", Materialized::Table);
+        build(&ctx, &t).await.expect("by month");
+        let u = model("u", "select d from v", Materialized::Table);
+        build(&rebuilding_from(&ctx, day), &u).await.expect("by day");
+        let days = crate::ingest::days_since_epoch;
+        assert_eq!(first_date(&ctx, "t").await, Some(days(month)));
+        // Built in its own session, registered in the run's.
+        assert_eq!(first_date(&ctx, "u").await, Some(days(day)));
+        // The run's own session is unchanged.
+        build(&ctx, &model("w", "select tenure_rebuild_from() as d", Materialized::Table)).await.expect("w");
+        assert_eq!(first_date(&ctx, "w").await, Some(days(month)));
+    }
 }

@@ -104,9 +104,39 @@ fn run_constant(name: &'static str, value: ScalarValue) -> ScalarUDF {
     })
 }
 
-/// `tenure_rebuild_from()`: the first local date the run recomputes.
-pub fn rebuild_from_udf(date: NaiveDate) -> ScalarUDF {
-    run_constant("tenure_rebuild_from", ScalarValue::Date32(Some(crate::ingest::days_since_epoch(date))))
+/// `tenure_rebuild_from()`: the first local date the model being planned
+/// recomputes, from the session's `tenure.rebuild_from`: the run's, or the
+/// model's own (see `engine::rebuilding_from`). Stable like the constants, so
+/// it is folded into each model's plan with the setting of that model's
+/// session, views included.
+pub fn rebuild_from_udf() -> ScalarUDF {
+    ScalarUDF::from(RebuildFrom {
+        signature: Signature::nullary(Volatility::Stable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RebuildFrom {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for RebuildFrom {
+    fn name(&self) -> &str {
+        "tenure_rebuild_from"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Date32)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let days = match args.config_options.extensions.get::<super::ModelOptions>() {
+            Some(options) => options.rebuild_from,
+            None => crate::ingest::days_since_epoch(super::full_rebuild()),
+        };
+        Ok(ColumnarValue::Scalar(ScalarValue::Date32(Some(days))))
+    }
 }
 
 /// `tenure_as_of()`: the run's as-of date D.

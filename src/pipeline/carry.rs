@@ -14,7 +14,12 @@
 //! `tenure_rebuild_from()`): the rows the base run kept of them (their
 //! *state*: Arrow IPC files under `_state/<model>/`, one per month, written by
 //! every run that publishes; a mart whose base kept none keeps its published
-//! rows). The other marts are rebuilt whole. Anything unusual (no base, other SQL or parameters, an
+//! rows). A model marked `-- incremental: <date column> by day`, whose rows
+//! each depend only on the events of their own date, recomputes from
+//! `rebuild_from_day` instead: the day after the base's as-of date or the
+//! date of the earliest event ingested since the base, whichever is earlier;
+//! it is planned in a session where `tenure_rebuild_from()` is that day. The
+//! other marts are rebuilt whole. Anything unusual (no base, other SQL or parameters, an
 //! earlier as-of date, a mart changed since the base, state the base did not
 //! keep, ingest entries that do not say what they accepted) means a full
 //! rebuild. `plan`, `read_kept` and `merge` only read; `write_state` and `prune_state`
@@ -81,8 +86,14 @@ impl State {
 /// What a run recomputes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// The first local date recomputed (`engine::full_rebuild()` for all).
+    /// The first local date recomputed (`engine::full_rebuild()` for all):
+    /// the first day of a month.
     pub rebuild_from: NaiveDate,
+    /// The first local date the models incremental `by day` recompute: the
+    /// day after the base's as-of date, or the date of the earliest event
+    /// ingested since the base, whichever is earlier. Never before
+    /// `rebuild_from`.
+    pub rebuild_from_day: NaiveDate,
     /// The run whose published rows before `rebuild_from` are kept.
     pub base: Option<Base>,
     /// Why the run rebuilds everything, when it does.
@@ -103,8 +114,18 @@ impl Plan {
     pub fn full(because: impl Into<String>) -> Plan {
         Plan {
             rebuild_from: engine::full_rebuild(),
+            rebuild_from_day: engine::full_rebuild(),
             base: None,
             full_because: Some(because.into()),
+        }
+    }
+
+    /// The first local date `model` recomputes.
+    pub fn rebuild_from_of(&self, model: &Model) -> NaiveDate {
+        if model.by_day {
+            self.rebuild_from_day
+        } else {
+            self.rebuild_from
         }
     }
 }
@@ -173,8 +194,8 @@ pub async fn plan(
         Ok(s) => s,
         Err(because) => return Plan::full(because),
     };
-    // The months that were not final in the base.
-    let mut rebuild_from = month_start(base_as_of + Days::new(1));
+    // The days (and months) that were not final in the base.
+    let mut rebuild_from_day = base_as_of + Days::new(1);
     // The months newly ingested events reach back to.
     let spans = match manifest.accepted_since(base_sequence, sequence).await {
         Ok(s) => s,
@@ -188,11 +209,12 @@ pub async fn plan(
             let Some(at) = chrono::DateTime::from_timestamp_micros(micros) else {
                 return Plan::full("an ingest entry since the base records an impossible timestamp");
             };
-            rebuild_from = rebuild_from.min(month_start(at.with_timezone(&tz).date_naive()));
+            rebuild_from_day = rebuild_from_day.min(at.with_timezone(&tz).date_naive());
         }
     }
     Plan {
-        rebuild_from,
+        rebuild_from: month_start(rebuild_from_day),
+        rebuild_from_day,
         base: Some(Base {
             run_id: base.run_id.clone(),
             versions,
@@ -288,8 +310,10 @@ impl ReadAhead {
     /// nothing ingested reaches back before the base's open months: those of
     /// the latest run that published, when it has this run's `shape` and an
     /// as-of date not after `as_of`. (Events ingested by this run can only
-    /// move `rebuild_from` earlier, which needs fewer of these files.)
-    pub fn start(runs: &[RunSummary], shape: &str, as_of: NaiveDate, warehouse: &Location) -> ReadAhead {
+    /// move `rebuild_from` earlier, which needs fewer of these files.) For the
+    /// models incremental by day (`by_day`), the base's open month too: they
+    /// keep its rows up to the base's as-of date.
+    pub fn start(runs: &[RunSummary], shape: &str, as_of: NaiveDate, warehouse: &Location, by_day: &[&str]) -> ReadAhead {
         let ahead = ReadAhead::default();
         let Some(base) = latest_published(runs) else { return ahead };
         let Ok(base_as_of) = base.as_of.parse::<NaiveDate>() else { return ahead };
@@ -301,7 +325,8 @@ impl ReadAhead {
         // One file at a time, in the order of the models (the semaphore is
         // fair), so that reading ahead takes one core at most.
         let one = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
-        for part in base.state.iter().flat_map(|s| &s.parts).filter(|p| p.month < open_from) {
+        let kept = |state: &State, part: &StatePart| part.month < open_from || (part.month == open_from && by_day.contains(&state.name.as_str()));
+        for part in base.state.iter().flat_map(|s| s.parts.iter().filter(move |p| kept(s, p))) {
             let (warehouse, path, xxh3, one) = (warehouse.clone(), part.path.clone(), part.xxh3.clone(), one.clone());
             let reading = tokio::spawn(async move {
                 let _turn = one.acquire().await;
@@ -339,7 +364,8 @@ pub async fn read_kept(
     let Some(base) = &plan.base else {
         return Ok(None);
     };
-    let bound = crate::ingest::days_since_epoch(plan.rebuild_from);
+    let from = plan.rebuild_from_of(model);
+    let bound = crate::ingest::days_since_epoch(from);
     let started = std::time::Instant::now();
     let (mut kept, mut rewritten, mut reused) = (Vec::new(), Vec::new(), Vec::new());
     match base.state.get(&model.name) {
@@ -349,9 +375,9 @@ pub async fn read_kept(
                     rewritten.push(rows_dated(&b, key, bound, false)?);
                 }
             }
-            for part in state.parts.iter().filter(|p| p.month < plan.rebuild_from) {
+            for part in state.parts.iter().filter(|p| p.month < from) {
                 let batches = ahead.read(warehouse, part).await?;
-                if next_month(part.month) <= plan.rebuild_from {
+                if next_month(part.month) <= from {
                     kept.extend(batches);
                     reused.push(part.clone());
                 } else {
@@ -389,7 +415,7 @@ pub fn merge(
             reused: Vec::new(),
         });
     };
-    let bound = crate::ingest::days_since_epoch(plan.rebuild_from);
+    let bound = crate::ingest::days_since_epoch(plan.rebuild_from_of(model));
     let mut unsaved = Vec::with_capacity(rewritten.len() + built.batches.len());
     for b in rewritten {
         unsaved.push(conform(&b, &built.schema)?);
@@ -415,18 +441,20 @@ pub fn merge(
     })
 }
 
-/// How the files of the incremental mart `name` (date column `key`) are laid
-/// out in a run as of `as_of` that follows `plan`: split where the months
-/// this run recomputes begin, and where the months that are not final yet
-/// begin (where the next day's run will likely recompute from), so that a
-/// later run can keep the files before its `rebuild_from`. This run keeps
-/// those of its base before its own.
-pub fn layout(plan: &Plan, name: &str, key: &str, as_of: NaiveDate) -> publish::Layout {
+/// How the files of the incremental mart `model` (date column `key`) are
+/// laid out in a run as of `as_of` that follows `plan`: split where the rows
+/// this run recomputes begin, and where those that are not final yet begin
+/// (where the next day's run will likely recompute from: the month of the
+/// next day, or that day for a mart incremental by day), so that a later run
+/// can keep the files before its `rebuild_from`. This run keeps those of its
+/// base before its own.
+pub fn layout(plan: &Plan, model: &Model, key: &str, as_of: NaiveDate) -> publish::Layout {
     let days = crate::ingest::days_since_epoch;
-    let mut bounds = vec![days(month_start(as_of + Days::new(1)))];
-    let keep = plan.base.as_ref().and_then(|base| base.versions.get(name)).map(|version| publish::Keep {
+    let next = as_of + Days::new(1);
+    let mut bounds = vec![days(if model.by_day { next } else { month_start(next) })];
+    let keep = plan.base.as_ref().and_then(|base| base.versions.get(&model.name)).map(|version| publish::Keep {
         version: *version,
-        before: days(plan.rebuild_from),
+        before: days(plan.rebuild_from_of(model)),
     });
     if let Some(k) = &keep {
         bounds.push(k.before);
@@ -817,20 +845,23 @@ mod tests {
         let pending = |ahead: &ReadAhead| ahead.0.lock().expect("lock").0.len();
 
         // November was open in a base as of 2024-11-20: only October is read ahead.
-        let ahead = ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse);
+        let ahead = ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse, &[]);
         assert_eq!(pending(&ahead), 1);
+        // A model incremental by day keeps the open month's rows too.
+        assert_eq!(pending(&ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse, &["m"])), 2);
+        assert_eq!(pending(&ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse, &["other"])), 1);
         let rows = |b: Vec<RecordBatch>| b.iter().map(|b| b.num_rows()).sum::<usize>();
         assert_eq!(rows(ahead.read(&warehouse, october).await.expect("read ahead")), 1);
         assert_eq!(pending(&ahead), 0, "a file read ahead is taken once");
         assert_eq!(rows(ahead.read(&warehouse, november).await.expect("read now")), 1);
 
         // Other SQL, or a base as of a later date: nothing is read ahead.
-        assert_eq!(pending(&ReadAhead::start(&[run("s0", "2024-11-20")], "s1", as_of, &warehouse)), 0);
-        assert_eq!(pending(&ReadAhead::start(&[run("s1", "2024-11-22")], "s1", as_of, &warehouse)), 0);
+        assert_eq!(pending(&ReadAhead::start(&[run("s0", "2024-11-20")], "s1", as_of, &warehouse, &["m"])), 0);
+        assert_eq!(pending(&ReadAhead::start(&[run("s1", "2024-11-22")], "s1", as_of, &warehouse, &["m"])), 0);
 
         // A file changed after it was written is an error when read ahead too.
         change_one_byte(&warehouse, &october.path);
-        let ahead = ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse);
+        let ahead = ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse, &[]);
         let err = ahead.read(&warehouse, october).await.expect_err("changed");
         assert!(err.to_string().contains("changed since they were written"), "{err}");
     }

@@ -152,6 +152,7 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
         shape: None,
         ingest_sequence: None,
         rebuild_from: None,
+        rebuild_from_day: None,
         kept_rows_of: None,
         full_rebuild_because: None,
         error: None,
@@ -244,7 +245,8 @@ async fn run_steps(
     let read_ahead = if opts.full_refresh || opts.ingest_only {
         carry::ReadAhead::default()
     } else {
-        carry::ReadAhead::start(&runs, &shape, as_of, warehouse)
+        let by_day: Vec<&str> = models.iter().filter(|m| m.by_day).map(|m| m.name.as_str()).collect();
+        carry::ReadAhead::start(&runs, &shape, as_of, warehouse, &by_day)
     };
 
     // 1. Ingest.
@@ -306,8 +308,9 @@ async fn run_steps(
     };
     match &plan.base {
         Some(base) => {
-            tracing::info!(rebuild_from = %plan.rebuild_from, base = %base.run_id, "incremental run: rows before rebuild_from are kept");
+            tracing::info!(rebuild_from = %plan.rebuild_from, rebuild_from_day = %plan.rebuild_from_day, base = %base.run_id, "incremental run: rows before rebuild_from are kept");
             report.rebuild_from = Some(plan.rebuild_from.to_string());
+            report.rebuild_from_day = Some(plan.rebuild_from_day.to_string());
             report.kept_rows_of = Some(base.run_id.clone());
         }
         None => {
@@ -363,7 +366,13 @@ async fn run_steps(
                 // On a task of its own, so that two models' own polling
                 // runs on two threads.
                 let building = tokio::spawn({
-                    let (ctx, model) = (ctx.clone(), (*model).clone());
+                    // A model incremental by day plans in a session where
+                    // `tenure_rebuild_from()` is its own date.
+                    let ctx = match plan.rebuild_from_of(model) {
+                        from if from != plan.rebuild_from => engine::rebuilding_from(ctx, from),
+                        _ => ctx.clone(),
+                    };
+                    let model = (*model).clone();
                     async move { engine::build(&ctx, &model).await }
                 });
                 // The rows an incremental model keeps are read meanwhile.
@@ -403,7 +412,7 @@ async fn run_steps(
         // A mart's files are written now, committed once every check passed.
         if let (Layer::Marts, Some(b)) = (model.layer, &built) {
             let location = publish::mart_location(warehouse, &model.name);
-            let layout = model.incremental.as_ref().map(|key| carry::layout(&plan, &model.name, key, as_of));
+            let layout = model.incremental.as_ref().map(|key| carry::layout(&plan, model, key, as_of));
             staging.start(publish::stage(location, model.name.clone(), i, b.schema.clone(), b.batches.clone(), layout));
         }
         built_names.insert(model.name.clone());

@@ -58,6 +58,9 @@ pub struct RunReport {
     /// everything (see README "Incremental runs").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rebuild_from: Option<String>,
+    /// The first local date the models incremental by day recomputed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuild_from_day: Option<String>,
     /// The run whose published rows before `rebuild_from` were kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept_rows_of: Option<String>,

@@ -68,8 +68,8 @@ fn run(p: &Project, warehouse: &Path, as_of: &str, extra: &[&str]) -> Value {
 /// The fields of a run report that say what the run recomputed.
 fn plan_of(report: &Value) -> String {
     format!(
-        "run {} as of {}: rebuild_from {}, kept rows of {}, full rebuild because {}; ingest {}",
-        report["run_id"], report["as_of"], report["rebuild_from"], report["kept_rows_of"], report["full_rebuild_because"], report["ingest"]["totals"]
+        "run {} as of {}: rebuild_from {} (by day {}), kept rows of {}, full rebuild because {}; ingest {}",
+        report["run_id"], report["as_of"], report["rebuild_from"], report["rebuild_from_day"], report["kept_rows_of"], report["full_rebuild_because"], report["ingest"]["totals"]
     )
 }
 
@@ -230,6 +230,11 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
     add_through("2026-10-31");
     let report = run(&p, &p.warehouse, "2026-10-31", &[]);
     assert_eq!(report["rebuild_from"], "2026-09-01", "{}", plan_of(&report));
+    // The models incremental by day recompute from the day after the base's,
+    // or the day of an earlier event among the new objects (some arrive a
+    // day late).
+    let by_day = report["rebuild_from_day"].as_str().unwrap_or("-");
+    assert!(("2026-09-01"..="2026-09-21").contains(&by_day), "{}", plan_of(&report));
     assert_keeps_files_before(&p, "2-later-days", "2026-09-01");
     check_step(&p, "2-later-days", "2026-10-31");
 
@@ -238,11 +243,13 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
     place(&source, &p.raw, &late);
     let report = run(&p, &p.warehouse, "2026-11-15", &[]);
     assert_eq!(report["rebuild_from"], "2026-06-01", "{}", plan_of(&report));
+    assert!(report["rebuild_from_day"].as_str().is_some_and(|d| d.starts_with("2026-06-")), "{}", plan_of(&report));
     check_step(&p, "3-late-object", "2026-11-15");
 
     // 4. Nothing new, one day later: only November is recomputed.
     let report = run(&p, &p.warehouse, "2026-11-16", &[]);
     assert_eq!(report["rebuild_from"], "2026-11-01", "{}", plan_of(&report));
+    assert_eq!(report["rebuild_from_day"], "2026-11-16", "{}", plan_of(&report));
     assert_keeps_files_before(&p, "4-next-day", "2026-11-01");
     check_step(&p, "4-next-day", "2026-11-16");
 
