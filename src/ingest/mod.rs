@@ -369,19 +369,20 @@ impl Decoded {
     }
 }
 
-/// Ingest every new object under `raw` into the tables of `warehouse`.
-pub async fn ingest(
-    storage: &Storage,
-    raw: &Location,
-    warehouse: &Location,
-    opts: &IngestOptions<'_>,
-) -> Result<IngestReport, IngestError> {
-    let started = std::time::Instant::now();
-    let tables = Tables::in_warehouse(warehouse);
-    let mut report = IngestReport {
-        raw: raw.display(),
-        ..Default::default()
-    };
+/// The tables and the manifest as an ingest starts.
+struct Opened {
+    events: DeltaTable,
+    rejects_table: DeltaTable,
+    /// The last committed ingest sequence.
+    committed: i64,
+    partition_columns: Vec<String>,
+    manifest: Manifest,
+    prior: manifest::Committed,
+}
+
+/// Open (or create) `events` and `rejects` and read the manifest of the
+/// committed sequence, repairing a run that crashed between its two commits.
+async fn open_tables(storage: &Storage, tables: &Tables, report: &mut IngestReport) -> Result<Opened, IngestError> {
     // New `events` tables are not partitioned: partitions by day made thousands
     // of small files; whole files of consecutive objects carry date statistics.
     let events = open_or_create(storage, &tables.events, &batch::EVENTS_SCHEMA, &[]).await?;
@@ -407,10 +408,47 @@ pub async fn ingest(
     }
 
     let prior = manifest.load_committed(committed).await?;
+    Ok(Opened {
+        events,
+        rejects_table,
+        committed,
+        partition_columns,
+        manifest,
+        prior,
+    })
+}
+
+/// Ingest every new object under `raw` into the tables of `warehouse`.
+pub async fn ingest(
+    storage: &Storage,
+    raw: &Location,
+    warehouse: &Location,
+    opts: &IngestOptions<'_>,
+) -> Result<IngestReport, IngestError> {
+    let started = std::time::Instant::now();
+    let tables = Tables::in_warehouse(warehouse);
+    let mut report = IngestReport {
+        raw: raw.display(),
+        ..Default::default()
+    };
+    // The raw objects are listed while the tables and the manifest are read.
+    let mut listed = IngestReport::default();
+    let (opened, found) = tokio::join!(open_tables(storage, &tables, &mut report), discover(raw, &mut listed));
+    let Opened {
+        events,
+        rejects_table,
+        committed,
+        partition_columns,
+        manifest,
+        prior,
+    } = opened?;
+    let found = found?;
+    report.ignored_objects = listed.ignored_objects;
+    report.skipped_objects = listed.skipped_objects;
+    report.totals.objects_ignored = listed.totals.objects_ignored;
+    report.totals.objects_skipped = listed.totals.objects_skipped;
     let ingested = prior.objects;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), objects = ingested.len(), "ingest: tables and manifest read");
-    let found = discover(raw, &mut report).await?;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), objects = found.len(), "ingest: raw objects listed");
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), objects = ingested.len(), found = found.len(), "ingest: tables and manifest read, raw objects listed");
 
     let mut new_objects = Vec::new();
     for obj in found {

@@ -230,14 +230,18 @@ async fn run_steps(
     staging: &mut publish::Staging,
 ) -> Result<(), RunError> {
     let config = &project.config;
-    let catalog = Catalog::load(&config.sql_dir)?;
-    let models = catalog.select(&pipeline.models).map_err(|e| RunError::Setup(format!("{}: {e}", pipeline.file.display())))?;
-
-    // The run history, read once: late events, unchanged inputs, incremental plan.
+    // The SQL models are read while the run history is: both are read once.
+    let loading = tokio::task::spawn_blocking({
+        let dir = config.sql_dir.clone();
+        move || Catalog::load(&dir)
+    });
+    // The run history: late events, unchanged inputs, incremental plan.
     let runs = history::list(warehouse).await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "run history unreadable; late events are not counted and every model is rebuilt");
         Vec::new()
     });
+    let catalog = loading.await.map_err(|e| RunError::Setup(format!("reading the SQL models stopped: {e}")))??;
+    let models = catalog.select(&pipeline.models).map_err(|e| RunError::Setup(format!("{}: {e}", pipeline.file.display())))?;
 
     // The kept rows of the likely base are read while ingest runs.
     let run_params = Params::from_config(config, as_of);
