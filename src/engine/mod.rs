@@ -3,6 +3,7 @@
 //! SQL text), the source tables, and materialising one model. Read-only
 //! querying of published tables (`tenure query`) goes through here too.
 
+mod dated;
 mod udf;
 
 use crate::catalog::{Materialized, Model};
@@ -149,9 +150,26 @@ pub fn read_only() -> SQLOptions {
 }
 
 pub fn register_batch(ctx: &SessionContext, name: &str, batches: Vec<RecordBatch>, schema: arrow::datatypes::SchemaRef) -> datafusion::error::Result<()> {
-    let table = MemTable::try_new(schema, vec![batches])?;
+    register_rows(ctx, name, batches, schema, None)
+}
+
+/// Register a model's rows as its table. An incremental model's (date column
+/// `key`) is a [`dated::DatedTable`], whose scans skip the batches a
+/// comparison on the date rules out.
+pub fn register_rows(
+    ctx: &SessionContext,
+    name: &str,
+    batches: Vec<RecordBatch>,
+    schema: arrow::datatypes::SchemaRef,
+    key: Option<&str>,
+) -> datafusion::error::Result<()> {
+    let dated = key.and_then(|k| dated::DatedTable::try_new(schema.clone(), k, batches.clone()));
+    let table: Arc<dyn datafusion::datasource::TableProvider> = match dated {
+        Some(t) => Arc::new(t),
+        None => Arc::new(MemTable::try_new(schema, vec![batches])?),
+    };
     ctx.deregister_table(name)?;
-    ctx.register_table(name, Arc::new(table))?;
+    ctx.register_table(name, table)?;
     Ok(())
 }
 
@@ -186,7 +204,7 @@ pub async fn build(ctx: &SessionContext, model: &Model) -> datafusion::error::Re
         None => Arc::new(df_schema),
     };
     let rows = batches.iter().map(|b| b.num_rows()).sum();
-    register_batch(ctx, &model.name, batches.clone(), schema.clone())?;
+    register_rows(ctx, &model.name, batches.clone(), schema.clone(), model.incremental.as_deref())?;
     Ok(Some(Built { batches, schema, rows }))
 }
 

@@ -429,7 +429,7 @@ pub fn merge(
     }
     batches.extend(unsaved.iter().cloned());
     let rows = batches.iter().map(|b| b.num_rows()).sum();
-    engine::register_batch(ctx, &model.name, batches.clone(), built.schema.clone())?;
+    engine::register_rows(ctx, &model.name, batches.clone(), built.schema.clone(), Some(key))?;
     Ok(Merged {
         built: Built {
             batches,
