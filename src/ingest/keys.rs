@@ -7,8 +7,12 @@
 //! manifest folder, before the manifest entry that names it (so it counts only
 //! when that sequence is committed, like the data files). A segment holds
 //! fixed-width records sorted by id hash; a lookup is a binary search per
-//! segment. Every [`MERGE_AFTER`] sequences a run writes one segment that
-//! covers all sequences so far, which ends the chain a reader follows. A
+//! segment. A run's segment also takes in the newest earlier segments while
+//! each holds at most twice the keys taken so far, so sizes at least double
+//! down the chain: it stays short (about log2 of the runs), and a daily run
+//! never rewrites the large segment of a backfilled history. A segment that
+//! covers all sequences so far ends the chain a reader follows; one is
+//! written when the chain would grow past [`MERGE_AFTER`]. A
 //! warehouse whose entries have no segments (written before the index existed)
 //! is read back from `events` once, and the next segment covers everything.
 //!
@@ -47,10 +51,24 @@ impl KeysFile {
     }
 }
 
+/// One segment of the chain: its records, and the first sequence it covers.
+#[derive(Clone)]
+struct Segment {
+    covers_from: i64,
+    records: Bytes,
+}
+
+impl Segment {
+    fn keys(&self) -> usize {
+        self.records.len() / RECORD
+    }
+}
+
 /// Keys of accepted events: earlier sequences' segments and this run's keys.
 #[derive(Default)]
 pub struct SeenKeys {
-    segments: Vec<Bytes>,
+    /// The chain, newest first.
+    segments: Vec<Segment>,
     current: KeyTable,
     /// Keys read back from `events` (no complete chain of segments).
     scanned: bool,
@@ -86,7 +104,10 @@ impl SeenKeys {
                 let message = format!("holds {} keys, the manifest says {}", records.len() / RECORD, file.count);
                 return Err(manifest.err(&file.file, message));
             }
-            seen.segments.push(records);
+            seen.segments.push(Segment {
+                covers_from: file.covers_from,
+                records,
+            });
             if file.covers_from <= 1 {
                 break;
             }
@@ -103,7 +124,7 @@ impl SeenKeys {
 
     /// The payload hash of an id accepted by an earlier sequence.
     fn in_segments(&self, id: u128) -> Option<u64> {
-        self.segments.iter().find_map(|s| search(s, id))
+        self.segments.iter().find_map(|s| search(&s.records, id))
     }
 
     /// Accept `id` unless it was accepted before: `None` when it is new (and
@@ -140,23 +161,46 @@ impl SeenKeys {
         self.current.claim(id, payload);
     }
 
-    /// The segment this run writes for `sequence`: its own keys, or all keys
-    /// when the chain has grown long or was read back from `events`; sorted
-    /// on `threads` threads.
+    /// The segment this run writes for `sequence`, sorted on `threads`
+    /// threads: its own keys and those of the newest segments it takes in
+    /// ([`SeenKeys::merged`]).
     pub fn segment_for(&self, sequence: i64, threads: usize) -> (KeysFile, Vec<u8>) {
-        let merge = self.scanned || self.segments.len() + 1 > MERGE_AFTER;
-        let merged: &[Bytes] = if merge { &self.segments } else { &[] };
+        let merged = &self.segments[..self.merged()];
         let records = || {
-            let earlier = merged.iter().flat_map(|s| s.chunks_exact(RECORD).map(decode_record));
+            let earlier = merged.iter().flat_map(|s| s.records.chunks_exact(RECORD).map(decode_record));
             self.current.iter().chain(earlier)
         };
         let body = sorted_segment(records, threads);
+        let covers_from = match merged.last() {
+            _ if self.scanned => 1,
+            Some(oldest) => oldest.covers_from,
+            None => sequence,
+        };
         let file = KeysFile {
             file: KeysFile::name(sequence),
-            covers_from: if merge { 1 } else { sequence },
+            covers_from,
             count: ((body.len() - HEADER) / RECORD) as u64,
         };
         (file, body)
+    }
+
+    /// How many of the newest segments this run's segment takes in: each next
+    /// older one while it holds at most twice the keys taken so far; all of
+    /// them when the chain would grow past [`MERGE_AFTER`].
+    fn merged(&self) -> usize {
+        if self.segments.len() + 1 > MERGE_AFTER {
+            return self.segments.len();
+        }
+        let mut keys = self.current.len;
+        let mut taken = 0;
+        for s in &self.segments {
+            if s.keys() > 2 * keys {
+                break;
+            }
+            keys += s.keys();
+            taken += 1;
+        }
+        taken
     }
 
     /// Write the segment of `sequence` (before its manifest entry).
@@ -412,7 +456,7 @@ mod tests {
         assert_eq!((f1.covers_from, f1.count), (1, 1000));
         assert_eq!((f2.covers_from, f2.count), (2, 10));
         let seen = SeenKeys {
-            segments: vec![s2, s1],
+            segments: vec![Segment { covers_from: 2, records: s2 }, Segment { covers_from: 1, records: s1 }],
             ..Default::default()
         };
         for (k, v) in first.iter().chain(&second) {
@@ -426,7 +470,7 @@ mod tests {
     fn a_long_chain_or_a_scan_is_merged_into_one_segment_covering_all() {
         let (_, s1) = segment_of(&[(5, 50), (1, 10)], 1);
         let mut seen = SeenKeys {
-            segments: vec![s1; MERGE_AFTER],
+            segments: vec![Segment { covers_from: 1, records: s1 }; MERGE_AFTER],
             ..Default::default()
         };
         seen.insert(3, 30);
@@ -440,6 +484,47 @@ mod tests {
         let mut scanned = SeenKeys::scanned();
         scanned.insert(9, 90);
         assert_eq!(scanned.segment_for(4, 2).0.covers_from, 1);
+    }
+
+    /// Daily runs after a large first one: the chain stays short, the first
+    /// segment is never written again, and every key is found.
+    #[test]
+    fn small_segments_merge_among_themselves_and_leave_the_large_one() {
+        let history: Vec<(u128, u64)> = (0..1000u128).map(|i| (i * 7919 % 100_003, i as u64)).collect();
+        let (_, first) = segment_of(&history, 1);
+        let mut chain = vec![Segment { covers_from: 1, records: first.clone() }];
+        let mut all = history.clone();
+        for sequence in 2..=40i64 {
+            let mut seen = SeenKeys {
+                segments: chain.clone(),
+                ..Default::default()
+            };
+            for k in 0..10u128 {
+                let id = u128::MAX - (sequence as u128) * 100 - k;
+                seen.insert(id, sequence as u64);
+                all.push((id, sequence as u64));
+            }
+            let taken = seen.merged();
+            let (file, body) = seen.segment_for(sequence, 2);
+            chain.drain(..taken);
+            chain.insert(0, Segment { covers_from: file.covers_from, records: check(&Bytes::from(body)).expect("valid") });
+            assert!(chain.len() <= 7, "run {sequence}: a chain of {}", chain.len());
+            assert!(chain.last().is_some_and(|s| s.covers_from == 1 && s.records == first), "run {sequence}: the first segment stays");
+            // The chain covers every sequence once, newest first.
+            let mut next = sequence;
+            for s in &chain {
+                assert!(s.covers_from <= next, "run {sequence}: {} after {next}", s.covers_from);
+                next = s.covers_from - 1;
+            }
+            assert_eq!(next, 0);
+        }
+        let seen = SeenKeys {
+            segments: chain,
+            ..Default::default()
+        };
+        for (k, v) in &all {
+            assert_eq!(seen.get(*k), Some(*v), "key {k}");
+        }
     }
 
     /// The table answers as a map does: first claim wins, later claims get
