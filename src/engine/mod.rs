@@ -117,12 +117,19 @@ pub fn session() -> SessionContext {
 /// which `tenure_rebuild_from()` is `rebuild_from`: for a model that
 /// recomputes from another date than the run's. The views it reads are
 /// planned into its own plan, so they see that date too.
-pub fn rebuilding_from(ctx: &SessionContext, rebuild_from: NaiveDate) -> SessionContext {
+pub fn rebuilding_from(ctx: &SessionContext, rebuild_from: NaiveDate) -> datafusion::error::Result<SessionContext> {
     let mut state = ctx.state();
-    if let Some(options) = state.config_mut().options_mut().extensions.get_mut::<ModelOptions>() {
-        options.rebuild_from = crate::ingest::days_since_epoch(rebuild_from);
+    set_rebuild_from(state.config_mut(), rebuild_from)?;
+    Ok(SessionContext::new_with_state(state))
+}
+
+/// Set what `tenure_rebuild_from()` returns in sessions of `config`.
+fn set_rebuild_from(config: &mut SessionConfig, rebuild_from: NaiveDate) -> datafusion::error::Result<()> {
+    match config.options_mut().extensions.get_mut::<ModelOptions>() {
+        Some(options) => options.rebuild_from = crate::ingest::days_since_epoch(rebuild_from),
+        None => return Err(datafusion::error::DataFusionError::Internal("a session without tenure's options".into())),
     }
-    SessionContext::new_with_state(state)
+    Ok(())
 }
 
 /// Register a run's parameters: the `params` table, and the run constants
@@ -134,11 +141,7 @@ pub fn register_params(ctx: &SessionContext, params: &Params, rebuild_from: Naiv
     ctx.register_udf(udf::timezone_udf(&params.timezone));
     let state = ctx.state_ref();
     let mut state = state.write();
-    match state.config_mut().options_mut().extensions.get_mut::<ModelOptions>() {
-        Some(options) => options.rebuild_from = crate::ingest::days_since_epoch(rebuild_from),
-        None => return Err(datafusion::error::DataFusionError::Internal("a session without tenure's options".into())),
-    }
-    Ok(())
+    set_rebuild_from(state.config_mut(), rebuild_from)
 }
 
 /// Options that keep SQL from a user read-only: no DDL, DML or `SET`/`COPY`.
@@ -255,26 +258,8 @@ mod tests {
     #[tokio::test]
     async fn rebuild_from_is_the_date_of_the_model_being_planned() {
         let ctx = session();
-        let params = Params {
-            as_of: NaiveDate::from_ymd_opt(2026, 11, 16).expect("date"),
-            timezone: "UTC".into(),
-            currency: "USD".into(),
-            activity_window_days: 90,
-            health: crate::config::Health {
-                weight_usage: 0.25,
-                weight_breadth: 0.15,
-                weight_trend: 0.15,
-                weight_sentiment: 0.15,
-                weight_support: 0.1,
-                weight_billing: 0.1,
-                weight_email: 0.1,
-                target_active_days: 20.0,
-                target_features: 5.0,
-                band_green: 70.0,
-                band_yellow: 40.0,
-                score_drop_threshold: 15.0,
-            },
-        };
+        let project = crate::config::load(std::path::Path::new("config/tenure.toml"), &Default::default()).expect("config");
+        let params = Params::from_config(&project.config, NaiveDate::from_ymd_opt(2026, 11, 16).expect("date"));
         let month = NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
         let day = NaiveDate::from_ymd_opt(2026, 11, 16).expect("date");
         register_params(&ctx, &params, month).expect("params");
@@ -284,7 +269,7 @@ mod tests {
         let t = model("t", "select d from v", Materialized::Table);
         build(&ctx, &t).await.expect("by month");
         let u = model("u", "select d from v", Materialized::Table);
-        build(&rebuilding_from(&ctx, day), &u).await.expect("by day");
+        build(&rebuilding_from(&ctx, day).expect("session"), &u).await.expect("by day");
         let days = crate::ingest::days_since_epoch;
         assert_eq!(first_date(&ctx, "t").await, Some(days(month)));
         // Built in its own session, registered in the run's.

@@ -373,7 +373,7 @@ async fn run_steps(
                     // A model incremental by day plans in a session where
                     // `tenure_rebuild_from()` is its own date.
                     let ctx = match plan.rebuild_from_of(model) {
-                        from if from != plan.rebuild_from => engine::rebuilding_from(ctx, from),
+                        from if from != plan.rebuild_from => engine::rebuilding_from(ctx, from).map_err(model_err)?,
                         _ => ctx.clone(),
                     };
                     let model = (*model).clone();
