@@ -14,6 +14,7 @@
 use crate::catalog::Catalog;
 use crate::config::{self, Overrides};
 use crate::demo::{self, DemoOptions};
+use crate::pipeline::RunReport;
 use anyhow::{anyhow, bail, Context};
 use chrono::{Days, NaiveDate};
 use clap::Args;
@@ -630,42 +631,42 @@ fn tenure_run(exe: &Path, config_file: &Path, raw: &Path, warehouse: &Path, as_o
         bail!("tenure run exited with {status}:\n{}", tail(&err_path, 20));
     }
     let report = latest_report(warehouse)?;
-    let steps = report["steps"]
-        .as_array()
-        .ok_or_else(|| anyhow!("run report without steps"))?
+    let steps = report
+        .steps
         .iter()
         .map(|s| StepTime {
-            name: s["name"].as_str().unwrap_or("?").to_string(),
-            seconds: s["seconds"].as_f64().unwrap_or(0.0),
-            rows: s["rows"].as_u64(),
+            name: s.name.clone(),
+            seconds: s.seconds,
+            rows: s.rows,
         })
         .collect();
-    let totals = &report["ingest"]["totals"];
-    let n = |k: &str| totals[k].as_u64().unwrap_or(0);
+    let totals = report.ingest.as_ref().map(|i| i.totals.clone()).unwrap_or_default();
     Ok(TenureRun {
         usage,
-        report_seconds: report["seconds"].as_f64().unwrap_or(0.0),
+        report_seconds: report.seconds,
         steps,
-        rows_read: n("rows_read"),
-        accepted: n("accepted"),
-        rejected: n("rejected"),
-        duplicates: n("duplicates"),
-        objects_ingested: n("objects_ingested"),
+        rows_read: totals.rows_read,
+        accepted: totals.accepted,
+        rejected: totals.rejected,
+        duplicates: totals.duplicates,
+        objects_ingested: totals.objects_ingested,
     })
 }
 
 /// The newest run report of a local warehouse (run ids sort by start time).
-fn latest_report(warehouse: &Path) -> anyhow::Result<serde_json::Value> {
-    let dir = warehouse.join(crate::pipeline::report::RUNS_DIR);
+fn latest_report(warehouse: &Path) -> anyhow::Result<RunReport> {
+    let storage = crate::storage::Storage::new(Default::default());
+    let runs = crate::warehouse::Warehouse::open(&storage, &warehouse.display().to_string())?.runs();
+    let dir = runs.local_path("").ok_or_else(|| anyhow!("{} is not a local folder", runs.display()))?;
     let newest = fs::read_dir(&dir)
         .with_context(|| format!("no run reports in {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .max()
         .ok_or_else(|| anyhow!("no run report in {}", dir.display()))?;
-    let report: serde_json::Value = serde_json::from_slice(&fs::read(&newest)?).with_context(|| format!("cannot read {}", newest.display()))?;
-    if report["status"] != "succeeded" {
-        bail!("run {} did not succeed: {}", newest.display(), report["error"]);
+    let report: RunReport = serde_json::from_slice(&fs::read(&newest)?).with_context(|| format!("cannot read {}", newest.display()))?;
+    if !report.succeeded() {
+        bail!("run {} did not succeed: {}", newest.display(), report.error.unwrap_or_default().join(": "));
     }
     Ok(report)
 }

@@ -1,10 +1,14 @@
 //! The command line: subcommands and flags (clap derive), and what each one
 //! prints. Every command returns a `Result`; `main` turns it into an exit code.
 
+use crate::clock::SystemClock;
 use crate::config::{self, Overrides, Project};
-use crate::pipeline::{self, Clock, RunOptions, SystemClock};
+use crate::pipeline::backfill::{self, BackfillError, BackfillOptions, BackfillReport};
+use crate::pipeline::{self, RunOptions};
+use crate::warehouse::Warehouse;
 use anyhow::{anyhow, bail, Context};
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
+use std::sync::Arc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -212,9 +216,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 full_refresh: args.full_refresh,
                 ..Default::default()
             };
-            run_and_print(&project, &opts, &SystemClock).await
+            run_and_print(&project, &opts).await
         }
-        Command::Validate => validate(&cli).await,
+        Command::Validate => {
+            let project = load(&cli, &Overrides::default())?;
+            let report = crate::validate::validate(&project).await;
+            if !report.problems.is_empty() {
+                bail!("{}", report.problems.join("\n"));
+            }
+            println!(
+                "ok: {} pipeline(s), {} model(s), {} check(s) in {}",
+                report.pipelines,
+                report.models,
+                report.checks,
+                project.config.sql_dir.display()
+            );
+            Ok(())
+        }
         Command::Demo(args) => demo(&cli, args).await,
         Command::Query(args) => {
             let overrides = Overrides {
@@ -223,7 +241,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let project = load(&cli, &overrides)?;
-            crate::query::run_and_print(&project.config, &args.sql, args.format).await
+            let batches = crate::query::query(&project.config, &args.sql).await?;
+            print_batches(&batches, args.format)
         }
         Command::Backfill(args) => backfill(&cli, args).await,
         Command::Runs(args) => runs(&cli, args).await,
@@ -242,129 +261,69 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The as-of dates of a backfill, in order.
-pub fn backfill_dates(from: NaiveDate, to: NaiveDate, every: Every) -> Vec<NaiveDate> {
-    let mut dates = Vec::new();
-    let mut d = from;
-    while d <= to {
-        let next = d.succ_opt().unwrap_or(d);
-        let month_end = next.month0() != d.month0() || next == d;
-        if every == Every::Day || month_end || d == to {
-            dates.push(d);
+/// Print query results in `format` on standard output.
+fn print_batches(batches: &[arrow::array::RecordBatch], format: OutputFormat) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    match format {
+        OutputFormat::Table => println!("{}", arrow::util::pretty::pretty_format_batches(batches)?),
+        OutputFormat::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(stdout.lock());
+            for b in batches {
+                w.write(b)?;
+            }
         }
-        if next == d {
-            break;
-        }
-        d = next;
-    }
-    dates
-}
-
-async fn backfill(cli: &Cli, args: &BackfillArgs) -> anyhow::Result<()> {
-    if args.from > args.to {
-        bail!("--from {} is after --to {}; give the range in order", args.from, args.to);
-    }
-    let project = load(cli, &args.locations.overrides())?;
-    let pipeline = project.pipeline(args.pipeline.as_deref()).map_err(|e| anyhow!(e))?.clone();
-    let dates = backfill_dates(args.from, args.to, args.every);
-    let storage = crate::storage::Storage::new(project.config.storage.clone());
-    let warehouse = storage.location(&project.config.warehouse)?;
-    let pb = if is_terminal() { indicatif::ProgressBar::new(dates.len() as u64) } else { indicatif::ProgressBar::hidden() };
-    pb.set_message("backfill");
-    let mut ran = 0;
-    let mut skipped = 0;
-    // Ingest new raw objects once, first; every date then builds from them.
-    if pipeline.ingest {
-        let opts = RunOptions {
-            pipeline: Some(pipeline.name.clone()),
-            as_of: Some(args.from),
-            trigger: "backfill".into(),
-            progress: is_terminal(),
-            ingest_only: true,
-            ..Default::default()
-        };
-        let outcome = with_lease(&project, opts.pipeline.as_deref(), &SystemClock, async {
-            Ok(pipeline::run(&project, &opts, &SystemClock).await?)
-        })
-        .await?;
-        println!("{}  ingest  {}  {:.2}s", outcome.report.run_id, outcome.report.status, outcome.report.seconds);
-        if let Some(e) = outcome.error {
-            return Err(anyhow::Error::new(e).context("backfill stopped at its ingest; re-run the same command to resume"));
+        OutputFormat::Json => {
+            let mut w = arrow::json::ArrayWriter::new(stdout.lock());
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+            println!();
         }
     }
-    let done = CompletedBackfills::read(&project, &pipeline, &storage, &warehouse).await?;
-    for date in &dates {
-        let opts = RunOptions {
-            pipeline: Some(pipeline.name.clone()),
-            as_of: Some(*date),
-            trigger: "backfill".into(),
-            progress: false,
-            skip_ingest: true,
-            ingest_only: false,
-            full_refresh: false,
-        };
-        if done.contains(&project, *date) {
-            skipped += 1;
-            pb.inc(1);
-            continue;
-        }
-        let outcome = with_lease(&project, opts.pipeline.as_deref(), &SystemClock, async {
-            Ok(pipeline::run(&project, &opts, &SystemClock).await?)
-        })
-        .await?;
-        pb.inc(1);
-        ran += 1;
-        println!("{}  as of {}  {}  {:.2}s", outcome.report.run_id, date, outcome.report.status, outcome.report.seconds);
-        if let Some(e) = outcome.error {
-            pb.finish_and_clear();
-            return Err(anyhow::Error::new(e).context(format!("backfill stopped at {date}; re-run the same command to resume")));
-        }
-    }
-    pb.finish_and_clear();
-    println!("backfill {} → {}: {} run(s), {} already complete with the same inputs", args.from, args.to, ran, skipped);
     Ok(())
 }
 
-/// What a backfill needs to skip dates already done: the inputs a run would
-/// have now (the `events` version does not move during a backfill, which
-/// ingests once before its dates), and the succeeded runs of the pipeline.
-/// Read once per backfill, not once per date.
-struct CompletedBackfills {
-    events_version: i64,
-    models: Vec<crate::catalog::Model>,
-    /// (as-of date, inputs fingerprint) of succeeded runs.
-    runs: std::collections::HashSet<(String, String)>,
-}
-
-impl CompletedBackfills {
-    async fn read(
-        project: &Project,
-        pipeline: &config::Pipeline,
-        storage: &crate::storage::Storage,
-        warehouse: &crate::storage::Location,
-    ) -> anyhow::Result<Self> {
-        let catalog = crate::catalog::Catalog::load(&project.config.sql_dir)?;
-        let models = catalog.select(&pipeline.models).map_err(|e| anyhow!(e))?.into_iter().cloned().collect();
-        let events = storage.delta_table(&warehouse.join("events")).await?;
-        let runs = pipeline::history::list(warehouse)
-            .await?
-            .into_iter()
-            .filter(|r| r.pipeline == pipeline.name && r.status == "succeeded")
-            .filter_map(|r| Some((r.as_of, r.inputs?)))
-            .collect();
-        Ok(CompletedBackfills {
-            events_version: events.version().unwrap_or(0) as i64,
-            models,
-            runs,
-        })
-    }
-
-    /// Whether a succeeded run as of `date` used the inputs a run now would.
-    fn contains(&self, project: &Project, date: NaiveDate) -> bool {
-        let params = crate::engine::Params::from_config(&project.config, date);
-        let models: Vec<&crate::catalog::Model> = self.models.iter().collect();
-        let inputs = pipeline::inputs_fingerprint(self.events_version, &models, &params);
-        self.runs.contains(&(date.to_string(), inputs))
+async fn backfill(cli: &Cli, args: &BackfillArgs) -> anyhow::Result<()> {
+    let project = load(cli, &args.locations.overrides())?;
+    let opts = BackfillOptions {
+        pipeline: args.pipeline.clone(),
+        from: args.from,
+        to: args.to,
+        every: match args.every {
+            Every::Day => backfill::Every::Day,
+            Every::Month => backfill::Every::Month,
+        },
+        progress: is_terminal(),
+    };
+    let print = |done: &BackfillReport| {
+        if let Some(f) = &done.ingest {
+            println!("{}  ingest  {}  {:.2}s", f.report.run_id, f.report.status, f.report.seconds);
+        }
+        for f in &done.runs {
+            println!("{}  as of {}  {}  {:.2}s", f.report.run_id, f.report.as_of, f.report.status, f.report.seconds);
+        }
+    };
+    match backfill::backfill(&project, &opts, Arc::new(SystemClock)).await {
+        Ok(done) => {
+            print(&done);
+            println!(
+                "backfill {} → {}: {} run(s), {} already complete with the same inputs",
+                args.from,
+                args.to,
+                done.runs.len(),
+                done.skipped
+            );
+            Ok(())
+        }
+        Err(BackfillError::Stopped { at, done, failed }) => {
+            print(&done);
+            if let Some(f) = &failed.finished {
+                println!("{}  {}  {}  {:.2}s", f.report.run_id, at.map_or("ingest".to_string(), |d| format!("as of {d}")), f.report.status, f.report.seconds);
+            }
+            Err(anyhow::Error::new(BackfillError::Stopped { at, done, failed }))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -375,8 +334,7 @@ async fn runs(cli: &Cli, args: &RunsArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let project = load(cli, &overrides)?;
-    let storage = crate::storage::Storage::new(project.config.storage.clone());
-    let warehouse = storage.location(&project.config.warehouse)?;
+    let warehouse = Warehouse::of(&project.config)?;
     if let [cmd, run_id] = args.args.as_slice() {
         if cmd == "show" {
             let report = pipeline::history::show(&warehouse, run_id).await?;
@@ -399,7 +357,13 @@ async fn runs(cli: &Cli, args: &RunsArgs) -> anyhow::Result<()> {
     for r in selected[start..].iter().rev() {
         println!(
             "{:<30} {:<12} {:<10} {:<11} {:<10} {:>9.2} {:>10}",
-            r.run_id, r.pipeline, r.trigger, r.as_of, r.status, r.seconds, r.accepted
+            r.run_id,
+            r.pipeline,
+            r.trigger,
+            r.as_of,
+            r.status.as_str(),
+            r.seconds,
+            r.accepted()
         );
         if let Some(e) = r.error.as_ref().and_then(|e| e.first()) {
             println!("    error: {e}");
@@ -413,61 +377,23 @@ fn is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// Run `work` while holding the pipeline's lease (the one `tenure schedule`
-/// takes), renewing it, so that no two runs of one pipeline overlap, whoever
-/// started them.
-async fn with_lease<T>(
-    project: &Project,
-    pipeline: Option<&str>,
-    clock: &dyn Clock,
-    work: impl std::future::Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    use crate::scheduler::lease::{holder_id, Acquire, LeaseStore, Renew};
-    let name = project.pipeline(pipeline).map_err(|e| anyhow!(e))?.name.clone();
-    let storage = crate::storage::Storage::new(project.config.storage.clone());
-    let warehouse = storage.location(&project.config.warehouse)?;
-    let ttl = project.config.scheduler.lease_ttl;
-    let store = LeaseStore::new(&warehouse, &name, &holder_id(), ttl);
-    let mut lease = match store.try_acquire(clock.now()).await? {
-        Acquire::Held(lease) => lease,
-        Acquire::Busy { holder, expires_at } => bail!(
-            "pipeline {name:?} is running elsewhere ({holder}, lease until {expires_at}); try again when it has finished"
-        ),
-    };
-    let work = work;
-    tokio::pin!(work);
-    let mut tick = tokio::time::interval(ttl / 3);
-    tick.tick().await;
-    let result = loop {
-        tokio::select! {
-            out = &mut work => break out,
-            _ = tick.tick() => match store.renew(&mut lease, clock.now()).await {
-                Renew::Renewed => {}
-                Renew::Failed(e) => tracing::warn!(pipeline = %name, error = %e, "lease renewal failed; retrying"),
-                Renew::Lost { holder } => bail!("pipeline {name:?}: lost the run lease to {holder}; the run was stopped"),
-            },
+async fn run_and_print(project: &Project, opts: &RunOptions) -> anyhow::Result<()> {
+    match pipeline::run_exclusive(project, opts, Arc::new(SystemClock)).await {
+        Ok(finished) => {
+            print_summary(&finished);
+            Ok(())
         }
-    };
-    if let Err(e) = store.release(lease, clock.now(), None, None).await {
-        tracing::warn!(pipeline = %name, error = %e, "lease not released; it expires by itself");
-    }
-    result
-}
-
-async fn run_and_print(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> anyhow::Result<()> {
-    let outcome = with_lease(project, opts.pipeline.as_deref(), clock, async {
-        Ok(pipeline::run(project, opts, clock).await?)
-    })
-    .await?;
-    print_summary(&outcome);
-    match outcome.error {
-        None => Ok(()),
-        Some(e) => Err(anyhow::Error::new(e).context(format!("run {} failed", outcome.report.run_id))),
+        Err(failed) => {
+            if let Some(finished) = &failed.finished {
+                print_summary(finished);
+            }
+            Err(failed.into())
+        }
     }
 }
 
-fn print_summary(outcome: &pipeline::Outcome) {
-    let r = &outcome.report;
+fn print_summary(finished: &pipeline::Finished) {
+    let r = &finished.report;
     println!("run {}  pipeline {}  as of {} ({})  {}", r.run_id, r.pipeline, r.as_of, r.timezone, r.status);
     if let Some(i) = &r.ingest {
         let t = &i.totals;
@@ -493,55 +419,10 @@ fn print_summary(outcome: &pipeline::Outcome) {
     for t in &r.tables {
         println!("table    {:<24} version {:<4} rows {}", t.name, t.version, t.rows);
     }
-    if let Some(p) = &outcome.report_path {
+    if let Some(p) = &finished.report_path {
         println!("report   {p}");
     }
     println!("took     {:.2}s", r.seconds);
-}
-
-async fn validate(cli: &Cli) -> anyhow::Result<()> {
-    let project = load(cli, &Overrides::default())?;
-    let catalog = crate::catalog::Catalog::load(&project.config.sql_dir).map_err(|e| anyhow!("{e}"))?;
-    let mut problems = Vec::new();
-    for p in &project.pipelines {
-        if let Err(e) = catalog.select(&p.models) {
-            problems.push(format!("{}: {e}", p.file.display()));
-        }
-    }
-    let ctx = crate::engine::session();
-    for (name, schema) in [
-        ("events", crate::ingest::batch::EVENTS_SCHEMA.clone()),
-        ("rejects", crate::ingest::batch::REJECTS_SCHEMA.clone()),
-    ] {
-        crate::engine::register_batch(&ctx, name, vec![], schema)?;
-    }
-    let params = crate::engine::Params::from_config(&project.config, NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default());
-    crate::engine::register_params(&ctx, &params, crate::engine::full_rebuild())?;
-    for model in &catalog.models {
-        if let Err(e) = crate::engine::plan(&ctx, model).await {
-            problems.push(format!("{}: model {:?}: {e}", model.file.display(), model.name));
-        }
-    }
-    for check in &catalog.checks {
-        let planned = async {
-            let df = ctx.sql_with_options(&check.sql, crate::engine::read_only()).await?;
-            df.create_physical_plan().await
-        };
-        if let Err(e) = planned.await {
-            problems.push(format!("{}: check {:?}: {e}", check.file.display(), check.name));
-        }
-    }
-    if !problems.is_empty() {
-        bail!("{}", problems.join("\n"));
-    }
-    println!(
-        "ok: {} pipeline(s), {} model(s), {} check(s) in {}",
-        project.pipelines.len(),
-        catalog.models.len(),
-        catalog.checks.len(),
-        project.config.sql_dir.display()
-    );
-    Ok(())
 }
 
 async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
@@ -592,7 +473,7 @@ async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
         progress: is_terminal(),
         ..Default::default()
     };
-    run_and_print(&project, &opts, &SystemClock).await?;
+    run_and_print(&project, &opts).await?;
     println!(
         "\nTry:  tenure query --warehouse {} \"select * from mrr_bridge_monthly where segment = 'all' order by month\"",
         warehouse.display()

@@ -9,16 +9,20 @@
 pub mod bench;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod ingest;
+pub mod lease;
 pub mod pipeline;
 pub mod publish;
 pub mod query;
 pub mod scheduler;
 pub mod serve;
 pub mod storage;
+pub mod validate;
+pub mod warehouse;
 
 /// Crash-test hook: when the environment variable `TENURE_FAILPOINT` names
 /// this point, the process aborts here, as if killed.

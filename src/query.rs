@@ -10,10 +10,9 @@ mod published;
 
 pub use published::{parse_name, AsOf, PublishedTables, FRESHNESS};
 
-use crate::cli::OutputFormat;
 use crate::config::Config;
-use crate::storage::{Location, Storage};
-use anyhow::Context;
+use crate::warehouse::Warehouse;
+use arrow::array::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -36,11 +35,17 @@ pub enum QueryError {
     },
     #[error("cannot set up the query session: {0}")]
     Session(#[source] DataFusionError),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("query refused or invalid: {0}")]
+    Refused(#[source] DataFusionError),
+    #[error("query failed: {0}")]
+    Execute(#[source] DataFusionError),
 }
 
 /// Names of the published marts in a warehouse.
-pub async fn published_marts(warehouse: &Location) -> Result<Vec<String>, object_store::Error> {
-    let marts = warehouse.join("marts");
+pub async fn published_marts(warehouse: &Warehouse) -> Result<Vec<String>, object_store::Error> {
+    let marts = warehouse.marts();
     let listing = match marts.store.list_with_delimiter(Some(&marts.prefix)).await {
         Ok(listing) => listing,
         Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
@@ -63,10 +68,10 @@ pub struct QueryService {
 
 impl QueryService {
     /// A session whose default schema is the published tables of `warehouse`.
-    pub async fn open(storage: Arc<Storage>, warehouse: Location) -> Result<QueryService, QueryError> {
+    pub async fn open(warehouse: Warehouse) -> Result<QueryService, QueryError> {
         let ctx = crate::engine::session();
         let display = warehouse.display();
-        let tables = Arc::new(PublishedTables::new(storage, warehouse, ctx.runtime_env()));
+        let tables = Arc::new(PublishedTables::new(warehouse, ctx.runtime_env()));
         tables.refresh().await.map_err(|source| QueryError::List {
             warehouse: display,
             source,
@@ -110,41 +115,23 @@ impl QueryService {
     }
 }
 
-pub async fn run_and_print(config: &Config, sql: &str, format: OutputFormat) -> anyhow::Result<()> {
-    let storage = Arc::new(Storage::new(config.storage.clone()));
-    let warehouse = storage.location(&config.warehouse)?;
-    let service = QueryService::open(storage, warehouse).await?;
-    let df = service.sql(sql).await.context("query refused or invalid")?;
-    let batches: Vec<_> = df.execute_stream().await?.try_collect().await?;
-    let stdout = std::io::stdout();
-    match format {
-        OutputFormat::Table => println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?),
-        OutputFormat::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(stdout.lock());
-            for b in &batches {
-                w.write(b)?;
-            }
-        }
-        OutputFormat::Json => {
-            let mut w = arrow::json::ArrayWriter::new(stdout.lock());
-            for b in &batches {
-                w.write(b)?;
-            }
-            w.finish()?;
-            println!();
-        }
-    }
-    Ok(())
+/// Run one read-only statement over the published tables of `config`'s
+/// warehouse and return its rows (`tenure query`).
+pub async fn query(config: &Config, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+    let service = QueryService::open(Warehouse::of(config)?).await?;
+    let df = service.sql(sql).await.map_err(QueryError::Refused)?;
+    df.execute_stream().await.map_err(QueryError::Execute)?.try_collect().await.map_err(QueryError::Execute)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::Storage;
 
     async fn service() -> QueryService {
-        let storage = Arc::new(Storage::new(Default::default()));
-        let warehouse = storage.location("memory:///query-tests/warehouse").expect("memory");
-        QueryService::open(storage, warehouse).await.expect("open")
+        let storage = Storage::new(Default::default());
+        let warehouse = Warehouse::open(&storage, "memory:///query-tests/warehouse").expect("memory");
+        QueryService::open(warehouse).await.expect("open")
     }
 
     #[tokio::test]

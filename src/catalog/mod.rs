@@ -135,6 +135,8 @@ pub struct Check {
 pub enum CatalogError {
     #[error("{}", .0.join("\n"))]
     Invalid(Vec<String>),
+    #[error("models: {pattern:?} matches no model in sql/")]
+    NoMatch { pattern: String },
 }
 
 /// Every model and check of a project, in a valid build order.
@@ -265,7 +267,7 @@ impl Catalog {
     /// The models a pipeline builds: those its patterns select (`*`,
     /// `layer/*`, a name, or `layer/name`) and everything upstream of them, in
     /// build order. Unknown names are errors.
-    pub fn select(&self, patterns: &[String]) -> Result<Vec<&Model>, String> {
+    pub fn select(&self, patterns: &[String]) -> Result<Vec<&Model>, CatalogError> {
         let mut wanted: BTreeSet<&str> = BTreeSet::new();
         for p in patterns {
             let before = wanted.len();
@@ -283,7 +285,7 @@ impl Catalog {
                 }
             }
             if !matched && before == wanted.len() {
-                return Err(format!("models: {p:?} matches no model in sql/"));
+                return Err(CatalogError::NoMatch { pattern: p.clone() });
             }
         }
         // Upstream closure, walking the build order backwards.

@@ -199,28 +199,32 @@ pub struct Project {
 
 impl Project {
     /// The named pipeline, or the default one: the only pipeline, else `daily`.
-    pub fn pipeline(&self, name: Option<&str>) -> Result<&Pipeline, String> {
+    pub fn pipeline(&self, name: Option<&str>) -> Result<&Pipeline, PipelineChoiceError> {
+        let dir = || self.config.pipelines_dir.display().to_string();
         match name {
-            Some(n) => self.pipelines.iter().find(|p| p.name == n).ok_or_else(|| {
-                let known: Vec<&str> = self.pipelines.iter().map(|p| p.name.as_str()).collect();
-                format!(
-                    "unknown pipeline {n:?}; pipelines in {}: {}",
-                    self.config.pipelines_dir.display(),
-                    known.join(", ")
-                )
+            Some(n) => self.pipelines.iter().find(|p| p.name == n).ok_or_else(|| PipelineChoiceError::Unknown {
+                name: n.to_string(),
+                dir: dir(),
+                known: self.pipelines.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
             }),
             None => match self.pipelines.as_slice() {
                 [only] => Ok(only),
-                many => many.iter().find(|p| p.name == "daily").ok_or_else(|| {
-                    format!(
-                        "name a pipeline: {} defines {} pipelines and none is called \"daily\"",
-                        self.config.pipelines_dir.display(),
-                        many.len()
-                    )
+                many => many.iter().find(|p| p.name == "daily").ok_or_else(|| PipelineChoiceError::Ambiguous {
+                    dir: dir(),
+                    count: many.len(),
                 }),
             },
         }
     }
+}
+
+/// A pipeline name that picks no pipeline.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PipelineChoiceError {
+    #[error("unknown pipeline {name:?}; pipelines in {dir}: {known}")]
+    Unknown { name: String, dir: String, known: String },
+    #[error("name a pipeline: {dir} defines {count} pipelines and none is called \"daily\"")]
+    Ambiguous { dir: String, count: usize },
 }
 
 /// Overrides from the command line; they win over the config file.

@@ -20,7 +20,8 @@ mod keys;
 mod manifest;
 pub mod validate;
 
-use crate::storage::{Location, Storage, StorageError};
+use crate::storage::{open_delta_table, Location, StorageError};
+use crate::warehouse::{Warehouse, WarehouseError};
 use batch::{EventBuilder, FileKind, RejectRow, RowKey};
 use bytes::Bytes;
 use chrono_tz::Tz;
@@ -47,6 +48,8 @@ pub const APP_ID: &str = "tenure.ingest";
 pub enum IngestError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
     #[error("{url}: cannot list raw objects: {source}")]
     List {
         url: String,
@@ -122,6 +125,7 @@ pub struct IngestOptions<'a> {
 
 /// Counts of one object (EVENTS.md "Conservation").
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(default)]
 pub struct ObjectReport {
     pub path: String,
     pub format: Option<Format>,
@@ -137,7 +141,8 @@ pub struct ObjectReport {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Totals {
     pub rows_read: u64,
     pub accepted: u64,
@@ -152,7 +157,7 @@ pub struct Totals {
     pub objects_changed: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ChangedObject {
     pub path: String,
     pub ingested_size: u64,
@@ -162,14 +167,15 @@ pub struct ChangedObject {
     pub ingested_by_run: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Unreadable {
     pub path: String,
     pub error: String,
 }
 
 /// The ingest part of the run report.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct IngestReport {
     pub raw: String,
     pub sequence: Option<i64>,
@@ -191,19 +197,19 @@ pub struct IngestReport {
     pub seconds: f64,
 }
 
-/// The warehouse tables ingest writes.
-pub struct Tables {
-    pub events: Location,
-    pub rejects: Location,
-    pub manifest: Location,
+/// The places in the warehouse ingest writes.
+struct Tables {
+    events: Location,
+    rejects: Location,
+    manifest: Location,
 }
 
 impl Tables {
-    pub fn in_warehouse(warehouse: &Location) -> Tables {
+    fn of(warehouse: &Warehouse) -> Tables {
         Tables {
-            events: warehouse.join("events"),
-            rejects: warehouse.join("rejects"),
-            manifest: warehouse.join("_tenure/ingest"),
+            events: warehouse.events(),
+            rejects: warehouse.rejects(),
+            manifest: warehouse.ingest_manifest(),
         }
     }
 }
@@ -213,32 +219,6 @@ fn delta_err(table: &Location) -> impl Fn(deltalake::DeltaTableError) -> IngestE
         table: table.display(),
         source,
     }
-}
-
-/// Open a table, creating it empty with `schema` when it does not exist.
-pub async fn open_or_create(
-    storage: &Storage,
-    location: &Location,
-    schema: &arrow::datatypes::Schema,
-    partition_by: &[&str],
-) -> Result<DeltaTable, IngestError> {
-    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-    let table = storage.delta_table(location).await?;
-    if table.version().is_some() {
-        return Ok(table);
-    }
-    let struct_type: deltalake::kernel::StructType = schema.try_into_kernel().map_err(|e| IngestError::Arrow {
-        table: location.display(),
-        source: e,
-    })?;
-    let mut create = deltalake::operations::create::CreateBuilder::default()
-        .with_log_store(table.log_store())
-        .with_columns(struct_type.fields().cloned())
-        .with_save_mode(SaveMode::Ignore);
-    if !partition_by.is_empty() {
-        create = create.with_partition_columns(partition_by.iter().map(|s| s.to_string()));
-    }
-    create.await.map_err(delta_err(location))
 }
 
 impl AcceptedSpan {
@@ -382,11 +362,9 @@ struct Opened {
 
 /// Open (or create) `events` and `rejects` and read the manifest of the
 /// committed sequence, repairing a run that crashed between its two commits.
-async fn open_tables(storage: &Storage, tables: &Tables, report: &mut IngestReport) -> Result<Opened, IngestError> {
-    // New `events` tables are not partitioned: partitions by day made thousands
-    // of small files; whole files of consecutive objects carry date statistics.
-    let events = open_or_create(storage, &tables.events, &batch::EVENTS_SCHEMA, &[]).await?;
-    let rejects_table = open_or_create(storage, &tables.rejects, &batch::REJECTS_SCHEMA, &[]).await?;
+async fn open_tables(warehouse: &Warehouse, tables: &Tables, report: &mut IngestReport) -> Result<Opened, IngestError> {
+    let events = warehouse.open_events().await?;
+    let rejects_table = warehouse.open_rejects().await?;
     let committed = sequence_of(&events, &tables.events).await?;
     let partition_columns: Vec<String> = events
         .snapshot()
@@ -402,7 +380,7 @@ async fn open_tables(storage: &Storage, tables: &Tables, report: &mut IngestRepo
     if rejects_sequence < committed {
         let entry = manifest.read_entry(committed).await?;
         commit(&rejects_table, &tables.rejects, entry.rejects_files, committed, &entry.run_id, None).await?;
-        rejects_table = storage.delta_table(&tables.rejects).await?;
+        rejects_table = open_delta_table(&tables.rejects).await?;
         report.recovered_sequence = Some(committed);
         tracing::warn!(sequence = committed, run_id = %entry.run_id, "recovered the rejects commit of an interrupted run");
     }
@@ -419,21 +397,16 @@ async fn open_tables(storage: &Storage, tables: &Tables, report: &mut IngestRepo
 }
 
 /// Ingest every new object under `raw` into the tables of `warehouse`.
-pub async fn ingest(
-    storage: &Storage,
-    raw: &Location,
-    warehouse: &Location,
-    opts: &IngestOptions<'_>,
-) -> Result<IngestReport, IngestError> {
+pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<'_>) -> Result<IngestReport, IngestError> {
     let started = std::time::Instant::now();
-    let tables = Tables::in_warehouse(warehouse);
+    let tables = Tables::of(warehouse);
     let mut report = IngestReport {
         raw: raw.display(),
         ..Default::default()
     };
     // The raw objects are listed while the tables and the manifest are read.
     let mut listed = IngestReport::default();
-    let (opened, found) = tokio::join!(open_tables(storage, &tables, &mut report), discover(raw, &mut listed));
+    let (opened, found) = tokio::join!(open_tables(warehouse, &tables, &mut report), discover(raw, &mut listed));
     let Opened {
         events,
         rejects_table,

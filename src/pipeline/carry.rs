@@ -25,12 +25,13 @@
 //! rebuild. `plan`, `read_kept` and `merge` only read; `write_state` and `prune_state`
 //! keep the state of the latest run that published.
 
-use super::history::RunSummary;
+use super::report::RunReport;
 use crate::catalog::{Layer, Model};
 use crate::engine::{self, Built, Params};
 use crate::ingest::Manifest;
 use crate::publish;
-use crate::storage::{Location, Storage};
+use crate::storage::open_delta_table;
+use crate::warehouse::Warehouse;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use chrono::{Datelike, Days, NaiveDate};
@@ -41,7 +42,6 @@ use object_store::{ObjectStoreExt, PutPayload};
 use std::collections::BTreeMap;
 
 /// Where runs keep the rows of incremental models that are not published.
-pub const STATE_DIR: &str = "_state";
 
 /// The rows a run kept of one incremental model: every row it built with a
 /// date, for the next run to keep those before its `rebuild_from`. One Arrow
@@ -157,7 +157,7 @@ pub fn month_start(d: NaiveDate) -> NaiveDate {
 /// state the base must have kept in `warehouse`.
 #[allow(clippy::too_many_arguments)]
 pub async fn plan(
-    runs: &[RunSummary],
+    runs: &[RunReport],
     shape: &str,
     as_of: NaiveDate,
     tz: chrono_tz::Tz,
@@ -165,7 +165,7 @@ pub async fn plan(
     manifest: &Manifest,
     current_versions: &BTreeMap<String, Option<i64>>,
     carried: &[&str],
-    warehouse: &Location,
+    warehouse: &Warehouse,
 ) -> Plan {
     let Some(base) = latest_published(runs) else {
         return Plan::full("no earlier run published tables");
@@ -225,27 +225,27 @@ pub async fn plan(
 }
 
 /// The latest run that published tables: the only candidate base.
-fn latest_published(runs: &[RunSummary]) -> Option<&RunSummary> {
-    runs.iter().rev().find(|r| r.status == "succeeded" && !r.tables.is_empty())
+fn latest_published(runs: &[RunReport]) -> Option<&RunReport> {
+    runs.iter().rev().find(|r| r.succeeded() && !r.tables.is_empty())
 }
 
 /// The state the base kept of each incremental model whose objects are all
 /// there (one listing of `_state/`). A model that is not a mart must have
 /// one; a mart without one keeps its published rows instead.
 async fn kept_state(
-    base: &RunSummary,
+    base: &RunReport,
     carried: &[&str],
     marts: &BTreeMap<String, Option<i64>>,
-    warehouse: &Location,
+    warehouse: &Warehouse,
 ) -> Result<BTreeMap<String, State>, String> {
-    let dir = warehouse.join(STATE_DIR);
+    let dir = warehouse.state();
     let listed: Vec<object_store::ObjectMeta> = dir
         .store
         .list(Some(&dir.prefix))
         .try_collect()
         .await
         .map_err(|e| format!("cannot list the rows run {} kept: {e}", base.run_id))?;
-    let present: std::collections::HashSet<String> = listed.iter().filter_map(|m| warehouse.relative(&m.location)).collect();
+    let present: std::collections::HashSet<String> = listed.iter().filter_map(|m| warehouse.root().relative(&m.location)).collect();
     let mut state = BTreeMap::new();
     for name in carried.iter().copied().chain(marts.keys().map(String::as_str)) {
         let kept = base.state.iter().find(|s| s.name == name);
@@ -313,7 +313,7 @@ impl ReadAhead {
     /// move `rebuild_from` earlier, which needs fewer of these files.) For the
     /// models incremental by day (`by_day`), the base's open month too: they
     /// keep its rows up to the base's as-of date.
-    pub fn start(runs: &[RunSummary], shape: &str, as_of: NaiveDate, warehouse: &Location, by_day: &[&str]) -> ReadAhead {
+    pub fn start(runs: &[RunReport], shape: &str, as_of: NaiveDate, warehouse: &Warehouse, by_day: &[&str]) -> ReadAhead {
         let ahead = ReadAhead::default();
         let Some(base) = latest_published(runs) else { return ahead };
         let Ok(base_as_of) = base.as_of.parse::<NaiveDate>() else { return ahead };
@@ -339,7 +339,7 @@ impl ReadAhead {
     }
 
     /// The rows of the state file `part`: read ahead, or read now.
-    async fn read(&self, warehouse: &Location, part: &StatePart) -> datafusion::error::Result<Vec<RecordBatch>> {
+    async fn read(&self, warehouse: &Warehouse, part: &StatePart) -> datafusion::error::Result<Vec<RecordBatch>> {
         let reading = self.0.lock().ok().and_then(|mut files| files.0.remove(&part.path));
         match reading {
             Some(reading) => reading
@@ -354,8 +354,7 @@ impl ReadAhead {
 /// `key`) keeps; `None` when the run has no base.
 pub async fn read_kept(
     ctx: &SessionContext,
-    storage: &Storage,
-    warehouse: &Location,
+    warehouse: &Warehouse,
     model: &Model,
     key: &str,
     plan: &Plan,
@@ -388,7 +387,7 @@ pub async fn read_kept(
             }
         }
         None if model.layer == Layer::Marts => {
-            rewritten = kept_published(ctx, storage, warehouse, &model.name, base.versions.get(&model.name).copied(), key, bound).await?;
+            rewritten = kept_published(ctx, warehouse, &model.name, base.versions.get(&model.name).copied(), key, bound).await?;
         }
         None => return Err(DataFusionError::Plan(format!("run {} kept no rows of model {}", base.run_id, model.name))),
     }
@@ -477,16 +476,14 @@ fn next_month(d: NaiveDate) -> NaiveDate {
 /// when `None`) dated before `bound`.
 async fn kept_published(
     ctx: &SessionContext,
-    storage: &Storage,
-    warehouse: &Location,
+    warehouse: &Warehouse,
     name: &str,
     version: Option<i64>,
     key: &str,
     bound: i32,
 ) -> datafusion::error::Result<Vec<RecordBatch>> {
     let external = |e: String| DataFusionError::External(e.into());
-    let location = publish::mart_location(warehouse, name);
-    let mut table = storage.delta_table(&location).await.map_err(|e| external(e.to_string()))?;
+    let mut table = open_delta_table(&warehouse.mart(name)).await.map_err(|e| external(e.to_string()))?;
     if let Some(v) = version {
         if table.version().map(|x| x as i64) != Some(v) {
             table.load_version(v as u64).await.map_err(|e| external(e.to_string()))?;
@@ -502,6 +499,30 @@ async fn kept_published(
         .await
 }
 
+/// Why the rows of a model could not be kept for the next run.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("model {model}: cannot encode its rows as state: {source}")]
+    Encode {
+        model: String,
+        #[source]
+        source: DataFusionError,
+    },
+    #[error("model {model}: the state encoder stopped: {source}")]
+    Stopped {
+        model: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error("{path}: cannot write the state of model {model}: {source}")]
+    Write {
+        model: String,
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
 /// Keep the rows of the model `name` for a later run: `rows` (those this run
 /// computed, and kept rows that are in no file of a whole month) in one
 /// Arrow IPC file per month of the date column `key` under
@@ -511,42 +532,47 @@ async fn kept_published(
 /// without copying (LZ4 took more CPU to write and read than the rows took to
 /// compute); files written compressed by an earlier version still read.
 pub async fn write_state(
-    warehouse: &Location,
+    warehouse: &Warehouse,
     run_id: &str,
     name: &str,
     key: &str,
     schema: SchemaRef,
     rows: Vec<RecordBatch>,
     reused: Vec<StatePart>,
-) -> Result<State, String> {
+) -> Result<State, StateError> {
     let (key, schema_for_split) = (key.to_string(), schema.clone());
-    let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<Encoded>, String> {
-        let months = by_month(rows, &key).map_err(|e| e.to_string())?;
+    let encoded = tokio::task::spawn_blocking(move || -> datafusion::error::Result<Vec<Encoded>> {
+        let months = by_month(rows, &key)?;
         let mut files = Vec::with_capacity(months.len());
         for (month, batches) in months {
             let size: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
-            let mut writer = arrow::ipc::writer::FileWriter::try_new(Vec::with_capacity(size + 4096), &schema_for_split)
-                .map_err(|e| e.to_string())?;
+            let mut writer = arrow::ipc::writer::FileWriter::try_new(Vec::with_capacity(size + 4096), &schema_for_split)?;
             for b in &batches {
-                writer.write(b).map_err(|e| e.to_string())?;
+                writer.write(b)?;
             }
             let count = batches.iter().map(|b| b.num_rows() as u64).sum();
-            let bytes = writer.into_inner().map_err(|e| e.to_string())?;
+            let bytes = writer.into_inner()?;
             files.push(Encoded { month, rows: count, xxh3: xxh3_hex(&bytes), bytes });
         }
         Ok(files)
     })
     .await
-    .map_err(|e| format!("model {name}: the state encoder stopped: {e}"))?
-    .map_err(|e| format!("model {name}: cannot encode its rows as state: {e}"))?;
+    .map_err(|source| StateError::Stopped { model: name.to_string(), source })?
+    .map_err(|source| StateError::Encode { model: name.to_string(), source })?;
     let mut parts = reused;
     for Encoded { month, rows: count, xxh3, bytes } in encoded {
-        let path = format!("{STATE_DIR}/{name}/{}.{run_id}.arrow", month.format("%Y-%m"));
+        let file = warehouse.state().join(name).path(&format!("{}.{run_id}.arrow", month.format("%Y-%m")));
+        let path = warehouse.root().relative(&file).unwrap_or_default();
         warehouse
+            .root()
             .store
-            .put(&warehouse.path(&path), PutPayload::from(bytes))
+            .put(&file, PutPayload::from(bytes))
             .await
-            .map_err(|e| format!("{}: cannot write the state of model {name}: {e}", warehouse.join(&path).display()))?;
+            .map_err(|source| StateError::Write {
+                model: name.to_string(),
+                path: warehouse.root().join(&path).display(),
+                source,
+            })?;
         parts.push(StatePart {
             month,
             path,
@@ -614,10 +640,11 @@ pub(crate) fn xxh3_hex(bytes: &[u8]) -> String {
 
 /// The rows of a state file (mapped, on the local filesystem). With the
 /// checksum its writer recorded, a file that no longer matches it is an error.
-async fn read_state(warehouse: &Location, path: &str, xxh3: Option<&str>) -> datafusion::error::Result<Vec<RecordBatch>> {
+async fn read_state(warehouse: &Warehouse, path: &str, xxh3: Option<&str>) -> datafusion::error::Result<Vec<RecordBatch>> {
     let external = |e: String| DataFusionError::External(e.into());
-    let display = warehouse.join(path).display();
+    let display = warehouse.root().join(path).display();
     let bytes = warehouse
+        .root()
         .read_once_written(path, crate::storage::Access::Whole)
         .await
         .map_err(|e| external(format!("{display}: cannot read kept rows: {e}")))?;
@@ -695,8 +722,8 @@ fn decode_state(bytes: bytes::Bytes, checked: Checked) -> Result<Vec<RecordBatch
 /// Delete every state object but those of `keep` (the state of the latest
 /// run that published: only it is ever a base). Failures are logged; stale
 /// state is only space.
-pub async fn prune_state(warehouse: &Location, keep: &[State]) {
-    let dir = warehouse.join(STATE_DIR);
+pub async fn prune_state(warehouse: &Warehouse, keep: &[State]) {
+    let dir = warehouse.state();
     let keep: std::collections::HashSet<&str> = keep.iter().flat_map(|s| s.paths()).collect();
     let listed: Result<Vec<object_store::ObjectMeta>, _> = dir.store.list(Some(&dir.prefix)).try_collect().await;
     let metas = match listed {
@@ -707,7 +734,7 @@ pub async fn prune_state(warehouse: &Location, keep: &[State]) {
         }
     };
     for meta in metas {
-        if warehouse.relative(&meta.location).is_some_and(|p| keep.contains(p.as_str())) {
+        if warehouse.root().relative(&meta.location).is_some_and(|p| keep.contains(p.as_str())) {
             continue;
         }
         if let Err(e) = dir.store.delete(&meta.location).await {
@@ -779,8 +806,8 @@ mod tests {
     async fn state_reads_back_and_a_changed_file_is_an_error() {
         use arrow::array::{ArrayRef, Date32Array, StringViewArray};
         let dir = tempfile::tempdir().expect("tempdir");
-        let storage = Storage::new(Default::default());
-        let warehouse = storage.location(&dir.path().display().to_string()).expect("location");
+        let storage = crate::storage::Storage::new(Default::default());
+        let warehouse = Warehouse::open(&storage, &dir.path().display().to_string()).expect("warehouse");
         let batch = RecordBatch::try_from_iter([
             ("local_date", std::sync::Arc::new(Date32Array::from(vec![Some(20_000), Some(20_040)])) as ArrayRef),
             ("customer_id", std::sync::Arc::new(StringViewArray::from(vec!["c1", "a customer id longer than twelve"])) as ArrayRef),
@@ -808,8 +835,8 @@ mod tests {
 
     /// Flip a bit in the middle of a written file (a new file, as a rewrite
     /// would leave it).
-    fn change_one_byte(warehouse: &Location, path: &str) {
-        let file = warehouse.local_path(path).expect("local");
+    fn change_one_byte(warehouse: &Warehouse, path: &str) {
+        let file = warehouse.root().local_path(path).expect("local");
         let mut bytes = std::fs::read(&file).expect("bytes");
         let at = bytes.len() / 2;
         bytes[at] ^= 0x20;
@@ -821,8 +848,8 @@ mod tests {
     async fn kept_rows_are_read_ahead_from_the_likely_base_only() {
         use arrow::array::{ArrayRef, Date32Array};
         let dir = tempfile::tempdir().expect("tempdir");
-        let storage = Storage::new(Default::default());
-        let warehouse = storage.location(&dir.path().display().to_string()).expect("location");
+        let storage = crate::storage::Storage::new(Default::default());
+        let warehouse = Warehouse::open(&storage, &dir.path().display().to_string()).expect("warehouse");
         // 2024-10-04 and 2024-11-13: one file per month.
         let batch = RecordBatch::try_from_iter([(
             "local_date",
@@ -833,11 +860,11 @@ mod tests {
             .await
             .expect("write");
         let (october, november) = (&state.parts[0], &state.parts[1]);
-        let run = |shape: &str, as_of: &str| -> RunSummary {
+        let run = |shape: &str, as_of: &str| -> RunReport {
             serde_json::from_value(serde_json::json!({
                 "run_id": "r1", "pipeline": "daily", "status": "succeeded", "as_of": as_of,
                 "started_at": "2024-11-20T00:00:00Z", "shape": shape,
-                "tables": [{"name": "m", "version": 1}], "state": [state.clone()],
+                "tables": [{"name": "m", "location": "", "version": 1, "rows": 0}], "state": [state.clone()],
             }))
             .expect("summary")
         };

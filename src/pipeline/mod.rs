@@ -3,19 +3,24 @@
 //! run report. A failed step stops the run before anything is published; the
 //! report is written either way.
 
+pub mod backfill;
 pub mod carry;
 pub mod history;
 pub mod report;
 
+pub use crate::clock::{Clock, SystemClock};
 use crate::catalog::{Catalog, Layer, Model};
 use crate::config::{Pipeline, Project};
 use crate::engine::{self, Params};
 use crate::ingest::{self, IngestOptions};
 use crate::publish;
-use crate::storage::{Location, Storage};
+use crate::storage::{open_delta_table, Location, Storage};
+use crate::warehouse::{Warehouse, EVENTS, REJECTS};
 use chrono::NaiveDate;
-use report::{CheckResult, RunReport, Step};
+pub use report::{RunReport, RunStatus};
+use report::{CheckResult, Step};
 use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Marts published at the same time.
@@ -32,10 +37,36 @@ fn models_at_once() -> usize {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("{0}")]
-    Setup(String),
+    #[error(transparent)]
+    Pipeline(#[from] crate::config::PipelineChoiceError),
+    #[error("{file}: {source}")]
+    Selection {
+        file: String,
+        #[source]
+        source: crate::catalog::CatalogError,
+    },
+    #[error("reading the SQL models stopped: {0}")]
+    Loading(#[source] tokio::task::JoinError),
+    #[error("model {model} stopped: {source}")]
+    ModelStopped {
+        model: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error("model {model} was not built: the models it reads never finished (a cycle)")]
+    NotBuilt { model: String },
+    #[error("check {check} stopped: {source}")]
+    CheckStopped {
+        check: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error(transparent)]
+    Lease(#[from] crate::lease::HoldError),
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
+    #[error(transparent)]
+    Warehouse(#[from] crate::warehouse::WarehouseError),
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
     #[error("ingest failed: {0}")]
@@ -59,7 +90,9 @@ pub enum RunError {
     #[error(transparent)]
     Publish(#[from] publish::PublishError),
     #[error("cannot keep rows for the next run: {0}")]
-    State(String),
+    State(#[source] carry::StateError),
+    #[error("the writer of the rows kept for the next run stopped: {0}")]
+    StateStopped(#[source] tokio::task::JoinError),
     #[error("cannot read the {table} table: {source}")]
     Source {
         table: String,
@@ -73,21 +106,14 @@ impl RunError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            RunError::Setup(_) | RunError::Catalog(_) | RunError::Model { .. } | RunError::Check { .. } | RunError::CheckError { .. }
+            RunError::Pipeline(_)
+                | RunError::Selection { .. }
+                | RunError::NotBuilt { .. }
+                | RunError::Catalog(_)
+                | RunError::Model { .. }
+                | RunError::Check { .. }
+                | RunError::CheckError { .. }
         )
-    }
-}
-
-/// The reading of wall time; the only place that asks the system clock.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> chrono::DateTime<chrono::Utc>;
-}
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
     }
 }
 
@@ -106,11 +132,37 @@ pub struct RunOptions {
     pub full_refresh: bool,
 }
 
-/// The outcome of a run: its report, and the error if it failed.
-pub struct Outcome {
+/// A run that ended: its report, and where it was written (`None` when the
+/// report could not be written; the run's tables are published all the same).
+#[derive(Debug)]
+pub struct Finished {
     pub report: RunReport,
     pub report_path: Option<String>,
-    pub error: Option<RunError>,
+}
+
+/// A run that failed: why, and the run's report when it got far enough to
+/// have one (every run that started writes its report, failed or not).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", match &.finished {
+    Some(f) => format!("run {} failed", f.report.run_id),
+    None => "the run could not start".to_string(),
+})]
+pub struct RunFailed {
+    pub finished: Option<Box<Finished>>,
+    #[source]
+    pub error: RunError,
+}
+
+impl From<RunError> for RunFailed {
+    fn from(error: RunError) -> Self {
+        RunFailed { finished: None, error }
+    }
+}
+
+impl From<crate::storage::StorageError> for RunFailed {
+    fn from(e: crate::storage::StorageError) -> Self {
+        RunError::from(e).into()
+    }
 }
 
 pub fn new_run_id(clock: &dyn Clock) -> String {
@@ -119,13 +171,25 @@ pub fn new_run_id(clock: &dyn Clock) -> String {
     format!("{}-{}", now.format("%Y%m%dT%H%M%S%3fZ"), &suffix[..8])
 }
 
-/// Run a pipeline of `project` once.
-pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Result<Outcome, RunError> {
+/// Run a pipeline of `project` once, holding its lease (the one `tenure
+/// schedule` takes) so that no two runs of one pipeline overlap, whoever
+/// started them; fails at once when another process holds it.
+pub async fn run_exclusive(project: &Project, opts: &RunOptions, clock: Arc<dyn Clock>) -> Result<Finished, RunFailed> {
+    let pipeline = project.pipeline(opts.pipeline.as_deref()).map_err(RunError::from)?;
+    let warehouse = Warehouse::of(&project.config)?;
+    let store = crate::lease::LeaseStore::new(&warehouse, &pipeline.name, &crate::lease::holder_id(), project.config.scheduler.lease_ttl);
+    crate::lease::hold(&store, clock.clone(), run(project, opts, clock.as_ref()))
+        .await
+        .map_err(RunError::from)?
+}
+
+/// Run a pipeline of `project` once, by a caller that holds its lease.
+pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Result<Finished, RunFailed> {
     let config = &project.config;
-    let pipeline = project.pipeline(opts.pipeline.as_deref()).map_err(RunError::Setup)?.clone();
+    let pipeline = project.pipeline(opts.pipeline.as_deref()).map_err(RunError::from)?.clone();
     let storage = Storage::new(config.storage.clone());
     let raw = storage.location(&config.raw)?;
-    let warehouse = storage.location(&config.warehouse)?;
+    let warehouse = Warehouse::open(&storage, &config.warehouse)?;
     let as_of = opts
         .as_of
         .unwrap_or_else(|| clock.now().with_timezone(&config.timezone).date_naive());
@@ -134,7 +198,7 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
         run_id: new_run_id(clock),
         pipeline: pipeline.name.clone(),
         trigger: if opts.trigger.is_empty() { "manual".into() } else { opts.trigger.clone() },
-        status: "running".into(),
+        status: RunStatus::Running,
         as_of: as_of.to_string(),
         timezone: config.timezone.name().to_string(),
         currency: config.currency.clone(),
@@ -160,23 +224,19 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
     tracing::info!(pipeline = %pipeline.name, run_id = %report.run_id, as_of = %as_of, timezone = %report.timezone, "run started");
     // Marts' files written before publishing; deleted if the run stops first.
     let mut staging = publish::Staging::default();
-    let result = run_steps(project, &pipeline, &storage, &raw, &warehouse, as_of, opts, &mut report, &mut staging).await;
+    let result = run_steps(project, &pipeline, &raw, &warehouse, as_of, opts, &mut report, &mut staging).await;
     if result.is_err() {
         staging.discard().await;
     }
     report.seconds = started.elapsed().as_secs_f64();
     report.finished_at = Some(clock.now().to_rfc3339());
-    let error = match result {
-        Ok(()) => {
-            report.status = "succeeded".into();
-            None
-        }
+    match &result {
+        Ok(()) => report.status = RunStatus::Succeeded,
         Err(e) => {
-            report.status = "failed".into();
-            report.error = Some(error_chain(&e));
-            Some(e)
+            report.status = RunStatus::Failed;
+            report.error = Some(error_chain(e));
         }
-    };
+    }
     crate::failpoint("run:before_report");
     let report_path = match report.write(&warehouse).await {
         Ok(p) => Some(p),
@@ -185,11 +245,14 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
             None
         }
     };
-    Ok(Outcome {
-        report,
-        report_path,
-        error,
-    })
+    let finished = Finished { report, report_path };
+    match result {
+        Ok(()) => Ok(finished),
+        Err(error) => Err(RunFailed {
+            finished: Some(Box::new(finished)),
+            error,
+        }),
+    }
 }
 
 /// An error and its sources, outermost first.
@@ -221,9 +284,8 @@ fn progress_bar(enabled: bool) -> Option<indicatif::ProgressBar> {
 async fn run_steps(
     project: &Project,
     pipeline: &Pipeline,
-    storage: &Storage,
     raw: &Location,
-    warehouse: &Location,
+    warehouse: &Warehouse,
     as_of: NaiveDate,
     opts: &RunOptions,
     report: &mut RunReport,
@@ -240,8 +302,11 @@ async fn run_steps(
         tracing::warn!(error = %e, "run history unreadable; late events are not counted and every model is rebuilt");
         Vec::new()
     });
-    let catalog = loading.await.map_err(|e| RunError::Setup(format!("reading the SQL models stopped: {e}")))??;
-    let models = catalog.select(&pipeline.models).map_err(|e| RunError::Setup(format!("{}: {e}", pipeline.file.display())))?;
+    let catalog = loading.await.map_err(RunError::Loading)??;
+    let models = catalog.select(&pipeline.models).map_err(|source| RunError::Selection {
+        file: pipeline.file.display().to_string(),
+        source,
+    })?;
 
     // The kept rows of the likely base are read while ingest runs.
     let run_params = Params::from_config(config, as_of);
@@ -259,7 +324,6 @@ async fn run_steps(
         let late_before = history::latest_as_of(&runs);
         let pb = progress_bar(opts.progress);
         let ingest_report = ingest::ingest(
-            storage,
             raw,
             warehouse,
             &IngestOptions {
@@ -291,7 +355,7 @@ async fn run_steps(
 
     // 2. Models.
     let ctx = engine::session();
-    let sources = register_sources(&ctx, storage, warehouse).await?;
+    let sources = register_sources(&ctx, warehouse).await?;
     let inputs = inputs_fingerprint(sources.events_version, &models, &run_params);
     report.inputs = Some(inputs.clone());
     report.shape = Some(shape.clone());
@@ -308,7 +372,7 @@ async fn run_steps(
     let plan = if opts.full_refresh {
         carry::Plan::full("--full-refresh")
     } else {
-        incremental_plan(storage, warehouse, &models, &runs, &shape, &run_params, sources.ingest_sequence).await
+        incremental_plan(warehouse, &models, &runs, &shape, &run_params, sources.ingest_sequence).await
     };
     match &plan.base {
         Some(base) => {
@@ -342,7 +406,7 @@ async fn run_steps(
     // state) as soon as each is built, while later models run; publishing
     // waits for every one (step 4).
     let run_id = report.run_id.clone();
-    let mut keeping: Vec<Option<tokio::task::JoinHandle<Result<carry::State, String>>>> =
+    let mut keeping: Vec<Option<tokio::task::JoinHandle<Result<carry::State, carry::StateError>>>> =
         models.iter().map(|_| None).collect();
     // Each check runs as soon as the models it reads are built, while later
     // models run; their results are taken in catalog order (step 3).
@@ -382,13 +446,16 @@ async fn run_steps(
                 // The rows an incremental model keeps are read meanwhile.
                 let reading = async {
                     match &model.incremental {
-                        Some(key) => carry::read_kept(ctx, storage, warehouse, model, key, plan, read_ahead).await,
+                        Some(key) => carry::read_kept(ctx, warehouse, model, key, plan, read_ahead).await,
                         None => Ok(None),
                     }
                 };
                 let (built, kept) = tokio::join!(building, reading);
                 let mut built = built
-                    .map_err(|e| RunError::Setup(format!("model {} stopped: {e}", model.name)))?
+                    .map_err(|source| RunError::ModelStopped {
+                        model: model.name.clone(),
+                        source,
+                    })?
                     .map_err(model_err)?;
                 let kept = kept.map_err(model_err)?;
                 let mut keep = None;
@@ -415,7 +482,7 @@ async fn run_steps(
         }
         // A mart's files are written now, committed once every check passed.
         if let (Layer::Marts, Some(b)) = (model.layer, &built) {
-            let location = publish::mart_location(warehouse, &model.name);
+            let location = warehouse.mart(&model.name);
             let layout = model.incremental.as_ref().map(|key| carry::layout(&plan, model, key, as_of));
             staging.start(publish::stage(location, model.name.clone(), i, b.schema.clone(), b.batches.clone(), layout));
         }
@@ -432,7 +499,7 @@ async fn run_steps(
     });
     for (model, outcome) in models.iter().zip(outcomes) {
         let Some((seconds, built)) = outcome else {
-            return Err(RunError::Setup(format!("model {} was not built: the models it reads never finished (a cycle)", model.name)));
+            return Err(RunError::NotBuilt { model: model.name.clone() });
         };
         report.steps.push(Step {
             name: format!("model:{}", model.name),
@@ -446,8 +513,12 @@ async fn run_steps(
     // is the wait that remains.
     let t = Instant::now();
     start_ready_checks(&ctx, &catalog.checks, &built_names, &mut checking);
-    for handle in checking.into_iter().flatten() {
-        let result = handle.await.map_err(|e| RunError::Setup(format!("a check stopped: {e}")))??;
+    for (check, handle) in catalog.checks.iter().zip(checking) {
+        let Some(handle) = handle else { continue };
+        let result = handle.await.map_err(|source| RunError::CheckStopped {
+            check: check.name.clone(),
+            source,
+        })??;
         let failed = (!result.passed).then(|| RunError::Check {
             check: result.name.clone(),
             rows: result.failing_rows,
@@ -472,10 +543,7 @@ async fn run_steps(
     let keeping: Vec<_> = keeping.into_iter().flatten().collect();
     if !keeping.is_empty() {
         for handle in keeping {
-            let kept = handle
-                .await
-                .map_err(|e| RunError::State(format!("the state writer stopped: {e}")))?
-                .map_err(RunError::State)?;
+            let kept = handle.await.map_err(RunError::StateStopped)?.map_err(RunError::State)?;
             report.state.push(kept);
         }
         report.steps.push(Step {
@@ -515,7 +583,10 @@ async fn run_steps(
         carry::prune_state(warehouse, &report.state).await;
     }
     if let Some(ing) = &report.ingest {
-        for (name, version) in [("events", ing.events_version), ("rejects", ing.rejects_version)] {
+        for (name, location, version) in [
+            (EVENTS, warehouse.events(), ing.events_version),
+            (REJECTS, warehouse.rejects(), ing.rejects_version),
+        ] {
             if let Some(v) = version {
                 // The table's whole row count (this run appended
                 // `ingest.totals.accepted` / `rejected` of them).
@@ -525,7 +596,7 @@ async fn run_steps(
                 })?;
                 report.tables.push(publish::Published {
                     name: name.into(),
-                    location: warehouse.join(name).display(),
+                    location: location.display(),
                     version: v,
                     rows,
                 });
@@ -570,8 +641,8 @@ fn critical_first(models: &[&Model]) -> Vec<usize> {
 
 /// The latest succeeded run that published tables, if its inputs equal `inputs`:
 /// then this run would publish the same content, and commits nothing.
-fn unchanged_since(runs: &[history::RunSummary], inputs: &str) -> Option<history::RunSummary> {
-    let latest = runs.iter().rev().find(|r| r.status == "succeeded" && r.inputs.is_some())?;
+fn unchanged_since(runs: &[report::RunReport], inputs: &str) -> Option<report::RunReport> {
+    let latest = runs.iter().rev().find(|r| r.succeeded() && r.inputs.is_some())?;
     (latest.inputs.as_deref() == Some(inputs)).then(|| latest.clone())
 }
 
@@ -613,10 +684,9 @@ async fn run_check(ctx: datafusion::prelude::SessionContext, check: crate::catal
 /// What this run recomputes (see `carry`): the current versions of the
 /// incremental marts are compared with those the base run published.
 async fn incremental_plan(
-    storage: &Storage,
-    warehouse: &Location,
+    warehouse: &Warehouse,
     models: &[&crate::catalog::Model],
-    runs: &[history::RunSummary],
+    runs: &[report::RunReport],
     shape: &str,
     params: &Params,
     sequence: i64,
@@ -628,8 +698,7 @@ async fn incremental_plan(
         .collect();
     // Each mart's log is read on its own: all at once, not one after another.
     let opening = models.iter().filter(|m| m.incremental.is_some() && m.layer == Layer::Marts).map(|m| async move {
-        let location = publish::mart_location(warehouse, &m.name);
-        (m.name.clone(), storage.delta_table(&location).await)
+        (m.name.clone(), open_delta_table(&warehouse.mart(&m.name)).await)
     });
     let mut versions = std::collections::BTreeMap::new();
     for (name, opened) in futures::future::join_all(opening).await {
@@ -642,7 +711,7 @@ async fn incremental_plan(
         return carry::Plan::full("no model is incremental");
     }
     let tz: chrono_tz::Tz = params.timezone.parse().unwrap_or(chrono_tz::UTC);
-    let manifest = ingest::Manifest::new(ingest::Tables::in_warehouse(warehouse).manifest);
+    let manifest = ingest::Manifest::new(warehouse.ingest_manifest());
     carry::plan(runs, shape, params.as_of, tz, sequence, &manifest, &versions, &carried, warehouse).await
 }
 
@@ -668,23 +737,13 @@ pub struct Sources {
 
 /// Register `events` and `rejects` (Delta) in a session, creating them empty
 /// if no run has ingested yet.
-pub async fn register_sources(
-    ctx: &datafusion::prelude::SessionContext,
-    storage: &Storage,
-    warehouse: &Location,
-) -> Result<Sources, RunError> {
-    let mut events_version = 0;
-    let mut ingest_sequence = 0;
-    let tables = ingest::Tables::in_warehouse(warehouse);
-    for (name, location, schema, partition) in [
-        ("events", &tables.events, ingest::batch::EVENTS_SCHEMA.clone(), vec!["event_date"]),
-        ("rejects", &tables.rejects, ingest::batch::REJECTS_SCHEMA.clone(), vec![]),
-    ] {
-        let table = ingest::open_or_create(storage, location, &schema, &partition).await?;
-        if name == "events" {
-            events_version = table.version().unwrap_or(0) as i64;
-            ingest_sequence = ingest::committed_sequence(&table, location).await?;
-        }
+pub async fn register_sources(ctx: &datafusion::prelude::SessionContext, warehouse: &Warehouse) -> Result<Sources, RunError> {
+    let (events, rejects) = tokio::try_join!(warehouse.open_events(), warehouse.open_rejects())?;
+    let sources = Sources {
+        events_version: events.version().unwrap_or(0) as i64,
+        ingest_sequence: ingest::committed_sequence(&events, &warehouse.events()).await?,
+    };
+    for (name, table) in [(EVENTS, events), (REJECTS, rejects)] {
         let err = |source| RunError::Source {
             table: name.into(),
             source,
@@ -703,10 +762,7 @@ pub async fn register_sources(
             .map_err(err)?;
         ctx.register_table(name, provider).map_err(err)?;
     }
-    Ok(Sources {
-        events_version,
-        ingest_sequence,
-    })
+    Ok(sources)
 }
 
 fn examples(batches: &[arrow::array::RecordBatch], n: usize) -> Vec<String> {

@@ -1,13 +1,15 @@
-//! The run report: what one run did, written as JSON under
-//! `<warehouse>/_runs/<run_id>.json` whether the run succeeded or failed.
+//! The run report: what one run did, written as JSON under the warehouse's
+//! run reports ([`Warehouse::runs`]) whether the run succeeded or failed, and
+//! read back by the same type for the run history, the scheduler and the
+//! benchmark.
 
 use crate::ingest::IngestReport;
 use crate::publish::Published;
-use crate::storage::Location;
+use crate::warehouse::Warehouse;
 use object_store::{ObjectStoreExt, PutPayload};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Step {
     pub name: String,
     pub seconds: f64,
@@ -15,74 +17,124 @@ pub struct Step {
     pub rows: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckResult {
     pub name: String,
     pub passed: bool,
     pub failing_rows: u64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub examples: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One run's report. Fields a reader can do without default when absent,
+/// so that a report cut short (or written by an older build) still reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
     pub pipeline: String,
+    #[serde(default)]
     pub trigger: String,
-    pub status: String,
+    pub status: RunStatus,
     pub as_of: String,
+    #[serde(default)]
     pub timezone: String,
+    #[serde(default)]
     pub currency: String,
+    #[serde(default)]
     pub raw: String,
+    #[serde(default)]
     pub warehouse: String,
     pub started_at: String,
+    #[serde(default)]
     pub finished_at: Option<String>,
+    #[serde(default)]
     pub seconds: f64,
+    #[serde(default)]
     pub ingest: Option<IngestReport>,
+    #[serde(default)]
     pub steps: Vec<Step>,
+    #[serde(default)]
     pub checks: Vec<CheckResult>,
+    /// The tables the run published, with their versions.
+    #[serde(default)]
     pub tables: Vec<Published>,
     /// The rows kept of incremental models that are not published, for the
     /// next run (see README "Incremental runs").
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub state: Vec<super::carry::State>,
     /// Fingerprint of what the tables are a function of (events version,
     /// model SQL, parameters); equal fingerprints publish equal tables.
+    #[serde(default)]
     pub inputs: Option<String>,
     /// Fingerprint of the model SQL and the parameters other than the as-of
     /// date: runs with equal shapes can keep each other's rows.
+    #[serde(default)]
     pub shape: Option<String>,
     /// The last ingest sequence of `events` the models read.
+    #[serde(default)]
     pub ingest_sequence: Option<i64>,
     /// The first local date the models recomputed; absent when they rebuilt
     /// everything (see README "Incremental runs").
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuild_from: Option<String>,
     /// The first local date the models incremental by day recomputed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuild_from_day: Option<String>,
     /// The run whose published rows before `rebuild_from` were kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept_rows_of: Option<String>,
     /// Why the models rebuilt everything, when they did.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_rebuild_because: Option<String>,
     /// The error and its causes, outermost first, when the run failed.
+    #[serde(default)]
     pub error: Option<Vec<String>>,
 }
 
-pub const RUNS_DIR: &str = "_runs";
-
 impl RunReport {
-    pub async fn write(&self, warehouse: &Location) -> Result<String, String> {
+    /// Events this run accepted into `events` (0 when it did not ingest).
+    pub fn accepted(&self) -> u64 {
+        self.ingest.as_ref().map_or(0, |i| i.totals.accepted)
+    }
+
+    /// Whether the run succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.status == RunStatus::Succeeded
+    }
+
+    pub async fn write(&self, warehouse: &Warehouse) -> Result<String, String> {
+        let runs = warehouse.runs();
         let name = format!("{}.json", self.run_id);
-        let path = warehouse.path(&format!("{RUNS_DIR}/{name}"));
         let body = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
-        warehouse
-            .store
-            .put(&path, PutPayload::from(body))
+        runs.store
+            .put(&runs.path(&name), PutPayload::from(body))
             .await
-            .map_err(|e| format!("{}: cannot write the run report: {e}", warehouse.join(RUNS_DIR).display()))?;
-        Ok(format!("{}/{RUNS_DIR}/{name}", warehouse.display().trim_end_matches('/')))
+            .map_err(|e| format!("{}: cannot write the run report: {e}", runs.display()))?;
+        Ok(runs.join(&name).display())
     }
 }

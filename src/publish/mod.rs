@@ -52,17 +52,12 @@ pub enum PublishError {
 }
 
 /// One published table, for the run report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Published {
     pub name: String,
     pub location: String,
     pub version: i64,
     pub rows: u64,
-}
-
-/// Location of a mart in the warehouse.
-pub fn mart_location(warehouse: &Location, name: &str) -> Location {
-    warehouse.join(&format!("marts/{name}"))
 }
 
 /// How an incremental mart's rows are laid out in files, so that a later run

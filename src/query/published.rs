@@ -11,7 +11,8 @@
 //! not exist yet are not listed (never created), and the schema refuses to
 //! register tables.
 
-use crate::storage::{Location, Storage};
+use crate::storage::{open_delta_table, Location};
+use crate::warehouse::{Warehouse, EVENTS, REJECTS};
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::catalog::{ScanArgs, ScanResult, SchemaProvider, Session, TableProvider};
@@ -88,8 +89,7 @@ pub struct PublishedTables {
 }
 
 struct Inner {
-    storage: Arc<Storage>,
-    warehouse: Location,
+    warehouse: Warehouse,
     /// The session's runtime, where every table's object store is registered.
     runtime: Arc<RuntimeEnv>,
     names: RwLock<Names>,
@@ -111,9 +111,8 @@ fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionErro
 }
 
 impl PublishedTables {
-    pub fn new(storage: Arc<Storage>, warehouse: Location, runtime: Arc<RuntimeEnv>) -> PublishedTables {
+    pub fn new(warehouse: Warehouse, runtime: Arc<RuntimeEnv>) -> PublishedTables {
         let inner = Inner {
-            storage,
             warehouse,
             runtime,
             names: RwLock::new(Names {
@@ -152,13 +151,12 @@ impl Inner {
             .map_err(external)?
             .into_iter()
             .map(|name| {
-                let location = crate::publish::mart_location(&self.warehouse, &name);
+                let location = self.warehouse.mart(&name);
                 (name, location)
             })
             .collect();
-        for source in ["events", "rejects"] {
-            candidates.push((source.to_string(), self.warehouse.join(source)));
-        }
+        candidates.push((EVENTS.to_string(), self.warehouse.events()));
+        candidates.push((REJECTS.to_string(), self.warehouse.rejects()));
         for (name, location) in candidates {
             // A table stays once seen; a new one is listed once it has a log.
             if known.contains_key(&name) || has_delta_log(&location).await? {
@@ -178,7 +176,7 @@ impl Inner {
 
     /// Open a table's Delta log (latest version) and register its object store.
     async fn open(&self, location: &Location) -> Result<DeltaTable> {
-        let table = self.storage.delta_table(location).await.map_err(external)?;
+        let table = open_delta_table(location).await.map_err(external)?;
         let state = SessionStateBuilder::new()
             .with_runtime_env(self.runtime.clone())
             .build();

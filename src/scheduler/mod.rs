@@ -30,19 +30,20 @@
 
 pub mod cron;
 pub mod health;
-pub mod lease;
 pub mod plan;
 
 use crate::config::{CatchUp, Config, Pipeline, Project};
-use crate::pipeline::history::{HistoryError, RunSummary};
+use crate::pipeline::history::HistoryError;
+use crate::pipeline::report::RunReport;
 use crate::pipeline::{self, Clock, RunOptions, SystemClock};
-use crate::storage::{Storage, StorageError};
+use crate::storage::StorageError;
+use crate::warehouse::Warehouse;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use cron::CronSchedule;
 use health::Metrics;
-use lease::{Acquire, Lease, LeaseStore, Renew};
+use crate::lease::{self, Acquire, Lease, LeaseStore};
 use plan::{RetryPolicy, Slot};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -139,16 +140,20 @@ impl Runner for PipelineRunner<'_> {
             message: pipeline::error_chain(e).join(": "),
             permanent: e.is_permanent(),
         };
+        let attempt = |report: &pipeline::report::RunReport, error| Attempt {
+            run_id: Some(report.run_id.clone()),
+            seconds: report.seconds,
+            rows_ingested: report.ingest.as_ref().map_or(0, |i| i.totals.accepted),
+            error,
+        };
         match pipeline::run(self.project, &opts, self.clock.as_ref()).await {
-            Ok(outcome) => Attempt {
-                run_id: Some(outcome.report.run_id.clone()),
-                seconds: outcome.report.seconds,
-                rows_ingested: outcome.report.ingest.as_ref().map_or(0, |i| i.totals.accepted),
-                error: outcome.error.as_ref().map(error),
-            },
-            Err(e) => Attempt {
-                error: Some(error(&e)),
-                ..Default::default()
+            Ok(finished) => attempt(&finished.report, None),
+            Err(failed) => match &failed.finished {
+                Some(finished) => attempt(&finished.report, Some(error(&failed.error))),
+                None => Attempt {
+                    error: Some(error(&failed.error)),
+                    ..Default::default()
+                },
             },
         }
     }
@@ -302,8 +307,7 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<(), SchedulerError> {
     let jobs = scheduled(project)?;
-    let storage = Storage::new(project.config.storage.clone());
-    let warehouse = storage.location(&project.config.warehouse)?;
+    let warehouse = Warehouse::of(&project.config)?;
     let history = pipeline::history::list(&warehouse).await?;
     let metrics = Arc::new(Metrics::new(jobs.iter().map(|(p, _)| p.name.as_str())));
     let health = match options.health_listen {
@@ -353,10 +357,10 @@ pub async fn run(
 
 /// The newest fire time of `schedule` covered by a successful run of
 /// `pipeline` in the history (see [`plan::covered_fire`]).
-pub fn last_covered(history: &[RunSummary], pipeline: &str, schedule: &CronSchedule, reporting_tz: Tz) -> Option<DateTime<Utc>> {
+pub fn last_covered(history: &[RunReport], pipeline: &str, schedule: &CronSchedule, reporting_tz: Tz) -> Option<DateTime<Utc>> {
     history
         .iter()
-        .filter(|r| r.pipeline == pipeline && r.status == "succeeded")
+        .filter(|r| r.pipeline == pipeline && r.succeeded())
         .filter_map(|r| {
             let started = DateTime::parse_from_rfc3339(&r.started_at).ok()?.with_timezone(&Utc);
             let as_of = r.as_of.parse::<NaiveDate>().ok()?;
@@ -418,7 +422,7 @@ impl Worker<'_> {
     }
 
     /// Catch up from `history`, then run each fire time as it comes, until stopped.
-    pub async fn run(&mut self, waker: &dyn Waker, history: &[RunSummary]) {
+    pub async fn run(&mut self, waker: &dyn Waker, history: &[RunReport]) {
         let now = self.clock.now();
         let covered = last_covered(history, &self.pipeline, &self.schedule, self.reporting_tz);
         let mut cursor = match covered {
@@ -486,7 +490,7 @@ impl Worker<'_> {
 
         let (done_tx, done_rx) = watch::channel(false);
         let (lost_tx, lost_rx) = watch::channel(false);
-        let keeper = tokio::spawn(keep_alive(self.lease.clone(), held, self.clock.clone(), done_rx, lost_tx));
+        let keeper = tokio::spawn(lease::keep_alive(self.lease.clone(), held, self.clock.clone(), done_rx, lost_tx));
         let outcome = self.attempts(slot, lost_rx).await;
         let _ = done_tx.send(true);
         let held = match keeper.await {
@@ -615,48 +619,6 @@ impl Worker<'_> {
             a = &mut run => Supervised::Done(a),
             _ = &mut lease_lost => Supervised::Aborted("the lease was lost"),
             _ = tokio::time::sleep(self.grace) => Supervised::Aborted("the grace period ran out"),
-        }
-    }
-}
-
-/// Renew `held` every third of its time until told it is done; returns it
-/// for release, or `None` if it was lost (after saying so on `lost`).
-async fn keep_alive(
-    store: LeaseStore,
-    mut held: Lease,
-    clock: Arc<dyn Clock>,
-    mut done: watch::Receiver<bool>,
-    lost: watch::Sender<bool>,
-) -> Option<Lease> {
-    let every = store.ttl() / 3;
-    let mut wait = every;
-    loop {
-        tokio::select! {
-            _ = stopped(&mut done) => return Some(held),
-            _ = tokio::time::sleep(wait) => {}
-        }
-        let now = clock.now();
-        let left = (lease::holder_deadline(&held.record) - now).to_std().unwrap_or(Duration::ZERO);
-        let renewed = match tokio::time::timeout(left, store.renew(&mut held, now)).await {
-            Ok(r) => r,
-            Err(_) => Renew::Failed("no answer before the lease deadline".into()),
-        };
-        match renewed {
-            Renew::Renewed => wait = every,
-            Renew::Lost { holder } => {
-                tracing::warn!(lease = %store.display(), holder = %holder, "lease lost to another scheduler; stopping the run");
-                let _ = lost.send(true);
-                return None;
-            }
-            Renew::Failed(reason) => {
-                if clock.now() >= lease::holder_deadline(&held.record) {
-                    tracing::warn!(lease = %store.display(), reason = %reason, "lease not renewed before its deadline; stopping the run");
-                    let _ = lost.send(true);
-                    return Some(held);
-                }
-                tracing::warn!(lease = %store.display(), reason = %reason, "lease renewal failed; retrying");
-                wait = every.min(Duration::from_secs(1));
-            }
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::config::StorageSettings;
-use crate::storage::Location;
+use crate::storage::Storage;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -131,10 +131,8 @@ impl Runner for Forever {
     }
 }
 
-fn warehouse(dir: &std::path::Path) -> Location {
-    Storage::new(StorageSettings::default())
-        .location(&dir.display().to_string())
-        .expect("warehouse")
+fn warehouse(dir: &std::path::Path) -> Warehouse {
+    Warehouse::open(&Storage::new(StorageSettings::default()), &dir.display().to_string()).expect("warehouse")
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -144,7 +142,7 @@ fn worker<'a>(
     reporting_tz: Tz,
     runner: &'a dyn Runner,
     clock: Arc<FakeClock>,
-    wh: &Location,
+    wh: &Warehouse,
     holder: &str,
     stop: watch::Receiver<bool>,
 ) -> Worker<'a> {
@@ -168,25 +166,12 @@ fn as_ofs(shared: &Shared) -> Vec<NaiveDate> {
     shared.calls.lock().expect("calls").iter().map(|(_, d)| *d).collect()
 }
 
-fn success(pipeline: &str, started_at: &str, as_of: &str, status: &str) -> RunSummary {
-    RunSummary {
-        run_id: format!("{started_at}-x"),
-        pipeline: pipeline.into(),
-        trigger: "scheduled".into(),
-        status: status.into(),
-        as_of: as_of.into(),
-        timezone: "UTC".into(),
-        started_at: started_at.into(),
-        seconds: 1.0,
-        inputs: None,
-        shape: None,
-        ingest_sequence: None,
-        tables: Vec::new(),
-        state: Vec::new(),
-        error: None,
-        path: String::new(),
-        accepted: 0,
-    }
+fn success(pipeline: &str, started_at: &str, as_of: &str, status: &str) -> RunReport {
+    serde_json::from_value(serde_json::json!({
+        "run_id": format!("{started_at}-x"), "pipeline": pipeline, "trigger": "scheduled", "status": status,
+        "as_of": as_of, "timezone": "UTC", "started_at": started_at, "seconds": 1.0,
+    }))
+    .expect("a run report")
 }
 
 #[tokio::test]

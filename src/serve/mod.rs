@@ -19,7 +19,8 @@ mod policy;
 
 use crate::config::{Config, ConfigError, ServerAuth};
 use crate::query::{QueryError, QueryService};
-use crate::storage::{Storage, StorageError};
+use crate::storage::StorageError;
+use crate::warehouse::Warehouse;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
@@ -123,11 +124,8 @@ impl Server {
             None => (None, None),
         };
 
-        let storage = Arc::new(Storage::new(config.storage.clone()));
-        let warehouse = storage
-            .location(&config.warehouse)
-            .map_err(|e| ServeError::Storage(Box::new(e)))?;
-        let service = Arc::new(QueryService::open(storage, warehouse).await?);
+        let warehouse = Warehouse::of(config).map_err(|e| ServeError::Storage(Box::new(e)))?;
+        let service = Arc::new(QueryService::open(warehouse).await?);
         let ctx = service.context().clone();
         let catalog = ctx.state().config().options().catalog.default_catalog.clone();
         setup_pg_catalog(&ctx, &catalog, EmptyContextProvider).map_err(ServeError::Catalog)?;
@@ -318,9 +316,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_server_session_reads_no_files() {
-        let storage = Arc::new(Storage::new(Default::default()));
-        let warehouse = storage.location("memory:///serve-tests/warehouse").expect("memory");
-        let service = QueryService::open(storage, warehouse).await.expect("open");
+        let storage = crate::storage::Storage::new(Default::default());
+        let warehouse = Warehouse::open(&storage, "memory:///serve-tests/warehouse").expect("memory");
+        let service = QueryService::open(warehouse).await.expect("open");
         let ctx = service.context().clone();
         setup_pg_catalog(&ctx, "datafusion", EmptyContextProvider).expect("pg_catalog");
         for name in ctx.state().table_functions().keys() {

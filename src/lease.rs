@@ -31,10 +31,17 @@
 //! across machines this needs a shared filesystem with working locks (NFSv4).
 //! Any other store without conditional update is an error.
 //!
-//! This module owns the lease object and nothing else: it does not know what
-//! a run is or when to renew (the scheduler decides that).
+//! Keeping a lease: [`keep_alive`] renews it every third of its time while
+//! a run goes on and says when it was lost; [`hold`] runs one piece of work
+//! under a lease taken now (`tenure run`, `backfill`, `demo`); the scheduler
+//! waits for the lease and keeps it the same way.
+//!
+//! This module owns the lease object and its renewal; it does not know what
+//! a run is.
 
-use crate::storage::Location;
+use crate::clock::Clock;
+use crate::warehouse::Warehouse;
+use tokio::sync::watch;
 use chrono::{DateTime, Utc};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
@@ -42,9 +49,6 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Folder of the lease objects, inside the warehouse.
-pub const LEASES_DIR: &str = "_tenure/leases";
 
 /// Clocks of two schedulers may differ by this much: a lease is taken over
 /// only this long after it expired, and its holder gives up this long before.
@@ -180,13 +184,14 @@ struct Read {
 
 impl LeaseStore {
     /// The lease of `pipeline` in `warehouse`, held as `holder` for `ttl` at a time.
-    pub fn new(warehouse: &Location, pipeline: &str, holder: &str, ttl: Duration) -> Self {
-        let relative = format!("{LEASES_DIR}/{pipeline}.json");
+    pub fn new(warehouse: &Warehouse, pipeline: &str, holder: &str, ttl: Duration) -> Self {
+        let leases = warehouse.leases();
+        let file = format!("{pipeline}.json");
         LeaseStore {
-            store: warehouse.store.clone(),
-            path: warehouse.path(&relative),
-            local_lock: warehouse.local_path(&format!("{relative}.lock")),
-            display: format!("{}/{relative}", warehouse.display().trim_end_matches('/')),
+            store: leases.store.clone(),
+            path: leases.path(&file),
+            local_lock: leases.local_path(&format!("{file}.lock")),
+            display: leases.join(&file).display(),
             pipeline: pipeline.to_string(),
             holder: holder.to_string(),
             ttl,
@@ -478,6 +483,99 @@ fn this_host() -> String {
         .unwrap_or_else(|| "host".into())
 }
 
+/// Renew `held` every third of its time until told it is done; returns it
+/// for release, or `None` if it was lost (after saying so on `lost`).
+pub async fn keep_alive(
+    store: LeaseStore,
+    mut held: Lease,
+    clock: Arc<dyn Clock>,
+    mut done: watch::Receiver<bool>,
+    lost: watch::Sender<bool>,
+) -> Option<Lease> {
+    let every = store.ttl() / 3;
+    let mut wait = every;
+    loop {
+        tokio::select! {
+            _ = done.wait_for(|done| *done) => return Some(held),
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let now = clock.now();
+        let left = (holder_deadline(&held.record) - now).to_std().unwrap_or(Duration::ZERO);
+        let renewed = match tokio::time::timeout(left, store.renew(&mut held, now)).await {
+            Ok(r) => r,
+            Err(_) => Renew::Failed("no answer before the lease deadline".into()),
+        };
+        match renewed {
+            Renew::Renewed => wait = every,
+            Renew::Lost { holder } => {
+                tracing::warn!(lease = %store.display(), holder = %holder, "lease lost to another scheduler; stopping the run");
+                let _ = lost.send(true);
+                return None;
+            }
+            Renew::Failed(reason) => {
+                if clock.now() >= holder_deadline(&held.record) {
+                    tracing::warn!(lease = %store.display(), reason = %reason, "lease not renewed before its deadline; stopping the run");
+                    let _ = lost.send(true);
+                    return Some(held);
+                }
+                tracing::warn!(lease = %store.display(), reason = %reason, "lease renewal failed; retrying");
+                wait = every.min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Why work run under a lease did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error("pipeline {pipeline:?} is running elsewhere ({holder}, lease until {expires_at}); try again when it has finished")]
+    Busy {
+        pipeline: String,
+        holder: String,
+        expires_at: DateTime<Utc>,
+    },
+    #[error("pipeline {pipeline:?}: the run lease was lost; the run was stopped before it published anything more")]
+    Lost { pipeline: String },
+}
+
+/// Take the lease of `store` now (failing if someone else holds it), run
+/// `work` while [`keep_alive`] renews it, and release it. `work` is dropped
+/// (stopped at its next await) if the lease is lost.
+pub async fn hold<T>(store: &LeaseStore, clock: Arc<dyn Clock>, work: impl std::future::Future<Output = T>) -> Result<T, HoldError> {
+    let held = match store.try_acquire(clock.now()).await? {
+        Acquire::Held(lease) => lease,
+        Acquire::Busy { holder, expires_at } => {
+            return Err(HoldError::Busy {
+                pipeline: store.pipeline.clone(),
+                holder,
+                expires_at,
+            })
+        }
+    };
+    let (done_tx, done_rx) = watch::channel(false);
+    let (lost_tx, mut lost_rx) = watch::channel(false);
+    let keeper = tokio::spawn(keep_alive(store.clone(), held, clock.clone(), done_rx, lost_tx));
+    let out = tokio::select! {
+        out = work => Some(out),
+        _ = lost_rx.wait_for(|lost| *lost) => None,
+    };
+    let _ = done_tx.send(true);
+    match keeper.await {
+        Ok(Some(held)) => {
+            if let Err(e) = store.release(held, clock.now(), None, None).await {
+                tracing::warn!(lease = %store.display(), error = %e, "lease not released; it expires by itself");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(lease = %store.display(), error = %e, "lease keeper failed; the lease will expire"),
+    }
+    out.ok_or_else(|| HoldError::Lost {
+        pipeline: store.pipeline.clone(),
+    })
+}
+
 /// A holder id for this process: host, process id and a random suffix, so
 /// that a restarted process never mistakes its predecessor's lease for its own.
 pub fn holder_id() -> String {
@@ -543,12 +641,10 @@ mod tests {
         assert!(holder_deadline(&live) < live.expires_at);
     }
 
-    async fn stores(dir: &std::path::Path) -> Vec<(&'static str, Location)> {
+    async fn stores(dir: &std::path::Path) -> Vec<(&'static str, Warehouse)> {
         let storage = Storage::new(StorageSettings::default());
-        let local = storage.location(&dir.display().to_string()).expect("local");
-        let memory = storage
-            .location(&format!("memory:///lease-test-{}", uuid::Uuid::new_v4().simple()))
-            .expect("memory");
+        let local = Warehouse::open(&storage, &dir.display().to_string()).expect("local");
+        let memory = Warehouse::open(&storage, &format!("memory:///lease-test-{}", uuid::Uuid::new_v4().simple())).expect("memory");
         vec![("local", local), ("memory", memory)]
     }
 
@@ -627,7 +723,7 @@ mod tests {
     async fn local_takeover_uses_the_lock_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Storage::new(StorageSettings::default());
-        let wh = storage.location(&dir.path().display().to_string()).expect("local");
+        let wh = Warehouse::open(&storage, &dir.path().display().to_string()).expect("local");
         let a = LeaseStore::new(&wh, "daily", "a", Duration::from_secs(60));
         let t0 = utc("2026-05-01T06:00:00Z");
         let Acquire::Held(la) = a.try_acquire(t0).await.expect("a") else { panic!("hold") };
