@@ -64,11 +64,11 @@ pub struct Model {
     /// events with local dates up to it, so an incremental run keeps the rows
     /// dated before the first changed month (a mart's as published, another
     /// model's as the base run kept them) and recomputes the rest (see
-    /// `pipeline::carry`).
+    /// `pipeline::incremental`).
     pub incremental: Option<String>,
     /// `-- incremental: <date column> by day`: each row depends only on the
     /// events of its own date, so an incremental run keeps the rows dated
-    /// before the first changed *day*, not month (see `pipeline::carry`).
+    /// before the first changed *day*, not month (see `pipeline::incremental`).
     pub by_day: bool,
 }
 

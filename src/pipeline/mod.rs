@@ -4,7 +4,7 @@
 //! report is written either way.
 
 pub mod backfill;
-pub mod carry;
+pub mod incremental;
 pub mod history;
 pub mod report;
 
@@ -90,7 +90,7 @@ pub enum RunError {
     #[error(transparent)]
     Publish(#[from] publish::PublishError),
     #[error("cannot keep rows for the next run: {0}")]
-    State(#[source] carry::StateError),
+    State(#[source] incremental::StateError),
     #[error("the writer of the rows kept for the next run stopped: {0}")]
     StateStopped(#[source] tokio::task::JoinError),
     #[error("cannot read the {table} table: {source}")]
@@ -310,12 +310,12 @@ async fn run_steps(
 
     // The kept rows of the likely base are read while ingest runs.
     let run_params = Params::from_config(config, as_of);
-    let shape = carry::shape_fingerprint(&models, &run_params);
+    let shape = incremental::shape_fingerprint(&models, &run_params);
     let read_ahead = if opts.full_refresh || opts.ingest_only {
-        carry::ReadAhead::default()
+        incremental::ReadAhead::default()
     } else {
         let by_day: Vec<&str> = models.iter().filter(|m| m.by_day).map(|m| m.name.as_str()).collect();
-        carry::ReadAhead::start(&runs, &shape, as_of, warehouse, &by_day)
+        incremental::ReadAhead::start(&runs, &shape, as_of, warehouse, &by_day)
     };
 
     // 1. Ingest.
@@ -370,7 +370,7 @@ async fn run_steps(
         return Ok(());
     }
     let plan = if opts.full_refresh {
-        carry::Plan::full("--full-refresh")
+        incremental::Plan::full("--full-refresh")
     } else {
         incremental_plan(warehouse, &models, &runs, &shape, &run_params, sources.ingest_sequence).await
     };
@@ -406,7 +406,7 @@ async fn run_steps(
     // state) as soon as each is built, while later models run; publishing
     // waits for every one (step 4).
     let run_id = report.run_id.clone();
-    let mut keeping: Vec<Option<tokio::task::JoinHandle<Result<carry::State, carry::StateError>>>> =
+    let mut keeping: Vec<Option<tokio::task::JoinHandle<Result<incremental::State, incremental::StateError>>>> =
         models.iter().map(|_| None).collect();
     // Each check runs as soon as the models it reads are built, while later
     // models run; their results are taken in catalog order (step 3).
@@ -446,7 +446,7 @@ async fn run_steps(
                 // The rows an incremental model keeps are read meanwhile.
                 let reading = async {
                     match &model.incremental {
-                        Some(key) => carry::read_kept(ctx, warehouse, model, key, plan, read_ahead).await,
+                        Some(key) => incremental::read_kept(ctx, warehouse, model, key, plan, read_ahead).await,
                         None => Ok(None),
                     }
                 };
@@ -461,7 +461,7 @@ async fn run_steps(
                 let mut keep = None;
                 if let Some(key) = &model.incremental {
                     if let Some(b) = built.take() {
-                        let merged = carry::merge(ctx, model, key, plan, b, kept).map_err(model_err)?;
+                        let merged = incremental::merge(ctx, model, key, plan, b, kept).map_err(model_err)?;
                         built = Some(merged.built);
                         keep = Some((key.clone(), merged.reused, merged.unsaved));
                     }
@@ -477,13 +477,13 @@ async fn run_steps(
         if let (Some(b), Some((key, reused, unsaved))) = (&built, keep) {
             let (warehouse, run_id, name, schema) = (warehouse.clone(), run_id.clone(), model.name.clone(), b.schema.clone());
             keeping[i] = Some(tokio::spawn(async move {
-                carry::write_state(&warehouse, &run_id, &name, &key, schema, unsaved, reused).await
+                incremental::write_state(&warehouse, &run_id, &name, &key, schema, unsaved, reused).await
             }));
         }
         // A mart's files are written now, committed once every check passed.
         if let (Layer::Marts, Some(b)) = (model.layer, &built) {
             let location = warehouse.mart(&model.name);
-            let layout = model.incremental.as_ref().map(|key| carry::layout(&plan, model, key, as_of));
+            let layout = model.incremental.as_ref().map(|key| incremental::layout(&plan, model, key, as_of));
             staging.start(publish::stage(location, model.name.clone(), i, b.schema.clone(), b.batches.clone(), layout));
         }
         built_names.insert(model.name.clone());
@@ -580,7 +580,7 @@ async fn run_steps(
     });
     // The older state is stale once this run's tables are published.
     if !report.state.is_empty() {
-        carry::prune_state(warehouse, &report.state).await;
+        incremental::prune_state(warehouse, &report.state).await;
     }
     if let Some(ing) = &report.ingest {
         for (name, location, version) in [
@@ -681,7 +681,7 @@ async fn run_check(ctx: datafusion::prelude::SessionContext, check: crate::catal
     })
 }
 
-/// What this run recomputes (see `carry`): the current versions of the
+/// What this run recomputes (see `incremental`): the current versions of the
 /// incremental marts are compared with those the base run published.
 async fn incremental_plan(
     warehouse: &Warehouse,
@@ -690,7 +690,7 @@ async fn incremental_plan(
     shape: &str,
     params: &Params,
     sequence: i64,
-) -> carry::Plan {
+) -> incremental::Plan {
     let carried: Vec<&str> = models
         .iter()
         .filter(|m| m.incremental.is_some() && m.layer != Layer::Marts)
@@ -704,15 +704,15 @@ async fn incremental_plan(
     for (name, opened) in futures::future::join_all(opening).await {
         match opened {
             Ok(t) => versions.insert(name, t.version().map(|v| v as i64)),
-            Err(e) => return carry::Plan::full(format!("cannot open mart {name}: {e}")),
+            Err(e) => return incremental::Plan::full(format!("cannot open mart {name}: {e}")),
         };
     }
     if versions.is_empty() && carried.is_empty() {
-        return carry::Plan::full("no model is incremental");
+        return incremental::Plan::full("no model is incremental");
     }
     let tz: chrono_tz::Tz = params.timezone.parse().unwrap_or(chrono_tz::UTC);
     let manifest = ingest::Manifest::new(warehouse.ingest_manifest());
-    carry::plan(runs, shape, params.as_of, tz, sequence, &manifest, &versions, &carried, warehouse).await
+    incremental::plan(runs, shape, params.as_of, tz, sequence, &manifest, &versions, &carried, warehouse).await
 }
 
 /// What a run's tables are a function of: the `events` version, the SQL of
@@ -725,7 +725,7 @@ pub fn inputs_fingerprint(events_version: i64, models: &[&crate::catalog::Model]
         text.push('\n');
         text.push_str(&m.sql);
     }
-    carry::xxh3_hex(text.as_bytes())
+    incremental::xxh3_hex(text.as_bytes())
 }
 
 /// What `register_sources` registered.

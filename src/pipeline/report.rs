@@ -86,7 +86,7 @@ pub struct RunReport {
     /// The rows kept of incremental models that are not published, for the
     /// next run (see README "Incremental runs").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub state: Vec<super::carry::State>,
+    pub state: Vec<super::incremental::State>,
     /// Fingerprint of what the tables are a function of (events version,
     /// model SQL, parameters); equal fingerprints publish equal tables.
     #[serde(default)]
