@@ -1,6 +1,6 @@
 //! The per-pipeline lease that keeps two runs of one pipeline from ever
 //! overlapping, across processes and machines: one JSON object per pipeline at
-//! `<warehouse>/_tenure/leases/<pipeline>.json`, written only with object
+//! `<pipeline>.json` in [`Warehouse::leases`], written only with object
 //! store conditional puts.
 //!
 //! Protocol:

@@ -29,7 +29,9 @@ fn main() -> ExitCode {
     };
     let filter = EnvFilter::try_from_env("TENURE_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,deltalake_core=off,delta_kernel=off,buoyant_kernel=off,tenure={level}")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal: piped logs stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_target(false).init(),

@@ -1,4 +1,4 @@
-//! Run history: the run reports under `<warehouse>/_runs/`, read back for
+//! Run history: the run reports ([`Warehouse::runs`]), read back for
 //! `tenure runs`, resumable backfills, late-event detection and the
 //! scheduler's catch-up. Reports are written by `report`; this only reads.
 

@@ -15,6 +15,7 @@ use crate::engine::{self, Params};
 use crate::ingest::{self, IngestOptions};
 use crate::publish;
 use crate::storage::{open_delta_table, Location, Storage};
+use datafusion::prelude::SessionContext;
 use crate::warehouse::{Warehouse, EVENTS, REJECTS};
 use chrono::NaiveDate;
 pub use report::{RunReport, RunStatus};
@@ -194,7 +195,7 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
         .as_of
         .unwrap_or_else(|| clock.now().with_timezone(&config.timezone).date_naive());
     let started = Instant::now();
-    let mut report = RunReport {
+    let report = RunReport {
         run_id: new_run_id(clock),
         pipeline: pipeline.name.clone(),
         trigger: if opts.trigger.is_empty() { "manual".into() } else { opts.trigger.clone() },
@@ -222,12 +223,21 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
         error: None,
     };
     tracing::info!(pipeline = %pipeline.name, run_id = %report.run_id, as_of = %as_of, timezone = %report.timezone, "run started");
-    // Marts' files written before publishing; deleted if the run stops first.
-    let mut staging = publish::Staging::default();
-    let result = run_steps(project, &pipeline, &raw, &warehouse, as_of, opts, &mut report, &mut staging).await;
+    let mut run = Run {
+        project,
+        pipeline: &pipeline,
+        opts,
+        raw: &raw,
+        warehouse: &warehouse,
+        as_of,
+        report,
+        staging: publish::Staging::default(),
+    };
+    let result = run.steps().await;
     if result.is_err() {
-        staging.discard().await;
+        run.staging.discard().await;
     }
+    let mut report = run.report;
     report.seconds = started.elapsed().as_secs_f64();
     report.finished_at = Some(clock.now().to_rfc3339());
     match &result {
@@ -269,341 +279,431 @@ pub fn error_chain(e: &dyn std::error::Error) -> Vec<String> {
     out
 }
 
-fn progress_bar(enabled: bool) -> Option<indicatif::ProgressBar> {
-    if !enabled {
-        return None;
+/// One stage of a run on a terminal: a line with a bar while it runs, left
+/// in place when it ends (nothing when not on a terminal, where the logs say
+/// what happened).
+struct Stage(Option<indicatif::ProgressBar>);
+
+impl Stage {
+    fn start(enabled: bool, name: &str, len: u64) -> Stage {
+        if !enabled {
+            return Stage(None);
+        }
+        let pb = indicatif::ProgressBar::new(len);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:10} [{bar:40}] {pos}/{len} {elapsed}") {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_message(name.to_string());
+        Stage(Some(pb))
     }
-    let pb = indicatif::ProgressBar::new(0);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg:12} [{bar:40}] {pos}/{len} {elapsed}") {
-        pb.set_style(style.progress_chars("=> "));
+
+    fn bar(&self) -> Option<&indicatif::ProgressBar> {
+        self.0.as_ref()
     }
-    Some(pb)
+
+    fn inc(&self) {
+        if let Some(pb) = &self.0 {
+            pb.inc(1);
+        }
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_steps(
-    project: &Project,
-    pipeline: &Pipeline,
-    raw: &Location,
-    warehouse: &Warehouse,
+impl Drop for Stage {
+    fn drop(&mut self) {
+        if let Some(pb) = &self.0 {
+            pb.finish();
+        }
+    }
+}
+
+/// Each step's outcome in model order: its time, and what it built.
+type BuiltModels = Vec<Option<(f64, Option<engine::Built>)>>;
+/// A model's rows being kept for the next run.
+type Keeping = Option<tokio::task::JoinHandle<Result<incremental::State, incremental::StateError>>>;
+
+/// One run in progress: what it runs on and its report so far; one method per step.
+struct Run<'a> {
+    project: &'a Project,
+    pipeline: &'a Pipeline,
+    opts: &'a RunOptions,
+    raw: &'a Location,
+    warehouse: &'a Warehouse,
     as_of: NaiveDate,
-    opts: &RunOptions,
-    report: &mut RunReport,
-    staging: &mut publish::Staging,
-) -> Result<(), RunError> {
-    let config = &project.config;
-    // The SQL models are read while the run history is: both are read once.
-    let loading = tokio::task::spawn_blocking({
-        let dir = config.sql_dir.clone();
-        move || Catalog::load(&dir)
-    });
-    // The run history: late events, unchanged inputs, incremental plan.
-    let runs = history::list(warehouse).await.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "run history unreadable; late events are not counted and every model is rebuilt");
-        Vec::new()
-    });
-    let catalog = loading.await.map_err(RunError::Loading)??;
-    let models = catalog.select(&pipeline.models).map_err(|source| RunError::Selection {
-        file: pipeline.file.display().to_string(),
-        source,
-    })?;
+    report: RunReport,
+    /// Marts' files written before publishing; deleted if the run stops first.
+    staging: publish::Staging,
+}
 
-    // The kept rows of the likely base are read while ingest runs.
-    let run_params = Params::from_config(config, as_of);
-    let shape = incremental::shape_fingerprint(&models, &run_params);
-    let read_ahead = if opts.full_refresh || opts.ingest_only {
-        incremental::ReadAhead::default()
-    } else {
-        let by_day: Vec<&str> = models.iter().filter(|m| m.by_day).map(|m| m.name.as_str()).collect();
-        incremental::ReadAhead::start(&runs, &shape, as_of, warehouse, &by_day)
-    };
+/// What the models step leaves to the later ones: the checks started as
+/// their models were built, and the incremental models' rows being kept.
+struct Built {
+    checking: Vec<Checking>,
+    keeping: Vec<Keeping>,
+}
 
-    // 1. Ingest.
-    if pipeline.ingest && !opts.skip_ingest {
+impl Run<'_> {
+    /// The steps in order; the first failure stops the run before anything is published.
+    async fn steps(&mut self) -> Result<(), RunError> {
+        let (catalog, runs) = self.read_models_and_history().await?;
+        let models = catalog.select(&self.pipeline.models).map_err(|source| RunError::Selection {
+            file: self.pipeline.file.display().to_string(),
+            source,
+        })?;
+        // The kept rows of the likely base are read while ingest runs.
+        let params = Params::from_config(&self.project.config, self.as_of);
+        let shape = incremental::shape_fingerprint(&models, &params);
+        let read_ahead = if self.opts.full_refresh || self.opts.ingest_only {
+            incremental::ReadAhead::default()
+        } else {
+            let by_day: Vec<&str> = models.iter().filter(|m| m.by_day).map(|m| m.name.as_str()).collect();
+            incremental::ReadAhead::start(&runs, &shape, self.as_of, self.warehouse, &by_day)
+        };
+        if self.pipeline.ingest && !self.opts.skip_ingest {
+            self.ingest(&runs).await?;
+        }
+        if self.opts.ingest_only {
+            return Ok(());
+        }
+        let ctx = engine::session();
+        let sources = register_sources(&ctx, self.warehouse).await?;
+        let inputs = inputs_fingerprint(sources.events_version, &models, &params);
+        self.report.inputs = Some(inputs.clone());
+        self.report.shape = Some(shape.clone());
+        self.report.ingest_sequence = Some(sources.ingest_sequence);
+        if let Some(prior) = unchanged_since(&runs, &inputs).filter(|_| !self.opts.full_refresh) {
+            tracing::info!(run_id = %prior.run_id, "inputs unchanged since that run; tables stay as published");
+            self.report.steps.push(Step {
+                name: format!("unchanged since {}", prior.run_id),
+                seconds: 0.0,
+                rows: None,
+            });
+            return Ok(());
+        }
+        let plan = self.plan(&models, &runs, &shape, &params, sources.ingest_sequence).await;
+        engine::register_params(&ctx, &params, plan.rebuild_from).map_err(|source| RunError::Source {
+            table: "params".into(),
+            source,
+        })?;
+        let built = self.build_models(&ctx, &catalog, &models, &plan, &read_ahead).await?;
+        self.check(&catalog, built.checking).await?;
+        self.keep_state(built.keeping).await?;
+        self.publish(&ctx).await
+    }
+
+    /// The SQL models and the run history (late events, unchanged inputs,
+    /// the incremental plan), read at the same time.
+    async fn read_models_and_history(&self) -> Result<(Catalog, Vec<RunReport>), RunError> {
+        let loading = tokio::task::spawn_blocking({
+            let dir = self.project.config.sql_dir.clone();
+            move || Catalog::load(&dir)
+        });
+        let runs = history::list(self.warehouse).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "run history unreadable; late events are not counted and every model is rebuilt");
+            Vec::new()
+        });
+        let catalog = loading.await.map_err(RunError::Loading)??;
+        Ok((catalog, runs))
+    }
+
+    /// 1. Ingest the raw objects not ingested before.
+    async fn ingest(&mut self, runs: &[RunReport]) -> Result<(), RunError> {
+        let config = &self.project.config;
         let t = Instant::now();
-        let late_before = history::latest_as_of(&runs);
-        let pb = progress_bar(opts.progress);
+        let stage = Stage::start(self.opts.progress, "ingest", 0);
         let ingest_report = ingest::ingest(
-            raw,
-            warehouse,
+            self.raw,
+            self.warehouse,
             &IngestOptions {
-                run_id: &report.run_id,
+                run_id: &self.report.run_id,
                 timezone: config.timezone,
                 currency: &config.currency,
                 max_reject_rate: config.max_reject_rate,
                 parallelism: config.parallelism,
-                progress: pb.as_ref(),
-                late_before,
+                progress: stage.bar(),
+                late_before: history::latest_as_of(runs),
             },
         )
-        .await;
-        if let Some(pb) = pb {
-            pb.finish_and_clear();
-        }
-        let ingest_report = ingest_report?;
-        report.steps.push(Step {
+        .await?;
+        self.report.steps.push(Step {
             name: "ingest".into(),
             seconds: t.elapsed().as_secs_f64(),
             rows: Some(ingest_report.totals.accepted),
         });
-        report.ingest = Some(ingest_report);
+        self.report.ingest = Some(ingest_report);
+        Ok(())
     }
 
-    if opts.ingest_only {
-        return Ok(());
+    /// What this run recomputes, recorded in the report.
+    async fn plan(&mut self, models: &[&Model], runs: &[RunReport], shape: &str, params: &Params, sequence: i64) -> incremental::Plan {
+        let plan = if self.opts.full_refresh {
+            incremental::Plan::full("--full-refresh")
+        } else {
+            incremental_plan(self.warehouse, models, runs, shape, params, sequence).await
+        };
+        match &plan.base {
+            Some(base) => {
+                tracing::info!(rebuild_from = %plan.rebuild_from, rebuild_from_day = %plan.rebuild_from_day, base = %base.run_id, "incremental run: rows before rebuild_from are kept");
+                self.report.rebuild_from = Some(plan.rebuild_from.to_string());
+                self.report.rebuild_from_day = Some(plan.rebuild_from_day.to_string());
+                self.report.kept_rows_of = Some(base.run_id.clone());
+            }
+            None => {
+                let because = plan.full_because.clone().unwrap_or_default();
+                tracing::info!(because = %because, "every model is rebuilt");
+                self.report.full_rebuild_because = Some(because);
+            }
+        }
+        plan
     }
 
-    // 2. Models.
-    let ctx = engine::session();
-    let sources = register_sources(&ctx, warehouse).await?;
-    let inputs = inputs_fingerprint(sources.events_version, &models, &run_params);
-    report.inputs = Some(inputs.clone());
-    report.shape = Some(shape.clone());
-    report.ingest_sequence = Some(sources.ingest_sequence);
-    if let Some(prior) = unchanged_since(&runs, &inputs).filter(|_| !opts.full_refresh) {
-        tracing::info!(run_id = %prior.run_id, "inputs unchanged since that run; tables stay as published");
-        report.steps.push(Step {
-            name: format!("unchanged since {}", prior.run_id),
-            seconds: 0.0,
+    /// 2. Build the models. Models whose inputs are built run at the same
+    /// time, a few at once, so that the serial parts of one (planning, a
+    /// final merge or sort on one partition, the fixed cost of a small model)
+    /// overlap another's work; the mart files, the rows kept for the next run
+    /// and the checks start as soon as their models are built. Steps are
+    /// reported in catalog order all the same.
+    async fn build_models(
+        &mut self,
+        ctx: &SessionContext,
+        catalog: &Catalog,
+        models: &[&Model],
+        plan: &incremental::Plan,
+        read_ahead: &incremental::ReadAhead,
+    ) -> Result<Built, RunError> {
+        let limit = models_at_once();
+        let stage = Stage::start(self.opts.progress, "models", models.len() as u64);
+        let models_started = Instant::now();
+        let selected: std::collections::BTreeSet<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        let mut built_names = std::collections::BTreeSet::new();
+        let mut outcomes: BuiltModels = models.iter().map(|_| None).collect();
+        let mut started = vec![false; models.len()];
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut built = Built {
+            checking: catalog.checks.iter().map(|_| None).collect(),
+            keeping: models.iter().map(|_| None).collect(),
+        };
+        let start_order = critical_first(models);
+        loop {
+            for &i in &start_order {
+                let model = models[i];
+                if running.len() >= limit {
+                    break;
+                }
+                let ready = model.depends_on.iter().all(|d| !selected.contains(d.as_str()) || built_names.contains(d));
+                if started[i] || !ready {
+                    continue;
+                }
+                started[i] = true;
+                let warehouse = self.warehouse;
+                running.push(async move {
+                    let t = Instant::now();
+                    let (built, keep) = build_model(ctx, warehouse, model, plan, read_ahead).await?;
+                    Ok::<_, RunError>((i, t.elapsed().as_secs_f64(), built, keep))
+                });
+            }
+            let Some(finished) = running.next().await else { break };
+            let (i, seconds, model_built, keep) = finished?;
+            let model = models[i];
+            stage.inc();
+            tracing::debug!(model = %model.name, rows = model_built.as_ref().map_or(0, |b| b.rows), seconds, "model built");
+            if let (Some(b), Some((key, reused, unsaved))) = (&model_built, keep) {
+                let (warehouse, run_id, name, schema) = (self.warehouse.clone(), self.report.run_id.clone(), model.name.clone(), b.schema.clone());
+                built.keeping[i] = Some(tokio::spawn(async move {
+                    incremental::write_state(&warehouse, &run_id, &name, &key, schema, unsaved, reused).await
+                }));
+            }
+            // A mart's files are written now, committed once every check passed.
+            if let (Layer::Marts, Some(b)) = (model.layer, &model_built) {
+                let location = self.warehouse.mart(&model.name);
+                let layout = model.incremental.as_ref().map(|key| incremental::layout(plan, model, key, self.as_of));
+                self.staging.start(publish::stage(location, model.name.clone(), i, b.schema.clone(), b.batches.clone(), layout));
+            }
+            built_names.insert(model.name.clone());
+            outcomes[i] = Some((seconds, model_built));
+            start_ready_checks(ctx, &catalog.checks, &built_names, &mut built.checking);
+        }
+        drop(running);
+        // Checks that read none of the models start now.
+        start_ready_checks(ctx, &catalog.checks, &built_names, &mut built.checking);
+        // The wall time of all models; their own times overlap.
+        self.report.steps.push(Step {
+            name: "models".into(),
+            seconds: models_started.elapsed().as_secs_f64(),
             rows: None,
         });
-        return Ok(());
-    }
-    let plan = if opts.full_refresh {
-        incremental::Plan::full("--full-refresh")
-    } else {
-        incremental_plan(warehouse, &models, &runs, &shape, &run_params, sources.ingest_sequence).await
-    };
-    match &plan.base {
-        Some(base) => {
-            tracing::info!(rebuild_from = %plan.rebuild_from, rebuild_from_day = %plan.rebuild_from_day, base = %base.run_id, "incremental run: rows before rebuild_from are kept");
-            report.rebuild_from = Some(plan.rebuild_from.to_string());
-            report.rebuild_from_day = Some(plan.rebuild_from_day.to_string());
-            report.kept_rows_of = Some(base.run_id.clone());
-        }
-        None => {
-            let because = plan.full_because.clone().unwrap_or_default();
-            tracing::info!(because = %because, "every model is rebuilt");
-            report.full_rebuild_because = Some(because);
-        }
-    }
-    engine::register_params(&ctx, &run_params, plan.rebuild_from).map_err(|source| RunError::Source {
-        table: "params".into(),
-        source,
-    })?;
-    // Models whose inputs are built run at the same time, a few at once, so
-    // that the serial parts of one (planning, a final merge or sort on one
-    // partition, the fixed cost of a small model) overlap another's work.
-    // Steps are reported and marts published in catalog order all the same.
-    let limit = models_at_once();
-    let models_started = Instant::now();
-    let selected: std::collections::BTreeSet<&str> = models.iter().map(|m| m.name.as_str()).collect();
-    let mut built_names = std::collections::BTreeSet::new();
-    let mut outcomes: Vec<Option<(f64, Option<engine::Built>)>> = models.iter().map(|_| None).collect();
-    let mut started = vec![false; models.len()];
-    let mut running = futures::stream::FuturesUnordered::new();
-    // The rows of the incremental models are kept for the next run (their
-    // state) as soon as each is built, while later models run; publishing
-    // waits for every one (step 4).
-    let run_id = report.run_id.clone();
-    let mut keeping: Vec<Option<tokio::task::JoinHandle<Result<incremental::State, incremental::StateError>>>> =
-        models.iter().map(|_| None).collect();
-    // Each check runs as soon as the models it reads are built, while later
-    // models run; their results are taken in catalog order (step 3).
-    let mut checking: Vec<Checking> = catalog.checks.iter().map(|_| None).collect();
-    let start_order = critical_first(&models);
-    loop {
-        for &i in &start_order {
-            let model = models[i];
-            if running.len() >= limit {
-                break;
-            }
-            let ready = model.depends_on.iter().all(|d| !selected.contains(d.as_str()) || built_names.contains(d));
-            if started[i] || !ready {
-                continue;
-            }
-            started[i] = true;
-            let (ctx, plan, read_ahead) = (&ctx, &plan, &read_ahead);
-            running.push(async move {
-                let t = Instant::now();
-                let model_err = |source| RunError::Model {
-                    model: model.name.clone(),
-                    file: model.file.display().to_string(),
-                    source,
-                };
-                // On a task of its own, so that two models' own polling
-                // runs on two threads.
-                let building = tokio::spawn({
-                    // A model incremental by day plans in a session where
-                    // `tenure_rebuild_from()` is its own date.
-                    let ctx = match plan.rebuild_from_of(model) {
-                        from if from != plan.rebuild_from => engine::rebuilding_from(ctx, from).map_err(model_err)?,
-                        _ => ctx.clone(),
-                    };
-                    let model = (*model).clone();
-                    async move { engine::build(&ctx, &model).await }
-                });
-                // The rows an incremental model keeps are read meanwhile.
-                let reading = async {
-                    match &model.incremental {
-                        Some(key) => incremental::read_kept(ctx, warehouse, model, key, plan, read_ahead).await,
-                        None => Ok(None),
-                    }
-                };
-                let (built, kept) = tokio::join!(building, reading);
-                let mut built = built
-                    .map_err(|source| RunError::ModelStopped {
-                        model: model.name.clone(),
-                        source,
-                    })?
-                    .map_err(model_err)?;
-                let kept = kept.map_err(model_err)?;
-                let mut keep = None;
-                if let Some(key) = &model.incremental {
-                    if let Some(b) = built.take() {
-                        let merged = incremental::merge(ctx, model, key, plan, b, kept).map_err(model_err)?;
-                        built = Some(merged.built);
-                        keep = Some((key.clone(), merged.reused, merged.unsaved));
-                    }
-                }
-                Ok::<_, RunError>((i, t.elapsed().as_secs_f64(), built, keep))
+        for (model, outcome) in models.iter().zip(outcomes) {
+            let Some((seconds, built)) = outcome else {
+                return Err(RunError::NotBuilt { model: model.name.clone() });
+            };
+            self.report.steps.push(Step {
+                name: format!("model:{}", model.name),
+                seconds,
+                rows: built.as_ref().map(|b| b.rows as u64),
             });
         }
-        let Some(finished) = running.next().await else { break };
-        let (i, seconds, built, keep) = finished?;
-        let model = models[i];
-        let rows = built.as_ref().map(|b| b.rows as u64);
-        tracing::info!(model = %model.name, rows = rows.unwrap_or(0), seconds, "model built");
-        if let (Some(b), Some((key, reused, unsaved))) = (&built, keep) {
-            let (warehouse, run_id, name, schema) = (warehouse.clone(), run_id.clone(), model.name.clone(), b.schema.clone());
-            keeping[i] = Some(tokio::spawn(async move {
-                incremental::write_state(&warehouse, &run_id, &name, &key, schema, unsaved, reused).await
-            }));
-        }
-        // A mart's files are written now, committed once every check passed.
-        if let (Layer::Marts, Some(b)) = (model.layer, &built) {
-            let location = warehouse.mart(&model.name);
-            let layout = model.incremental.as_ref().map(|key| incremental::layout(&plan, model, key, as_of));
-            staging.start(publish::stage(location, model.name.clone(), i, b.schema.clone(), b.batches.clone(), layout));
-        }
-        built_names.insert(model.name.clone());
-        outcomes[i] = Some((seconds, built));
-        start_ready_checks(&ctx, &catalog.checks, &built_names, &mut checking);
-    }
-    drop(running);
-    // The wall time of all models; their own times overlap.
-    report.steps.push(Step {
-        name: "models".into(),
-        seconds: models_started.elapsed().as_secs_f64(),
-        rows: None,
-    });
-    for (model, outcome) in models.iter().zip(outcomes) {
-        let Some((seconds, built)) = outcome else {
-            return Err(RunError::NotBuilt { model: model.name.clone() });
-        };
-        report.steps.push(Step {
-            name: format!("model:{}", model.name),
-            seconds,
-            rows: built.as_ref().map(|b| b.rows as u64),
-        });
+        Ok(built)
     }
 
-    // 3. Checks, before anything is published: started as their models were
-    // built (a check whose models were not all built does not run). The step
-    // is the wait that remains.
-    let t = Instant::now();
-    start_ready_checks(&ctx, &catalog.checks, &built_names, &mut checking);
-    for (check, handle) in catalog.checks.iter().zip(checking) {
-        let Some(handle) = handle else { continue };
-        let result = handle.await.map_err(|source| RunError::CheckStopped {
-            check: check.name.clone(),
-            source,
-        })??;
-        let failed = (!result.passed).then(|| RunError::Check {
-            check: result.name.clone(),
-            rows: result.failing_rows,
-            examples: result.examples.join("; "),
-        });
-        report.checks.push(result);
-        if let Some(e) = failed {
-            return Err(e);
+    /// 3. The checks, before anything is published: started as their models
+    /// were built (a check whose models were not all built does not run).
+    /// The step is the wait that remains.
+    async fn check(&mut self, catalog: &Catalog, mut checking: Vec<Checking>) -> Result<(), RunError> {
+        let t = Instant::now();
+        for (check, handle) in catalog.checks.iter().zip(checking.iter_mut()) {
+            let Some(handle) = handle.take() else { continue };
+            let result = handle.await.map_err(|source| RunError::CheckStopped {
+                check: check.name.clone(),
+                source,
+            })??;
+            let failed = (!result.passed).then(|| RunError::Check {
+                check: result.name.clone(),
+                rows: result.failing_rows,
+                examples: result.examples.join("; "),
+            });
+            self.report.checks.push(result);
+            if let Some(e) = failed {
+                return Err(e);
+            }
         }
-    }
-    if !catalog.checks.is_empty() {
-        report.steps.push(Step {
-            name: "checks".into(),
-            seconds: t.elapsed().as_secs_f64(),
-            rows: None,
-        });
+        if !catalog.checks.is_empty() {
+            self.report.steps.push(Step {
+                name: "checks".into(),
+                seconds: t.elapsed().as_secs_f64(),
+                rows: None,
+            });
+        }
+        Ok(())
     }
 
-    // 4. The state of the incremental models, written since each was built: before publishing, so that a run whose report
-    // lists tables always kept it. The step is the wait that remains.
-    let t = Instant::now();
-    let keeping: Vec<_> = keeping.into_iter().flatten().collect();
-    if !keeping.is_empty() {
+    /// 4. The rows of the incremental models kept for the next run, written
+    /// since each was built: before publishing, so that a run whose report
+    /// lists tables always kept them. The step is the wait that remains.
+    async fn keep_state(&mut self, keeping: Vec<Keeping>) -> Result<(), RunError> {
+        let t = Instant::now();
+        let keeping: Vec<_> = keeping.into_iter().flatten().collect();
+        if keeping.is_empty() {
+            return Ok(());
+        }
         for handle in keeping {
             let kept = handle.await.map_err(RunError::StateStopped)?.map_err(RunError::State)?;
-            report.state.push(kept);
+            self.report.state.push(kept);
         }
-        report.steps.push(Step {
+        self.report.steps.push(Step {
             name: "state".into(),
             seconds: t.elapsed().as_secs_f64(),
             rows: None,
         });
+        Ok(())
     }
 
-    // 5. Publish: the files of every mart are written first (most while
-    // later models ran), so that a mart that cannot be written stops the run
-    // before any is published. Marts are independent tables, each its own
-    // commit, a few at a time; the report lists them in catalog order.
-    let t = Instant::now();
-    let staged = staging.finish().await?;
-    let publishing = staged.into_iter().map(|staged| {
-        let run_id = &run_id;
-        let order = staged.order();
-        async move {
-            crate::failpoint(&format!("publish:{}", staged.name()));
-            let published = publish::commit(staged, run_id).await?;
-            tracing::info!(table = %published.name, version = published.version, rows = published.rows, "table published");
-            Ok::<_, RunError>((order, published))
+    /// 5. Publish: the files of every mart are written first (most while
+    /// later models ran), so that a mart that cannot be written stops the
+    /// run before any is published. Marts are independent tables, each its
+    /// own commit, a few at a time; the report lists them in catalog order,
+    /// then `events` and `rejects` when this run appended to them.
+    async fn publish(&mut self, ctx: &SessionContext) -> Result<(), RunError> {
+        let t = Instant::now();
+        let staged = self.staging.finish().await?;
+        let stage = Stage::start(self.opts.progress, "publish", staged.len() as u64);
+        let run_id = &self.report.run_id;
+        let publishing = staged.into_iter().map(|staged| {
+            let stage = &stage;
+            let order = staged.order();
+            async move {
+                crate::failpoint(&format!("publish:{}", staged.name()));
+                let published = publish::commit(staged, run_id).await?;
+                tracing::debug!(table = %published.name, version = published.version, rows = published.rows, "table published");
+                stage.inc();
+                Ok::<_, RunError>((order, published))
+            }
+        });
+        let mut published: Vec<(usize, publish::Published)> =
+            futures::stream::iter(publishing).buffer_unordered(PUBLISH_AT_ONCE).try_collect().await?;
+        drop(stage);
+        published.sort_by_key(|(order, _)| *order);
+        self.report.tables.extend(published.into_iter().map(|(_, p)| p));
+        self.report.steps.push(Step {
+            name: "publish".into(),
+            seconds: t.elapsed().as_secs_f64(),
+            rows: None,
+        });
+        // The older state is stale once this run's tables are published.
+        if !self.report.state.is_empty() {
+            incremental::prune_state(self.warehouse, &self.report.state).await;
         }
-    });
-    let mut published: Vec<(usize, publish::Published)> =
-        futures::stream::iter(publishing).buffer_unordered(PUBLISH_AT_ONCE).try_collect().await?;
-    published.sort_by_key(|(order, _)| *order);
-    report.tables.extend(published.into_iter().map(|(_, p)| p));
-    report.steps.push(Step {
-        name: "publish".into(),
-        seconds: t.elapsed().as_secs_f64(),
-        rows: None,
-    });
-    // The older state is stale once this run's tables are published.
-    if !report.state.is_empty() {
-        incremental::prune_state(warehouse, &report.state).await;
-    }
-    if let Some(ing) = &report.ingest {
-        for (name, location, version) in [
-            (EVENTS, warehouse.events(), ing.events_version),
-            (REJECTS, warehouse.rejects(), ing.rejects_version),
-        ] {
-            if let Some(v) = version {
+        if let Some(ing) = &self.report.ingest {
+            let appended = [
+                (EVENTS, self.warehouse.events(), ing.events_version),
+                (REJECTS, self.warehouse.rejects(), ing.rejects_version),
+            ];
+            for (name, location, version) in appended {
+                let Some(version) = version else { continue };
                 // The table's whole row count (this run appended
                 // `ingest.totals.accepted` / `rejected` of them).
-                let rows = table_rows(&ctx, name).await.map_err(|source| RunError::Source {
+                let rows = table_rows(ctx, name).await.map_err(|source| RunError::Source {
                     table: name.into(),
                     source,
                 })?;
-                report.tables.push(publish::Published {
+                self.report.tables.push(publish::Published {
                     name: name.into(),
                     location: location.display(),
-                    version: v,
+                    version,
                     rows,
                 });
             }
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Build one model: plan and run its SQL and, for an incremental model,
+/// read the rows it keeps meanwhile and merge them in. Returns what it built
+/// and, for an incremental model, its date column and what to keep of it.
+async fn build_model(
+    ctx: &SessionContext,
+    warehouse: &Warehouse,
+    model: &Model,
+    plan: &incremental::Plan,
+    read_ahead: &incremental::ReadAhead,
+) -> Result<(Option<engine::Built>, Option<(String, Vec<incremental::StatePart>, Vec<arrow::array::RecordBatch>)>), RunError> {
+    let model_err = |source| RunError::Model {
+        model: model.name.clone(),
+        file: model.file.display().to_string(),
+        source,
+    };
+    // On a task of its own, so that two models' own polling runs on two threads.
+    let building = tokio::spawn({
+        // A model incremental by day plans in a session where
+        // `tenure_rebuild_from()` is its own date.
+        let ctx = match plan.rebuild_from_of(model) {
+            from if from != plan.rebuild_from => engine::rebuilding_from(ctx, from).map_err(model_err)?,
+            _ => ctx.clone(),
+        };
+        let model = model.clone();
+        async move { engine::build(&ctx, &model).await }
+    });
+    // The rows an incremental model keeps are read meanwhile.
+    let reading = async {
+        match &model.incremental {
+            Some(key) => incremental::read_kept(ctx, warehouse, model, key, plan, read_ahead).await,
+            None => Ok(None),
+        }
+    };
+    let (built, kept) = tokio::join!(building, reading);
+    let built = built
+        .map_err(|source| RunError::ModelStopped {
+            model: model.name.clone(),
+            source,
+        })?
+        .map_err(model_err)?;
+    let kept = kept.map_err(model_err)?;
+    match (&model.incremental, built) {
+        (Some(key), Some(b)) => {
+            let merged = incremental::merge(ctx, model, key, plan, b, kept).map_err(model_err)?;
+            Ok((Some(merged.built), Some((key.clone(), merged.reused, merged.unsaved))))
+        }
+        (_, built) => Ok((built, None)),
+    }
 }
 
 async fn table_rows(ctx: &datafusion::prelude::SessionContext, table: &str) -> datafusion::error::Result<u64> {

@@ -1,7 +1,7 @@
-//! Publishing curated tables: each mart becomes one new Delta version under
-//! `<warehouse>/marts/<table>` per run (an overwrite in a single commit), so a
-//! reader sees the old table or the new one, never half of one. Also opens
-//! published tables for reading.
+//! Publishing curated tables: each mart becomes one new Delta version of its
+//! table ([`Warehouse::mart`](crate::warehouse::Warehouse::mart)) per run (an
+//! overwrite in a single commit), so a reader sees the old table or the new
+//! one, never half of one.
 //!
 //! A mart's files are written as soon as it is built ([`stage`]), while later
 //! models run, and committed only once every check has passed ([`commit`]):
@@ -48,7 +48,7 @@ pub enum PublishError {
         source: object_store::Error,
     },
     #[error("a publishing task stopped: {0}")]
-    Stopped(String),
+    Stopped(#[source] tokio::task::JoinError),
 }
 
 /// One published table, for the run report.
@@ -383,7 +383,7 @@ impl Staging {
 /// How a task failed: its own error, or it stopped (panicked, was cancelled).
 enum TaskFailure<E> {
     Error(E),
-    Stopped(String),
+    Stopped(tokio::task::JoinError),
 }
 
 impl<E> TaskFailure<E> {
@@ -403,7 +403,7 @@ async fn join_tasks<T, E>(tasks: Vec<tokio::task::JoinHandle<Result<T, E>>>) -> 
         match task.await {
             Ok(Ok(t)) => done.push(t),
             Ok(Err(e)) => failed = failed.or(Some(TaskFailure::Error(e))),
-            Err(e) => failed = failed.or(Some(TaskFailure::Stopped(e.to_string()))),
+            Err(e) => failed = failed.or(Some(TaskFailure::Stopped(e))),
         }
     }
     (done, failed)

@@ -16,7 +16,7 @@
 //!   jitter (`retries`, `retry_backoff_seconds` in the pipeline file);
 //!   permanent ones ([`RunError::is_permanent`](crate::pipeline::RunError::is_permanent)) do not.
 //! - **Catch-up**: at start, the newest fire time covered by a successful run
-//!   in the run history (`<warehouse>/_runs/`) is compared with now, and the
+//!   in the run history is compared with now, and the
 //!   missed fire times are run per the pipeline's `catch_up` ([`plan::due`]);
 //!   fires missed while a long run was in progress are treated the same way.
 //! - **Stopping**: on SIGTERM/SIGINT no new run starts; a run in progress

@@ -76,6 +76,20 @@ fn run_fails_on_an_invalid_as_of_date() {
     assert_fails_naming(&out, &["2026-02-30"]);
 }
 
+/// Logs piped to a file are plain text (no colour codes), and at the
+/// default level a run logs its stages, not a line per model or table (that
+/// detail is at `-v`).
+#[test]
+fn piped_run_logs_are_plain_text_by_stage() {
+    let p = Project::from_fixture("currency");
+    let (out, _) = p.try_run(&RunOpts::default());
+    assert!(out.status.success(), "run failed:\n{}", output_text(&out));
+    let err = stderr(&out);
+    assert!(!err.contains('\u{1b}'), "colour codes in piped logs:\n{err}");
+    assert!(err.contains("run started"), "no run start in the logs:\n{err}");
+    assert!(!err.contains("model built") && !err.contains("table published"), "per-model lines at the default level:\n{err}");
+}
+
 #[test]
 fn run_fails_on_an_unknown_pipeline() {
     let p = Project::from_fixture("currency");

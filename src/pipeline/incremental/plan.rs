@@ -146,7 +146,7 @@ pub(super) fn latest_published(runs: &[RunReport]) -> Option<&RunReport> {
 }
 
 /// The state the base kept of each incremental model whose objects are all
-/// there (one listing of `_state/`). A model that is not a mart must have
+/// there (one listing of the state folder). A model that is not a mart must have
 /// one; a mart without one keeps its published rows instead.
 pub(super) async fn kept_state(
     base: &RunReport,

@@ -138,7 +138,7 @@ pub enum StateError {
 /// Keep the rows of the model `name` for a later run: `rows` (those this run
 /// computed, and kept rows that are in no file of a whole month) in one
 /// Arrow IPC file per month of the date column `key` under
-/// `_state/<name>/`, and the base's files of the months in `reused` as they
+/// the model's state folder, and the base's files of the months in `reused` as they
 /// are. Rows without a date are never kept, so they are not written.
 /// Uncompressed, so that the next run maps the files and decodes them
 /// without copying (LZ4 took more CPU to write and read than the rows took to
