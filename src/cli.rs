@@ -219,17 +219,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             run_and_print(&project, &opts).await
         }
         Command::Validate => {
-            let project = load(&cli, &Overrides::default())?;
-            let report = crate::validate::validate(&project).await;
+            let report = crate::validate::validate(&config_file(&cli.config), &Overrides::default()).await;
             if !report.problems.is_empty() {
-                bail!("{}", report.problems.join("\n"));
+                // One `file:line: key: message` per line, for editors to jump to.
+                for problem in &report.problems {
+                    eprintln!("{problem}");
+                }
+                bail!("{} problem(s) found; nothing was run", report.problems.len());
             }
             println!(
                 "ok: {} pipeline(s), {} model(s), {} check(s) in {}",
                 report.pipelines,
                 report.models,
                 report.checks,
-                project.config.sql_dir.display()
+                report.sql_dir.display()
             );
             Ok(())
         }

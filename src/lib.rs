@@ -16,6 +16,7 @@ pub mod engine;
 pub mod ingest;
 pub mod lease;
 pub mod pipeline;
+pub mod problem;
 pub mod publish;
 pub mod query;
 pub mod scheduler;

@@ -2,6 +2,7 @@
 //! dependency graph inferred from the tables each one reads. It parses SQL but
 //! never plans or runs it (that is `engine`'s job).
 
+use crate::problem::Problem;
 use datafusion::prelude::SessionContext;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -79,40 +80,49 @@ struct Directives {
     by_day: bool,
 }
 
-/// The directives of a model's header comment (the `--` lines before the SQL).
-fn directives(sql: &str, layer: Layer) -> Result<Directives, String> {
+/// The directives of a model's header comment (the `--` lines before the
+/// SQL). An error names the line of the directive.
+fn directives(sql: &str, layer: Layer) -> Result<Directives, (usize, String)> {
     let mut materialized = if layer == Layer::Staging { Materialized::View } else { Materialized::Table };
     let mut incremental = None;
     let mut by_day = false;
-    for line in sql.lines().map(str::trim).take_while(|l| l.is_empty() || l.starts_with("--")) {
+    let mut incremental_line = 1;
+    let header = sql.lines().map(str::trim).enumerate().take_while(|(_, l)| l.is_empty() || l.starts_with("--"));
+    for (i, line) in header {
         let Some((key, value)) = line.trim_start_matches('-').trim().split_once(':') else { continue };
         let value = value.trim();
+        let at = |message: String| (i + 1, message);
         match key.trim() {
             "materialized" => {
                 materialized = match value {
                     "view" => Materialized::View,
                     "table" => Materialized::Table,
-                    other => return Err(format!("materialized: {other:?} must be \"view\" or \"table\"")),
+                    other => return Err(at(format!("materialized: {other:?} must be \"view\" or \"table\""))),
                 }
             }
             "incremental" => {
                 let mut words = value.split_whitespace();
                 let column = words.next().unwrap_or_default();
                 if column.is_empty() || !column.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                    return Err(format!("incremental: {value:?} must name the model's date column"));
+                    return Err(at(format!("incremental: {value:?} must name the model's date column")));
                 }
                 by_day = match (words.next(), words.next(), words.next()) {
                     (None, ..) | (Some("by"), Some("month"), None) => false,
                     (Some("by"), Some("day"), None) => true,
-                    _ => return Err(format!("incremental: {value:?} must be `<date column>`, `<date column> by day` or `<date column> by month`")),
+                    _ => {
+                        return Err(at(format!(
+                            "incremental: {value:?} must be `<date column>`, `<date column> by day` or `<date column> by month`"
+                        )))
+                    }
                 };
                 incremental = Some(column.to_string());
+                incremental_line = i + 1;
             }
             _ => {}
         }
     }
     if incremental.is_some() && materialized == Materialized::View {
-        return Err("incremental: a view cannot keep rows; add `-- materialized: table`".into());
+        return Err((incremental_line, "incremental: a view cannot keep rows; add `-- materialized: table`".into()));
     }
     Ok(Directives {
         materialized,
@@ -133,8 +143,9 @@ pub struct Check {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("{}", .0.join("\n"))]
-    Invalid(Vec<String>),
+    /// Every problem of `sql/`, each naming its file and line.
+    #[error("{}", crate::problem::lines(.0))]
+    Invalid(Vec<Problem>),
     #[error("models: {pattern:?} matches no model in sql/")]
     NoMatch { pattern: String },
 }
@@ -147,11 +158,37 @@ pub struct Catalog {
     pub checks: Vec<Check>,
 }
 
+/// `sql/` read as far as it can be: what `tenure validate` goes on planning
+/// when some files have problems.
+#[derive(Debug)]
+pub struct PartialCatalog {
+    /// The models and checks without problems of their own, in build order.
+    /// A model reading a broken one keeps it in `depends_on`.
+    pub catalog: Catalog,
+    /// Models left out for their problems (a file that does not parse, reads
+    /// an unknown table, is in a cycle, ...): whatever reads them cannot be
+    /// planned.
+    pub broken: BTreeSet<String>,
+    pub problems: Vec<Problem>,
+}
+
 impl Catalog {
     /// Read `sql_dir`, parse each file, and order the graph. Every problem is
-    /// reported at once, naming the file.
+    /// reported at once, naming the file and line.
     pub fn load(sql_dir: &Path) -> Result<Catalog, CatalogError> {
+        let partial = Catalog::load_partial(sql_dir);
+        if partial.problems.is_empty() {
+            Ok(partial.catalog)
+        } else {
+            Err(CatalogError::Invalid(partial.problems))
+        }
+    }
+
+    /// Read `sql_dir` as far as it can be: every problem, and the catalog of
+    /// the models and checks without one.
+    pub fn load_partial(sql_dir: &Path) -> PartialCatalog {
         let mut problems = Vec::new();
+        let mut broken = BTreeSet::new();
         let mut files = Vec::new();
         collect_sql_files(sql_dir, &mut files, &mut problems);
         files.sort();
@@ -162,21 +199,30 @@ impl Catalog {
             let rel = file.strip_prefix(sql_dir).unwrap_or(&file);
             let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().to_string()).collect();
             let name = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let is_check = parts.len() == 2 && parts[0] == "checks";
+            let key = if is_check { format!("check {name:?}") } else { format!("model {name:?}") };
+            let problem = |line: Option<usize>, message: String| Problem::new(file.display().to_string(), line, key.clone(), message);
             let sql = match std::fs::read_to_string(&file) {
                 Ok(s) => s,
                 Err(e) => {
-                    problems.push(format!("{}: cannot read ({e})", file.display()));
+                    problems.push(problem(None, format!("cannot read ({e})")));
+                    if !is_check {
+                        broken.insert(name);
+                    }
                     continue;
                 }
             };
             let refs = match table_references(&ctx, &sql) {
                 Ok(r) => r,
                 Err(e) => {
-                    problems.push(format!("{}: {e}", file.display()));
+                    problems.push(problem(Some(e.line.unwrap_or_else(|| statement_line(&sql))), e.message));
+                    if !is_check {
+                        broken.insert(name);
+                    }
                     continue;
                 }
             };
-            if parts.len() == 2 && parts[0] == "checks" {
+            if is_check {
                 checks.push(Check {
                     name,
                     file: file.clone(),
@@ -188,23 +234,32 @@ impl Catalog {
             let layer = match (parts.len(), parts.first().and_then(|d| Layer::from_dir(d))) {
                 (2, Some(layer)) => layer,
                 _ => {
-                    problems.push(format!(
-                        "{}: a model must be sql/staging/*.sql, sql/intermediate/*.sql or sql/marts/*.sql (checks: sql/checks/*.sql)",
-                        file.display()
+                    problems.push(Problem::new(
+                        file.display().to_string(),
+                        None,
+                        "",
+                        "a model must be sql/staging/*.sql, sql/intermediate/*.sql or sql/marts/*.sql (checks: sql/checks/*.sql)",
                     ));
+                    broken.insert(name);
                     continue;
                 }
             };
             if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-                problems.push(format!("{}: model name {name:?} must be lowercase letters, digits and '_'", file.display()));
+                problems.push(Problem::new(
+                    file.display().to_string(),
+                    None,
+                    "",
+                    format!("model name {name:?} must be lowercase letters, digits and '_'"),
+                ));
+                broken.insert(name);
                 continue;
             }
             if SOURCES.contains(&name.as_str()) {
-                problems.push(format!("{}: model name {name:?} is reserved for a source table", file.display()));
+                problems.push(problem(None, "the name is reserved for a source table; rename the file".into()));
                 continue;
             }
             if let Some(other) = models.get(&name) {
-                problems.push(format!("{}: model {name:?} is also defined by {}", file.display(), other.file.display()));
+                problems.push(problem(None, format!("is also defined by {}", other.file.display())));
                 continue;
             }
             let Directives {
@@ -213,8 +268,9 @@ impl Catalog {
                 by_day,
             } = match directives(&sql, layer) {
                 Ok(d) => d,
-                Err(e) => {
-                    problems.push(format!("{}: {e}", file.display()));
+                Err((line, message)) => {
+                    problems.push(problem(Some(line), message));
+                    broken.insert(name);
                     continue;
                 }
             };
@@ -232,23 +288,39 @@ impl Catalog {
                 },
             );
         }
-        // Unknown tables.
+        // Unknown tables: known are the sources, the models, and the models
+        // left out above (whose own problem is reported already).
+        let known = |r: &String| models.contains_key(r) || broken.contains(r) || SOURCES.contains(&r.as_str());
+        let unknown = |file: &Path, key: String, sql: &str, refs: &BTreeSet<String>| -> Vec<Problem> {
+            refs.iter()
+                .filter(|r| !known(r))
+                .map(|r| {
+                    let line = line_of_word(sql, r).unwrap_or_else(|| statement_line(sql));
+                    Problem::new(file.display().to_string(), Some(line), key.clone(), format!("reads unknown table {r:?}"))
+                })
+                .collect()
+        };
+        let mut reading_unknown = Vec::new();
         for m in models.values() {
-            for r in &m.depends_on {
-                if !models.contains_key(r) && !SOURCES.contains(&r.as_str()) {
-                    problems.push(format!("{}: model {:?} reads unknown table {r:?}", m.file.display(), m.name));
-                }
+            let found = unknown(&m.file, format!("model {:?}", m.name), &m.sql, &m.depends_on);
+            if !found.is_empty() {
+                reading_unknown.push(m.name.clone());
+                problems.extend(found);
             }
         }
-        for c in &checks {
-            for r in &c.depends_on {
-                if !models.contains_key(r) && !SOURCES.contains(&r.as_str()) {
-                    problems.push(format!("{}: check {:?} reads unknown table {r:?}", c.file.display(), c.name));
-                }
+        let mut sound_checks = Vec::new();
+        for c in checks {
+            let found = unknown(&c.file, format!("check {:?}", c.name), &c.sql, &c.depends_on);
+            if found.is_empty() {
+                sound_checks.push(c);
+            } else {
+                problems.extend(found);
             }
         }
-        if !problems.is_empty() {
-            return Err(CatalogError::Invalid(problems));
+        let mut checks = sound_checks;
+        for name in reading_unknown {
+            models.remove(&name);
+            broken.insert(name);
         }
         for m in models.values_mut() {
             m.depends_on.retain(|r| !SOURCES.contains(&r.as_str()));
@@ -256,8 +328,23 @@ impl Catalog {
         for c in &mut checks {
             c.depends_on.retain(|r| !SOURCES.contains(&r.as_str()));
         }
-        let ordered = topo_sort(models)?;
-        Ok(Catalog { models: ordered, checks })
+        let (ordered, cycle) = topo_sort(models, &broken);
+        if let Some(first) = cycle.first() {
+            let names: Vec<String> = cycle.iter().map(|m| format!("{} ({})", m.name, m.file.display())).collect();
+            let line = first.depends_on.iter().find_map(|d| line_of_word(&first.sql, d));
+            problems.push(Problem::new(
+                first.file.display().to_string(),
+                line,
+                format!("model {:?}", first.name),
+                format!("models form a cycle; none of these can run first: {}", names.join(", ")),
+            ));
+            broken.extend(cycle.into_iter().map(|m| m.name));
+        }
+        PartialCatalog {
+            catalog: Catalog { models: ordered, checks },
+            broken,
+            problems,
+        }
     }
 
     pub fn model(&self, name: &str) -> Option<&Model> {
@@ -300,11 +387,16 @@ impl Catalog {
     }
 }
 
-fn collect_sql_files(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<String>) {
+fn collect_sql_files(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            problems.push(format!("{}: cannot read the SQL folder ({e}); set project.sql_dir in the config", dir.display()));
+            problems.push(Problem::new(
+                dir.display().to_string(),
+                None,
+                "",
+                format!("cannot read the SQL folder ({e}); set project.sql_dir in the config"),
+            ));
             return;
         }
     };
@@ -318,23 +410,86 @@ fn collect_sql_files(dir: &Path, out: &mut Vec<PathBuf>, problems: &mut Vec<Stri
     }
 }
 
+/// Why a SQL text's tables could not be found, and where.
+struct SqlError {
+    line: Option<usize>,
+    message: String,
+}
+
 /// The tables a single-statement SQL text reads (CTE names excluded).
-fn table_references(ctx: &SessionContext, sql: &str) -> Result<BTreeSet<String>, String> {
+fn table_references(ctx: &SessionContext, sql: &str) -> Result<BTreeSet<String>, SqlError> {
     let state = ctx.state();
-    let mut statements = datafusion::sql::parser::DFParser::parse_sql(sql).map_err(|e| format!("cannot parse SQL: {e}"))?;
+    let mut statements = datafusion::sql::parser::DFParser::parse_sql(sql).map_err(|e| {
+        let message = e.to_string();
+        SqlError {
+            line: parser_line(&message),
+            message: format!("cannot parse SQL: {message}"),
+        }
+    })?;
     if statements.len() != 1 {
-        return Err(format!("must hold exactly one SQL statement, found {}", statements.len()));
+        return Err(SqlError {
+            line: None,
+            message: format!("must hold exactly one SQL statement, found {}", statements.len()),
+        });
     }
-    let statement = statements.pop_front().ok_or("empty SQL file")?;
-    let refs = state
-        .resolve_table_references(&statement)
-        .map_err(|e| format!("cannot resolve tables: {e}"))?;
+    let statement = statements.pop_front().ok_or(SqlError {
+        line: None,
+        message: "empty SQL file".into(),
+    })?;
+    let refs = state.resolve_table_references(&statement).map_err(|e| SqlError {
+        line: None,
+        message: format!("cannot resolve tables: {e}"),
+    })?;
     Ok(refs.iter().map(|r| r.table().to_string()).collect())
 }
 
-fn topo_sort(models: BTreeMap<String, Model>) -> Result<Vec<Model>, CatalogError> {
+/// The line a SQL parser error names (`... at Line: 7, Column: 12`).
+fn parser_line(message: &str) -> Option<usize> {
+    let (_, rest) = message.rsplit_once("Line: ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|l| *l > 0)
+}
+
+/// The first line of the statement in a SQL file: after the header comments.
+pub fn statement_line(sql: &str) -> usize {
+    sql.lines()
+        .position(|l| {
+            let l = l.trim();
+            !l.is_empty() && !l.starts_with("--")
+        })
+        .map_or(1, |i| i + 1)
+}
+
+/// The first line where `word` appears in `sql` as a whole identifier
+/// (letters, digits and `_` on neither side; ASCII case ignored), outside
+/// `--` comments.
+pub fn line_of_word(sql: &str, word: &str) -> Option<usize> {
+    if word.is_empty() {
+        return None;
+    }
+    let word = word.to_ascii_lowercase();
+    let is_ident = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    for (i, line) in sql.lines().enumerate() {
+        let code = line.split("--").next().unwrap_or_default().to_ascii_lowercase();
+        let mut from = 0;
+        while let Some(at) = code[from..].find(&word) {
+            let start = from + at;
+            let end = start + word.len();
+            if !is_ident(code[..start].chars().next_back()) && !is_ident(code[end..].chars().next()) {
+                return Some(i + 1);
+            }
+            from = end;
+        }
+    }
+    None
+}
+
+/// The models in build order, reading only models ordered before them or
+/// `done` already; and those that never become ready (a cycle, or downstream
+/// of one).
+fn topo_sort(models: BTreeMap<String, Model>, done: &BTreeSet<String>) -> (Vec<Model>, Vec<Model>) {
     let mut remaining = models;
-    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut done = done.clone();
     let mut order = Vec::new();
     while !remaining.is_empty() {
         let ready: Vec<String> = remaining
@@ -343,11 +498,7 @@ fn topo_sort(models: BTreeMap<String, Model>) -> Result<Vec<Model>, CatalogError
             .map(|m| m.name.clone())
             .collect();
         if ready.is_empty() {
-            let names: Vec<String> = remaining.values().map(|m| format!("{} ({})", m.name, m.file.display())).collect();
-            return Err(CatalogError::Invalid(vec![format!(
-                "models form a cycle; none of these can run first: {}",
-                names.join(", ")
-            )]));
+            break;
         }
         for name in ready {
             if let Some(m) = remaining.remove(&name) {
@@ -356,7 +507,7 @@ fn topo_sort(models: BTreeMap<String, Model>) -> Result<Vec<Model>, CatalogError
             }
         }
     }
-    Ok(order)
+    (order, remaining.into_values().collect())
 }
 
 #[cfg(test)]
@@ -417,10 +568,10 @@ mod tests {
         write(dir.path(), "marts/c.sql", "-- incremental: Month\nselect * from b");
         write(dir.path(), "marts/d.sql", "-- incremental: month by week\nselect * from b");
         let err = Catalog::load(dir.path()).expect_err("bad directives").to_string();
-        assert!(err.contains("a.sql: materialized: \"cached\" must be"), "{err}");
-        assert!(err.contains("b.sql: incremental: a view cannot keep rows"), "{err}");
-        assert!(err.contains("c.sql: incremental: \"Month\" must name the model's date column"), "{err}");
-        assert!(err.contains("d.sql: incremental: \"month by week\" must be `<date column>`, `<date column> by day`"), "{err}");
+        assert!(err.contains("a.sql:1: model \"a\": materialized: \"cached\" must be"), "{err}");
+        assert!(err.contains("b.sql:1: model \"b\": incremental: a view cannot keep rows"), "{err}");
+        assert!(err.contains("c.sql:1: model \"c\": incremental: \"Month\" must name the model's date column"), "{err}");
+        assert!(err.contains("d.sql:1: model \"d\": incremental: \"month by week\" must be `<date column>`, `<date column> by day`"), "{err}");
 
         let dir = tempfile::tempdir().expect("tempdir");
         write(dir.path(), "intermediate/b.sql", "-- incremental: local_date\nselect * from events");
@@ -431,5 +582,39 @@ mod tests {
         assert_eq!((get("b").incremental.as_deref(), get("b").by_day), (Some("local_date"), false));
         assert_eq!((get("c").incremental.as_deref(), get("c").by_day), (Some("local_date"), true));
         assert_eq!((get("d").incremental.as_deref(), get("d").by_day), (Some("month"), false));
+    }
+
+    /// `tenure validate` plans what it can: a broken model is left out and
+    /// named in `broken`, its readers stay (reading it), and every problem
+    /// names its line.
+    #[test]
+    fn a_partial_catalog_keeps_the_sound_models_and_names_the_broken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "staging/a.sql", "select * from events");
+        write(dir.path(), "marts/x.sql", "-- grain: month\n\nselect *\nfrom a\njoin mrr_montly using (customer_id)");
+        write(dir.path(), "marts/y.sql", "-- reads x\nselect * from x");
+        write(dir.path(), "marts/z.sql", "-- header\nselect * frm a");
+        write(dir.path(), "checks/x_ok.sql", "select * from x where 1 = 0");
+        let p = Catalog::load_partial(dir.path());
+        let shown: Vec<String> = p.problems.iter().map(|p| p.to_string()).collect();
+        let x = dir.path().join("marts/x.sql").display().to_string();
+        assert!(shown.contains(&format!("{x}:5: model \"x\": reads unknown table \"mrr_montly\"")), "{shown:?}");
+        let z = dir.path().join("marts/z.sql").display().to_string();
+        assert!(shown.iter().any(|s| s.starts_with(&format!("{z}:2: model \"z\": cannot parse SQL"))), "{shown:?}");
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert_eq!(p.broken.iter().map(String::as_str).collect::<Vec<_>>(), ["x", "z"]);
+        let names: Vec<&str> = p.catalog.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a", "y"]);
+        assert_eq!(p.catalog.checks.len(), 1);
+        assert!(matches!(Catalog::load(dir.path()), Err(CatalogError::Invalid(list)) if list.len() == 2));
+    }
+
+    #[test]
+    fn identifiers_are_found_as_whole_words_outside_comments() {
+        let sql = "-- reads mrr_monthly\nwith m as (\n  select * from mrr_monthly_x\n)\nselect * from MRR_MONTHLY -- mrr_monthly";
+        assert_eq!(line_of_word(sql, "mrr_monthly"), Some(5));
+        assert_eq!(line_of_word(sql, "nope"), None);
+        assert_eq!(statement_line(sql), 2);
+        assert_eq!(parser_line("sql parser error: Expected: end of statement, found: a at Line: 2, Column: 15"), Some(2));
     }
 }

@@ -1,7 +1,8 @@
 //! Configuration: `config/tenure.toml` (where and how) and `pipelines/*.toml`
 //! (what and when). Raw serde types are compiled into validated types;
-//! [`load`] reports every problem at once, each naming file and key. Nothing
-//! here touches storage or runs anything.
+//! [`load`] reports every problem at once, each naming file, line and key, and
+//! [`load_partial`] also hands back what could be read, for `tenure validate`
+//! to check further. Nothing here touches storage or runs anything.
 
 pub mod raw;
 
@@ -13,23 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// One problem in the configuration: file, key, what is wrong.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    pub file: String,
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file, self.message)
-        } else {
-            write!(f, "{}: {}: {}", self.file, self.key, self.message)
-        }
-    }
-}
+pub use crate::problem::Problem;
 
 /// Every problem found; displayed one per line.
 #[derive(Debug, thiserror::Error)]
@@ -37,8 +22,7 @@ pub struct ConfigError(pub Vec<Problem>);
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let lines: Vec<String> = self.0.iter().map(|p| p.to_string()).collect();
-        write!(f, "{}", lines.join("\n"))
+        f.write_str(&crate::problem::lines(&self.0))
     }
 }
 
@@ -242,103 +226,237 @@ struct Problems {
 }
 
 impl Problems {
+    fn new(file: &Path) -> Problems {
+        Problems {
+            file: file.display().to_string(),
+            list: Vec::new(),
+        }
+    }
+
+    /// A problem of `key`; its line is found afterwards ([`Document::locate`]).
     fn push(&mut self, key: &str, message: impl Into<String>) {
-        self.list.push(Problem {
-            file: self.file.clone(),
-            key: key.to_string(),
-            message: message.into(),
-        });
+        self.list.push(Problem::new(self.file.clone(), None, key, message));
     }
 }
 
-/// Load and compile the config file and every pipeline file.
+/// A project read as far as its files allow, and every problem found in them:
+/// what `tenure validate` goes on checking when the config has problems.
+/// Where a value is wrong the project holds a placeholder (UTC for an unknown
+/// timezone, the default for a key left out), so it is for checking only:
+/// [`load`] never hands one out.
+#[derive(Debug)]
+pub struct Partial {
+    /// `None` when the config file cannot be read or parsed as TOML, or its
+    /// `[project]` table has a problem (then the folders are unknown).
+    pub project: Option<Project>,
+    pub problems: Vec<Problem>,
+}
+
+/// Load and compile the config file and every pipeline file. Any problem
+/// fails the load; the error lists them all.
 pub fn load(config_file: &Path, overrides: &Overrides) -> Result<Project, ConfigError> {
-    let mut problems = Vec::new();
-    let config = match read_toml::<RawConfig>(config_file) {
-        Ok(raw) => {
-            let mut p = Problems {
-                file: config_file.display().to_string(),
-                list: Vec::new(),
-            };
-            let config = compile_config(config_file, raw, overrides, &mut p);
-            problems.extend(p.list);
-            config
-        }
-        Err(problem) => {
-            problems.push(problem);
-            None
-        }
-    };
-    let mut pipelines = Vec::new();
-    if let Some(config) = &config {
-        match std::fs::read_dir(&config.pipelines_dir) {
-            Err(e) => problems.push(Problem {
-                file: config.pipelines_dir.display().to_string(),
-                key: String::new(),
-                message: format!("cannot read the pipelines folder ({e}); set project.pipelines_dir in {}", config_file.display()),
-            }),
-            Ok(entries) => {
-                let mut files: Vec<PathBuf> = entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                    .collect();
-                files.sort();
-                for file in files {
-                    match read_toml::<RawPipeline>(&file) {
-                        Err(problem) => problems.push(problem),
-                        Ok(raw) => {
-                            let mut p = Problems {
-                                file: file.display().to_string(),
-                                list: Vec::new(),
-                            };
-                            if let Some(pipeline) = compile_pipeline(&file, raw, &mut p) {
-                                if let Some(other) = pipelines.iter().find(|q: &&Pipeline| q.name == pipeline.name) {
-                                    p.push(
-                                        "name",
-                                        format!("pipeline name {:?} is already used by {}", pipeline.name, other.file.display()),
-                                    );
-                                }
-                                pipelines.push(pipeline);
-                            }
-                            problems.extend(p.list);
-                        }
-                    }
-                }
-                if pipelines.is_empty() && problems.is_empty() {
-                    problems.push(Problem {
-                        file: config.pipelines_dir.display().to_string(),
-                        key: String::new(),
-                        message: "no pipeline defined; add a .toml file here".into(),
-                    });
-                }
-            }
-        }
-    }
-    match config {
-        Some(config) if problems.is_empty() => Ok(Project { config, pipelines }),
+    let Partial { project, problems } = load_partial(config_file, overrides);
+    match project {
+        Some(project) if problems.is_empty() => Ok(project),
         _ => Err(ConfigError(problems)),
     }
 }
 
-fn read_toml<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, Problem> {
-    let text = std::fs::read_to_string(file).map_err(|e| Problem {
-        file: file.display().to_string(),
-        key: String::new(),
-        message: format!("cannot read ({e})"),
-    })?;
-    toml::from_str(&text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-        Problem {
-            file: match line {
-                Some(l) => format!("{}:{l}", file.display()),
-                None => file.display().to_string(),
-            },
-            key: String::new(),
-            message: e.message().to_string(),
+/// Read the config file and every pipeline file as far as they can be read,
+/// collecting every problem with its line: a wrong value is reported and
+/// replaced by a placeholder, a key the file may not have is reported and
+/// left out, so one problem never hides the next.
+pub fn load_partial(config_file: &Path, overrides: &Overrides) -> Partial {
+    let mut problems = Vec::new();
+    let Some(doc) = Document::read(config_file, &mut problems) else {
+        return Partial { project: None, problems };
+    };
+    let (raw, left_out) = doc.deserialize::<RawConfig>(&mut problems);
+    let folders_known = !left_out.iter().any(|k| k == "project" || k.starts_with("project."));
+    let Some(raw) = raw.filter(|_| folders_known) else {
+        return Partial { project: None, problems };
+    };
+    let mut p = Problems::new(config_file);
+    let mut config = compile_config(config_file, raw, overrides, &mut p);
+    let mut pipeline_problems = Vec::new();
+    let pipelines = load_pipelines(&config, &mut p, &mut pipeline_problems);
+    problems.extend(doc.locate(p.list));
+    problems.extend(pipeline_problems);
+    config.server.problems = doc.locate(std::mem::take(&mut config.server.problems));
+    Partial {
+        project: Some(Project { config, pipelines }),
+        problems,
+    }
+}
+
+/// Every `*.toml` of the pipelines folder that compiles; the problems of
+/// all (an unreadable folder is the config's problem, `p`).
+fn load_pipelines(config: &Config, p: &mut Problems, problems: &mut Vec<Problem>) -> Vec<Pipeline> {
+    let mut pipelines: Vec<Pipeline> = Vec::new();
+    let entries = match std::fs::read_dir(&config.pipelines_dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            p.push(
+                "project.pipelines_dir",
+                format!("cannot read the pipelines folder {} ({e}); name the folder of the pipeline files", config.pipelines_dir.display()),
+            );
+            return pipelines;
         }
-    })
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut found = 0;
+    for file in files {
+        found += 1;
+        let Some(doc) = Document::read(&file, problems) else { continue };
+        let (raw, _) = doc.deserialize::<RawPipeline>(problems);
+        let Some(raw) = raw else { continue };
+        let mut p = Problems::new(&file);
+        let pipeline = compile_pipeline(&file, raw, &mut p);
+        if let Some(other) = pipelines.iter().find(|q| q.name == pipeline.name) {
+            p.push("name", format!("pipeline name {:?} is already used by {}", pipeline.name, other.file.display()));
+        }
+        pipelines.push(pipeline);
+        problems.extend(doc.locate(p.list));
+    }
+    if found == 0 {
+        problems.push(Problem::new(
+            config.pipelines_dir.display().to_string(),
+            None,
+            "",
+            "no pipeline defined; add a .toml file here",
+        ));
+    }
+    pipelines
+}
+
+/// The line of a dotted key (`reporting.timezone`) in a TOML file, or of the
+/// nearest table above it that the file has; `None` where the file has
+/// neither or cannot be read. For problems found after loading (a
+/// pipeline's `models` matching no model).
+pub fn line_of_key(file: &Path, key: &str) -> Option<usize> {
+    Document::read(file, &mut Vec::new())?.line_of(key)
+}
+
+/// A TOML file as read: its text and the spans of its keys.
+struct Document {
+    file: String,
+    text: String,
+    doc: toml_edit::ImDocument<String>,
+}
+
+impl Document {
+    /// Read and parse `file`; a file that cannot be read or is not TOML is a
+    /// problem (with the line of the syntax error).
+    fn read(file: &Path, problems: &mut Vec<Problem>) -> Option<Document> {
+        let name = file.display().to_string();
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(Problem::new(name, None, "", format!("cannot read ({e})")));
+                return None;
+            }
+        };
+        match toml_edit::ImDocument::parse(text.clone()) {
+            Ok(doc) => Some(Document { file: name, text, doc }),
+            Err(e) => {
+                let line = e.span().map(|s| crate::problem::line_at(&text, s.start));
+                problems.push(Problem::new(name, line, "", one_line(e.message())));
+                None
+            }
+        }
+    }
+
+    /// Deserialize the file as `T`. A key whose value `T` refuses (unknown,
+    /// of the wrong type) is reported with its line and left out, and the rest
+    /// is read again, so one typo does not hide the next. Returns `T` (`None`
+    /// where leaving keys out does not help) and the keys left out.
+    fn deserialize<T: serde::de::DeserializeOwned>(&self, problems: &mut Vec<Problem>) -> (Option<T>, Vec<String>) {
+        use serde::de::IntoDeserializer;
+        let mut root = self.doc.as_table().clone();
+        let mut left_out = Vec::new();
+        // Each round leaves one key out; a file has fewer keys than lines.
+        for _ in 0..=self.text.lines().count() {
+            let value = toml_edit::Value::InlineTable(root.clone().into_inline_table());
+            let e = match T::deserialize(value.into_deserializer()) {
+                Ok(t) => return (Some(t), left_out),
+                Err(e) => e,
+            };
+            let span = e.span();
+            let path = span.as_ref().and_then(|s| key_at(&root, s.start)).unwrap_or_default();
+            let line = span.map(|s| crate::problem::line_at(&self.text, s.start));
+            problems.push(Problem::new(self.file.clone(), line, path.join("."), one_line(e.message())));
+            if path.is_empty() || !remove_key(&mut root, &path) {
+                return (None, left_out);
+            }
+            left_out.push(path.join("."));
+        }
+        (None, left_out)
+    }
+
+    /// The line of a dotted key, or of the nearest table above it in the file.
+    fn line_of(&self, key: &str) -> Option<usize> {
+        let mut table: &dyn toml_edit::TableLike = self.doc.as_table();
+        let mut line = None;
+        for part in key.split('.') {
+            let Some((k, item)) = table.get_key_value(part) else { break };
+            if let Some(span) = k.span() {
+                line = Some(crate::problem::line_at(&self.text, span.start));
+            }
+            match item.as_table_like() {
+                Some(t) => table = t,
+                None => break,
+            }
+        }
+        line
+    }
+
+    /// The problems with the lines of their keys.
+    fn locate(&self, problems: Vec<Problem>) -> Vec<Problem> {
+        problems
+            .into_iter()
+            .map(|p| Problem {
+                line: p.line.or_else(|| self.line_of(&p.key)),
+                ..p
+            })
+            .collect()
+    }
+}
+
+/// A parser's message on one line.
+fn one_line(message: &str) -> String {
+    message.trim().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
+/// The path of the innermost key whose name or value holds byte `offset`.
+fn key_at(table: &dyn toml_edit::TableLike, offset: usize) -> Option<Vec<String>> {
+    let holds = |span: Option<std::ops::Range<usize>>| span.is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1));
+    for (name, item) in table.iter() {
+        if let Some(mut inner) = item.as_table_like().and_then(|t| key_at(t, offset)) {
+            inner.insert(0, name.to_string());
+            return Some(inner);
+        }
+        let key_span = table.get_key_value(name).and_then(|(k, _)| k.span());
+        if holds(key_span) || holds(item.span()) {
+            return Some(vec![name.to_string()]);
+        }
+    }
+    None
+}
+
+/// Remove the key at `path`; false when there is none.
+fn remove_key(table: &mut dyn toml_edit::TableLike, path: &[String]) -> bool {
+    match path {
+        [] => false,
+        [last] => table.remove(last).is_some(),
+        [first, rest @ ..] => table
+            .get_mut(first)
+            .and_then(|item| item.as_table_like_mut())
+            .is_some_and(|t| remove_key(t, rest)),
+    }
 }
 
 /// Resolve `${VAR}` references from the environment.
@@ -384,7 +502,9 @@ pub fn parse_currency(code: &str) -> Result<String, String> {
     }
 }
 
-fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Problems) -> Option<Config> {
+/// The validated config; where a value is wrong, the problem is pushed and a
+/// placeholder (the default) stands in, so that checking can go on.
+fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Problems) -> Config {
     let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
     let dir = |v: &Option<String>, default: &str| base.join(v.as_deref().unwrap_or(default));
     let location = |flag: &Option<String>, value: &Option<String>, key: &str, p: &mut Problems| {
@@ -405,17 +525,19 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
         .clone()
         .or(raw.reporting.timezone)
         .unwrap_or_else(|| "UTC".into());
-    let timezone = parse_timezone(&tz_name)
-        .map_err(|e| p.push(if overrides.timezone.is_some() { "--timezone" } else { "reporting.timezone" }, e))
-        .ok();
+    let timezone = parse_timezone(&tz_name).unwrap_or_else(|e| {
+        p.push(if overrides.timezone.is_some() { "--timezone" } else { "reporting.timezone" }, e);
+        Tz::UTC
+    });
     let currency_code = overrides
         .currency
         .clone()
         .or(raw.reporting.currency)
         .unwrap_or_else(|| "USD".into());
-    let currency = parse_currency(&currency_code)
-        .map_err(|e| p.push(if overrides.currency.is_some() { "--currency" } else { "reporting.currency" }, e))
-        .ok();
+    let currency = parse_currency(&currency_code).unwrap_or_else(|e| {
+        p.push(if overrides.currency.is_some() { "--currency" } else { "reporting.currency" }, e);
+        "USD".to_string()
+    });
 
     let max_reject_rate = raw.ingest.max_reject_rate.unwrap_or(1.0);
     if !(0.0..=1.0).contains(&max_reject_rate) {
@@ -492,46 +614,48 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
     let scheduler = compile_scheduler(&raw.scheduler, p);
     let server = compile_server(&base, raw.server, p);
 
-    Some(Config {
+    Config {
         file: file.to_path_buf(),
         pipelines_dir: dir(&raw.project.pipelines_dir, "../pipelines"),
         sql_dir: dir(&raw.project.sql_dir, "../sql"),
         raw: raw_url,
         warehouse,
         storage,
-        timezone: timezone?,
-        currency: currency?,
+        timezone,
+        currency,
         max_reject_rate,
         parallelism: parallelism.max(1),
         activity_window_days,
         health,
         scheduler,
-        server: server?,
-    })
+        server,
+    }
 }
 
-fn compile_server(base: &Path, raw: raw::RawServer, p: &mut Problems) -> Option<Server> {
+fn compile_server(base: &Path, raw: raw::RawServer, p: &mut Problems) -> Server {
     let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-    let listen = listen_text
-        .parse::<SocketAddr>()
-        .map_err(|_| {
-            p.push(
-                "server.listen",
-                format!("{listen_text:?} is not an address and port such as \"{DEFAULT_LISTEN}\" or \"0.0.0.0:5433\""),
-            )
-        })
-        .ok();
+    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        p.push(
+            "server.listen",
+            format!("{listen_text:?} is not an address and port such as \"{DEFAULT_LISTEN}\" or \"0.0.0.0:5433\""),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 5433))
+    });
     // The password is resolved apart: its problems stop `tenure serve` only.
     let mut deferred = Problems {
         file: p.file.clone(),
         list: Vec::new(),
+    };
+    let password_auth = |user: String, password: String| ServerAuth::Password {
+        user,
+        password: Secret(password),
     };
     let auth = match raw.auth.as_deref().unwrap_or("password") {
         "none" => {
             if raw.password.is_some() {
                 p.push("server.password", "is set but server.auth is \"none\"; remove one of them");
             }
-            Some(ServerAuth::None)
+            ServerAuth::None
         }
         "password" => {
             let user = raw.user.unwrap_or_else(|| "tenure".to_string());
@@ -543,14 +667,12 @@ fn compile_server(base: &Path, raw: raw::RawServer, p: &mut Problems) -> Option<
             if password.is_empty() && deferred.list.is_empty() {
                 deferred.push("server.password", "is empty; set a password (e.g. \"${TENURE_SERVER_PASSWORD}\")");
             }
-            Some(ServerAuth::Password {
-                user,
-                password: Secret(password),
-            })
+            password_auth(user, password)
         }
         other => {
             p.push("server.auth", format!("{other:?} is not one of \"password\", \"none\""));
-            None
+            // Never open: a password nobody knows.
+            password_auth("tenure".into(), String::new())
         }
     };
     let tls = match (raw.tls_cert, raw.tls_key) {
@@ -572,9 +694,9 @@ fn compile_server(base: &Path, raw: raw::RawServer, p: &mut Problems) -> Option<
     if max_connections == 0 {
         p.push("server.max_connections", "must be at least 1");
     }
-    Some(Server {
-        listen: listen?,
-        auth: auth?,
+    Server {
+        listen,
+        auth,
         tls,
         query_timeout: match raw.query_timeout_seconds.unwrap_or(300) {
             0 => None,
@@ -586,7 +708,7 @@ fn compile_server(base: &Path, raw: raw::RawServer, p: &mut Problems) -> Option<
         },
         max_connections,
         problems: deferred.list,
-    })
+    }
 }
 
 fn compile_scheduler(raw: &raw::RawScheduler, p: &mut Problems) -> SchedulerSettings {
@@ -616,7 +738,7 @@ fn compile_scheduler(raw: &raw::RawScheduler, p: &mut Problems) -> SchedulerSett
 /// Where the scheduler's health endpoint listens unless told otherwise.
 pub const DEFAULT_HEALTH_LISTEN: &str = "127.0.0.1:9464";
 
-fn compile_pipeline(file: &Path, raw: RawPipeline, p: &mut Problems) -> Option<Pipeline> {
+fn compile_pipeline(file: &Path, raw: RawPipeline, p: &mut Problems) -> Pipeline {
     let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     let name = raw.name.unwrap_or(stem);
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
@@ -658,7 +780,7 @@ fn compile_pipeline(file: &Path, raw: RawPipeline, p: &mut Problems) -> Option<P
     if models.is_empty() {
         p.push("models", "lists no model; use [\"*\"] for all");
     }
-    Some(Pipeline {
+    Pipeline {
         file: file.to_path_buf(),
         name,
         description: raw.description.unwrap_or_default(),
@@ -669,7 +791,7 @@ fn compile_pipeline(file: &Path, raw: RawPipeline, p: &mut Problems) -> Option<P
         ingest: raw.ingest.unwrap_or(true),
         retries,
         retry_backoff,
-    })
+    }
 }
 
 /// A standard 5-field cron expression (minute hour day-of-month month
@@ -682,7 +804,7 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn server(text: &str) -> (Option<Server>, Vec<Problem>) {
+    fn server(text: &str) -> (Server, Vec<Problem>) {
         let raw: raw::RawServer = toml::from_str(text).expect("toml");
         let mut p = Problems {
             file: "tenure.toml".into(),
@@ -696,7 +818,6 @@ mod tests {
     fn server_defaults_ask_for_a_password_from_the_environment() {
         let (s, problems) = server("");
         assert!(problems.is_empty(), "{problems:?}");
-        let s = s.expect("server");
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.query_timeout, Some(Duration::from_secs(300)));
         assert_eq!(s.max_rows, Some(1_000_000));
@@ -716,7 +837,6 @@ mod tests {
             "listen = \"0.0.0.0:6000\"\npassword = \"hunter2\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nmax_rows = 0\nquery_timeout_seconds = 0",
         );
         assert!(problems.is_empty(), "{problems:?}");
-        let s = s.expect("server");
         assert_eq!(s.max_rows, None);
         assert_eq!(s.query_timeout, None);
         assert_eq!(s.tls.as_ref().map(|t| t.cert.clone()), Some(PathBuf::from("/etc/tenure/c.pem")));
@@ -732,5 +852,76 @@ mod tests {
             assert!(problems.iter().any(|p| p.key == key), "{text}: {problems:?}");
         }
         assert!(toml::from_str::<raw::RawServer>("pasword = \"x\"").is_err(), "unknown keys are errors");
+    }
+
+    fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    fn shown(problems: &[Problem]) -> Vec<String> {
+        problems.iter().map(|p| p.to_string()).collect()
+    }
+
+    /// `tenure validate` fixes everything in one pass: a wrong value, a key
+    /// the file may not have and a value of the wrong type are each reported
+    /// with their line, and the pipelines are still read.
+    #[test]
+    fn load_partial_reports_every_problem_with_its_line_and_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = write(
+            dir.path(),
+            "config/tenure.toml",
+            "[project]\npipelines_dir = \"../pipelines\"\nsql_dir = \"../sql\"\n\n[storage]\nraw = \"raw\"\nwarehouse = \"wh\"\n\n[reporting]\ntimezone = \"Mars/Base\"\ncurrancy = \"EUR\"\n\n[metrics.health]\nband_green = \"high\"\n",
+        );
+        write(dir.path(), "pipelines/daily.toml", "schedule = \"0 25 * * *\"\nretries = \"x\"\n");
+        let partial = load_partial(&config, &Overrides::default());
+        let file = config.display().to_string();
+        let pipeline = dir.path().join("config/../pipelines/daily.toml").display().to_string();
+        let shown = shown(&partial.problems);
+        for expected in [
+            format!("{file}:10: reporting.timezone: unknown timezone \"Mars/Base\""),
+            format!("{file}:11: reporting.currancy: unknown field `currancy`"),
+            format!("{file}:14: metrics.health.band_green: invalid type: string \"high\""),
+            format!("{pipeline}:1: schedule: cron expression \"0 25 * * *\""),
+            format!("{pipeline}:2: retries: invalid type: string \"x\""),
+        ] {
+            assert!(shown.iter().any(|p| p.starts_with(&expected)), "{expected}\nnot in\n{}", shown.join("\n"));
+        }
+        assert_eq!(shown.len(), 5, "{}", shown.join("\n"));
+        let project = partial.project.expect("a project to check further");
+        assert_eq!(project.config.timezone, Tz::UTC, "a placeholder for the unknown timezone");
+        assert_eq!(project.pipelines.len(), 1);
+        let err = load(&config, &Overrides::default()).expect_err("problems fail the load").to_string();
+        assert_eq!(err.lines().count(), 5, "{err}");
+    }
+
+    #[test]
+    fn load_partial_stops_where_the_folders_are_unknown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = write(dir.path(), "config/tenure.toml", "[storage]\nraw = \"raw\"\n\n[reporting\ncurrency = \"EUR\"\n");
+        let partial = load_partial(&config, &Overrides::default());
+        assert!(partial.project.is_none());
+        assert_eq!(partial.problems.len(), 1, "{:?}", partial.problems);
+        assert_eq!(partial.problems[0].line, Some(4), "{}", partial.problems[0]);
+
+        write(dir.path(), "config/tenure.toml", "[storage]\nraw = \"raw\"\nwarehouse = \"wh\"\n\n[project]\nsql_dri = \"sql\"\n");
+        let partial = load_partial(&config, &Overrides::default());
+        assert!(partial.project.is_none(), "a typo in [project] leaves the SQL folder unknown");
+        assert_eq!(shown(&partial.problems).len(), 1, "{:?}", partial.problems);
+        assert_eq!((partial.problems[0].line, partial.problems[0].key.as_str()), (Some(6), "project.sql_dri"));
+    }
+
+    #[test]
+    fn a_problem_found_later_is_located_by_its_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = write(dir.path(), "p.toml", "# daily\nname = \"daily\"\nmodels = [\n  \"x\",\n]\n\n[a.b]\nc = 1\n");
+        assert_eq!(line_of_key(&file, "name"), Some(2));
+        assert_eq!(line_of_key(&file, "models"), Some(3));
+        assert_eq!(line_of_key(&file, "a.b.c"), Some(8));
+        assert_eq!(line_of_key(&file, "a.b.missing"), Some(7), "the nearest table");
+        assert_eq!(line_of_key(&file, "--timezone"), None);
     }
 }

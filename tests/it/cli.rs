@@ -61,6 +61,64 @@ fn validate_rejects_an_unknown_timezone_in_config() {
     assert_fails_naming(&out, &["tenure.toml", "timezone", "Mars/Olympus"]);
 }
 
+/// Writes `text` to `dir/rel`, creating folders.
+fn write(dir: &std::path::Path, rel: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Regression: `tenure validate` stopped at the first stage with a problem,
+/// so a bad config value hid a bad cron expression and every SQL error. Now a
+/// user fixes them all in one pass: each is printed as `file:line: key:
+/// message`, and a model reading a broken one is named once, not planned.
+#[test]
+fn validate_reports_the_problems_of_every_stage_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let config = write(
+        root,
+        "config/tenure.toml",
+        &format!(
+            "[project]\npipelines_dir = {:?}\nsql_dir = {:?}\n\n[storage]\nraw = \"../raw\"\nwarehouse = \"../warehouse\"\n\n[reporting]\ntimezone = \"Mars/Base\"\n",
+            root.join("pipelines").display().to_string(),
+            root.join("sql").display().to_string(),
+        ),
+    );
+    let pipeline = write(root, "pipelines/daily.toml", "name = \"daily\"\nschedule = \"0 25 * * *\"\nmodels = [\"*\"]\n");
+    write(root, "sql/staging/stg_events.sql", "-- grain: event\nselect * from events\n");
+    let mrr = write(
+        root,
+        "sql/marts/mrr.sql",
+        "-- grain: customer\nselect\n    s.customer_id\nfrom stg_events as s\njoin mrr_montly as m using (customer_id)\n",
+    );
+    let total = write(root, "sql/marts/mrr_total.sql", "-- grain: one row\nselect count(*) as customers\nfrom mrr\n");
+    let revenue = write(
+        root,
+        "sql/marts/revenue.sql",
+        "-- grain: customer\nselect\n    customer_id,\n    sum(amount_centz) as revenue\nfrom stg_events\ngroup by customer_id\n",
+    );
+    let out = tenure(&["validate".as_ref(), "--config".as_ref(), config.as_os_str()]);
+    let expected = [
+        format!("{}:10: reporting.timezone: unknown timezone \"Mars/Base\"", config.display()),
+        format!("{}:2: schedule: cron expression \"0 25 * * *\" is invalid", pipeline.display()),
+        format!("{}:5: model \"mrr\": reads unknown table \"mrr_montly\"", mrr.display()),
+        format!("{}:4: model \"revenue\": ", revenue.display()),
+        format!("{}:3: model \"mrr_total\": not planned: it reads model \"mrr\"", total.display()),
+    ];
+    let needles: Vec<&str> = expected.iter().map(String::as_str).collect();
+    assert_fails_naming(&out, &needles);
+    let err = stderr(&out);
+    assert!(err.contains("amount_centz"), "the planner's message names the column:\n{err}");
+    let problems: Vec<&str> = err.lines().filter(|l| l.starts_with(&*root.to_string_lossy())).collect();
+    assert_eq!(problems.len(), expected.len(), "one line per problem, nothing twice:\n{err}");
+    for start in &expected {
+        assert_eq!(problems.iter().filter(|l| l.starts_with(start.as_str())).count(), 1, "{start:?} once:\n{err}");
+    }
+    assert!(problems[0].starts_with(&expected[0]) && problems[1].starts_with(&expected[1]), "config first:\n{err}");
+}
+
 #[test]
 fn run_fails_on_an_unknown_timezone() {
     let p = Project::from_fixture("currency");
