@@ -3,11 +3,7 @@
 -- §10.8, §10.9). Payments are the `payment.succeeded` events of the trailing
 -- 365 days ending at D (zero amounts included, refunds ignored); surveys those of
 -- the trailing 90 days.
-with run_params as (
-    select as_of from params
-),
-
-customer_states as (
+with customer_states as (
     select customer_id, cutoff_date, mrr, is_active from int_customer_states
 ),
 
@@ -41,9 +37,8 @@ ndr_at_as_of as (
     -- the 'all' row of month(D); an aggregate, so one row (NULLs) when there is none
     select max(ndr.ndr_12m) as ndr_12m, max(ndr.grr_12m) as grr_12m
     from ndr
-    inner join run_params
-        on ndr.month = cast(date_trunc('month', run_params.as_of) as date)
-    where ndr.segment = 'all'
+    where ndr.month = cast(date_trunc('month', tenure_as_of()) as date)
+      and ndr.segment = 'all'
 ),
 
 recent_complete_months as (
@@ -114,7 +109,7 @@ surveys_90d as (
 
 final as (
     select
-        run_params.as_of,
+        tenure_as_of() as as_of,
         cast(position.active_customers as bigint) as active_customers,
         cast(coalesce(position.mrr, 0) as decimal(38, 4)) as mrr,
         cast(12 * coalesce(position.mrr, 0) as decimal(38, 4)) as arr,
@@ -130,8 +125,7 @@ final as (
         purchases.avg_purchase_value * purchases.purchase_frequency * lifespan.customer_lifespan_years as clv,
         surveys_90d.nps_90d,
         surveys_90d.csat_pct_90d
-    from run_params
-    cross join position
+    from position
     cross join ndr_at_as_of
     cross join lifespan
     cross join purchases
