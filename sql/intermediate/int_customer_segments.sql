@@ -4,7 +4,7 @@
 -- `customer.updated` by (occurred_at, event_id) among those that set a non-empty
 -- `segment` (events that leave it empty change nothing). Holds from `valid_from`
 -- through `valid_to`; before the first one the segment is 'unknown'.
-with events as (
+with segment_events as (
     select customer_id, segment, local_date, occurred_at, event_id
     from stg_account_events
     where event_type in ('customer.created', 'customer.updated')
@@ -23,7 +23,7 @@ ordered_segments as (
         local_date,
         lead(customer_id) over events_in_order as next_customer_id,
         lead(local_date) over events_in_order as next_local_date
-    from events
+    from segment_events
     window events_in_order as (order by customer_id, local_date, occurred_at, event_id)
 ),
 

@@ -5,13 +5,13 @@
 -- `cutoff_date` is L(m): the last day of the month, or D for the month of D.
 -- The cutoffs are also the health snapshot dates (§7), with
 -- `previous_cutoff_date` the snapshot before (§10.7).
-with events as (
+with billing_events as (
     select local_date from stg_billing_events
 ),
 
 first_billing_month as (
     select cast(date_trunc('month', min(local_date)) as date) as first_month
-    from events
+    from billing_events
 ),
 
 bounds as (

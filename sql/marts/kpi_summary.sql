@@ -15,7 +15,7 @@ retention as (
     select month, churn_rate, is_complete from retention_kpis_monthly
 ),
 
-events as (
+account_events as (
     select customer_id, event_type, amount, score, local_date
     from stg_account_events
     -- the widest window read below (365 days) first: a batch of older rows is
@@ -73,13 +73,13 @@ lifespan as (
 
 customer_payments as (
     select
-        events.customer_id,
+        account_events.customer_id,
         count(*) as payments,
-        sum(events.amount) as amount
-    from events
-    where events.local_date > tenure_as_of() - 365
-      and events.event_type = 'payment.succeeded'
-    group by events.customer_id
+        sum(account_events.amount) as amount
+    from account_events
+    where account_events.local_date > tenure_as_of() - 365
+      and account_events.event_type = 'payment.succeeded'
+    group by account_events.customer_id
 ),
 
 purchases as (
@@ -94,17 +94,17 @@ purchases as (
 surveys_90d as (
     select
         cast(
-            count(case when events.event_type = 'survey.nps' and events.score >= 9 then 1 end)
-            - count(case when events.event_type = 'survey.nps' and events.score <= 6 then 1 end)
+            count(case when account_events.event_type = 'survey.nps' and account_events.score >= 9 then 1 end)
+            - count(case when account_events.event_type = 'survey.nps' and account_events.score <= 6 then 1 end)
             as double
-        ) / cast(nullif(count(case when events.event_type = 'survey.nps' then 1 end), 0) as double)
+        ) / cast(nullif(count(case when account_events.event_type = 'survey.nps' then 1 end), 0) as double)
             * 100 as nps_90d,
-        cast(count(case when events.event_type = 'survey.csat' and events.score >= 4 then 1 end) as double)
-            / cast(nullif(count(case when events.event_type = 'survey.csat' then 1 end), 0) as double)
+        cast(count(case when account_events.event_type = 'survey.csat' and account_events.score >= 4 then 1 end) as double)
+            / cast(nullif(count(case when account_events.event_type = 'survey.csat' then 1 end), 0) as double)
             * 100 as csat_pct_90d
-    from events
-    where events.local_date > tenure_as_of() - 90
-      and events.event_type in ('survey.nps', 'survey.csat')
+    from account_events
+    where account_events.local_date > tenure_as_of() - 90
+      and account_events.event_type in ('survey.nps', 'survey.csat')
 ),
 
 final as (
