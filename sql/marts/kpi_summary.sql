@@ -84,24 +84,23 @@ customer_payments as (
 
 purchases as (
     select
-        cast(sum(amount) as double) / cast(nullif(sum(payments), 0) as double) as avg_purchase_value,
-        cast(sum(payments) as double) / cast(nullif(count(*), 0) as double) as purchase_frequency,
-        cast(count(case when payments >= 2 then 1 end) as double)
-            / cast(nullif(count(*), 0) as double) * 100 as repeat_purchase_rate
+        safe_divide(sum(amount), sum(payments)) as avg_purchase_value,
+        safe_divide(sum(payments), count(*)) as purchase_frequency,
+        safe_divide(count(case when payments >= 2 then 1 end), count(*)) * 100 as repeat_purchase_rate
     from customer_payments
 ),
 
 surveys_90d as (
     select
-        cast(
+        safe_divide(
             count(case when account_events.event_type = 'survey.nps' and account_events.score >= 9 then 1 end)
-            - count(case when account_events.event_type = 'survey.nps' and account_events.score <= 6 then 1 end)
-            as double
-        ) / cast(nullif(count(case when account_events.event_type = 'survey.nps' then 1 end), 0) as double)
-            * 100 as nps_90d,
-        cast(count(case when account_events.event_type = 'survey.csat' and account_events.score >= 4 then 1 end) as double)
-            / cast(nullif(count(case when account_events.event_type = 'survey.csat' then 1 end), 0) as double)
-            * 100 as csat_pct_90d
+            - count(case when account_events.event_type = 'survey.nps' and account_events.score <= 6 then 1 end),
+            count(case when account_events.event_type = 'survey.nps' then 1 end)
+        ) * 100 as nps_90d,
+        safe_divide(
+            count(case when account_events.event_type = 'survey.csat' and account_events.score >= 4 then 1 end),
+            count(case when account_events.event_type = 'survey.csat' then 1 end)
+        ) * 100 as csat_pct_90d
     from account_events
     where account_events.local_date > tenure_as_of() - 90
       and account_events.event_type in ('survey.nps', 'survey.csat')
@@ -114,7 +113,7 @@ final as (
         cast(coalesce(position.mrr, 0) as decimal(38, 4)) as mrr,
         cast(12 * coalesce(position.mrr, 0) as decimal(38, 4)) as arr,
         cast(position.paying_customers as bigint) as paying_customers,
-        cast(position.mrr as double) / cast(nullif(position.paying_customers, 0) as double) as arpa,
+        safe_divide(position.mrr, position.paying_customers) as arpa,
         ndr_at_as_of.ndr_12m,
         ndr_at_as_of.grr_12m,
         lifespan.annual_logo_churn,
