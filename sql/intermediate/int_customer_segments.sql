@@ -16,7 +16,12 @@ ordered_segments as (
     -- each event with the next event of all, in (customer_id, local_date,
     -- occurred_at, event_id) order: one window over one ordered stream, much
     -- cheaper than a window partitioned by customer (tens of thousands of
-    -- tiny partitions) or a per-day aggregate
+    -- tiny partitions) or a per-day aggregate. int_subscription_states has
+    -- the same block over subscriptions, on purpose: one view over both would
+    -- need `partition by` the kind for a reader's filter to reach below the
+    -- window, and DataFusion then sorts a kind in one hash partition instead
+    -- of in parallel; one table over both would hold int_subscription_states
+    -- (and every monthly mart after it) until the segment events are sorted too
     select
         customer_id,
         segment,

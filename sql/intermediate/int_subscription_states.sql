@@ -32,7 +32,8 @@ ordered_states as (
     -- each event with the next event of all, in (subscription_id, local_date,
     -- occurred_at, event_id) order: one window over one ordered stream, much
     -- cheaper than a window partitioned by subscription (tens of thousands of
-    -- tiny partitions) or a per-day aggregate
+    -- tiny partitions) or a per-day aggregate (int_customer_segments has the
+    -- same block over segment events, and says why it is not shared)
     select
         subscription_id,
         customer_id,
