@@ -6,7 +6,7 @@
 -- day: a run computes the dates from `tenure_rebuild_from()` (the first
 -- changed day) on and keeps the earlier rows.
 -- incremental: local_date by day
-with events as (
+with account_events as (
     select customer_id, event_type, priority, local_date
     from stg_account_events
     -- the date first: a batch of kept rows wholly before it is dropped
@@ -30,7 +30,7 @@ final as (
         count(case when event_type = 'payment.failed' then 1 end) as payments_failed,
         count(case when event_type = 'email.sent' then 1 end) as emails_sent,
         count(case when event_type = 'email.opened' then 1 end) as emails_opened
-    from events
+    from account_events
     group by customer_id, local_date
 )
 

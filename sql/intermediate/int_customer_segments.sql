@@ -4,7 +4,7 @@
 -- `customer.updated` by (occurred_at, event_id) among those that set a non-empty
 -- `segment` (events that leave it empty change nothing). Holds from `valid_from`
 -- through `valid_to`; before the first one the segment is 'unknown'.
-with events as (
+with segment_events as (
     select customer_id, segment, local_date, occurred_at, event_id
     from stg_account_events
     where event_type in ('customer.created', 'customer.updated')
@@ -16,14 +16,19 @@ ordered_segments as (
     -- each event with the next event of all, in (customer_id, local_date,
     -- occurred_at, event_id) order: one window over one ordered stream, much
     -- cheaper than a window partitioned by customer (tens of thousands of
-    -- tiny partitions) or a per-day aggregate
+    -- tiny partitions) or a per-day aggregate. int_subscription_states has
+    -- the same block over subscriptions, on purpose: one view over both would
+    -- need `partition by` the kind for a reader's filter to reach below the
+    -- window, and DataFusion then sorts a kind in one hash partition instead
+    -- of in parallel; one table over both would hold int_subscription_states
+    -- (and every monthly mart after it) until the segment events are sorted too
     select
         customer_id,
         segment,
         local_date,
         lead(customer_id) over events_in_order as next_customer_id,
         lead(local_date) over events_in_order as next_local_date
-    from events
+    from segment_events
     window events_in_order as (order by customer_id, local_date, occurred_at, event_id)
 ),
 

@@ -6,15 +6,10 @@ with months as (
     select cutoff_date from int_months
 ),
 
-run_params as (
-    select as_of from params
-),
-
 backtest_horizons as (
     select cast(months.cutoff_date + 90 as date) as cutoff_date
     from months
-    cross join run_params
-    where months.cutoff_date + 90 <= run_params.as_of
+    where months.cutoff_date + 90 <= tenure_as_of()
 ),
 
 final as (

@@ -33,9 +33,9 @@ component_scores as (
         inputs.customer_id,
         inputs.segment,
         inputs.mrr,
-        least(100.0, 100.0 * cast(inputs.active_days_30d as double) / nullif(weights.target_active_days, 0))
+        least(100.0, safe_divide(100.0 * cast(inputs.active_days_30d as double), weights.target_active_days))
             as usage_score,
-        least(100.0, 100.0 * cast(inputs.features_30d as double) / nullif(weights.target_features, 0))
+        least(100.0, safe_divide(100.0 * cast(inputs.features_30d as double), weights.target_features))
             as breadth_score,
         case
             when inputs.usage_events_prior_30d = 0 and inputs.usage_events_30d = 0 then 0.0
@@ -69,23 +69,21 @@ weighted as (
     -- a missing component (NULL score) adds neither to the sum nor to the weights
     select
         component_scores.*,
-        (
+        safe_divide(
             coalesce(weights.weight_usage * usage_score, 0)
             + coalesce(weights.weight_breadth * breadth_score, 0)
             + coalesce(weights.weight_trend * trend_score, 0)
             + coalesce(weights.weight_sentiment * sentiment_score, 0)
             + coalesce(weights.weight_support * support_score, 0)
             + coalesce(weights.weight_billing * billing_score, 0)
-            + coalesce(weights.weight_email * email_score, 0)
-        ) / nullif(
+            + coalesce(weights.weight_email * email_score, 0),
             case when usage_score is null then 0 else weights.weight_usage end
             + case when breadth_score is null then 0 else weights.weight_breadth end
             + case when trend_score is null then 0 else weights.weight_trend end
             + case when sentiment_score is null then 0 else weights.weight_sentiment end
             + case when support_score is null then 0 else weights.weight_support end
             + case when billing_score is null then 0 else weights.weight_billing end
-            + case when email_score is null then 0 else weights.weight_email end,
-            0
+            + case when email_score is null then 0 else weights.weight_email end
         ) as health_score,
         -- weighted shortfalls w * (100 - score), rounded for ranking; NULL when missing
         round(weights.weight_billing * (100 - billing_score), 9) as billing_shortfall,

@@ -5,34 +5,27 @@
 -- `cutoff_date` is L(m): the last day of the month, or D for the month of D.
 -- The cutoffs are also the health snapshot dates (§7), with
 -- `previous_cutoff_date` the snapshot before (§10.7).
-with events as (
+with billing_events as (
     select local_date from stg_billing_events
-),
-
-run_params as (
-    select as_of from params
 ),
 
 first_billing_month as (
     select cast(date_trunc('month', min(local_date)) as date) as first_month
-    from events
+    from billing_events
 ),
 
 bounds as (
     select
-        first_billing_month.first_month,
-        cast(date_trunc('month', run_params.as_of) as date) as last_month,
-        run_params.as_of
+        first_month,
+        cast(date_trunc('month', tenure_as_of()) as date) as last_month
     from first_billing_month
-    cross join run_params
-    where first_billing_month.first_month is not null
+    where first_month is not null
 ),
 
 months as (
     select
         unnest(range(first_month, last_month + interval '1 month', interval '1 month')) as month,
-        last_month,
-        as_of
+        last_month
     from bounds
 ),
 
@@ -40,7 +33,7 @@ cutoffs as (
     select
         month,
         case
-            when month = last_month then as_of
+            when month = last_month then tenure_as_of()
             else cast(month + interval '1 month' as date) - 1
         end as cutoff_date
     from months

@@ -4,7 +4,7 @@
 -- (occurred_at, event_id): started/changed/resumed set `mrr`, paused/cancelled
 -- set 0, and the subscription belongs to that event's customer. A state holds
 -- from `valid_from` through `valid_to` (the day before the next state, or D).
-with events as (
+with subscription_events as (
     select subscription_id, customer_id, event_type, mrr, local_date, occurred_at, event_id
     from stg_billing_events
     where event_type in (
@@ -25,14 +25,15 @@ event_states as (
         end as mrr,
         occurred_at,
         event_id
-    from events
+    from subscription_events
 ),
 
 ordered_states as (
     -- each event with the next event of all, in (subscription_id, local_date,
     -- occurred_at, event_id) order: one window over one ordered stream, much
     -- cheaper than a window partitioned by subscription (tens of thousands of
-    -- tiny partitions) or a per-day aggregate
+    -- tiny partitions) or a per-day aggregate (int_customer_segments has the
+    -- same block over segment events, and says why it is not shared)
     select
         subscription_id,
         customer_id,

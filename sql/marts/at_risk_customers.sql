@@ -4,7 +4,7 @@
 -- (METRICS.md §7, §10.2: compared rounded to 9 decimals), with its RFM segment
 -- (NULL if it has none) and `risk_rank` by mrr descending, then customer_id.
 with run_params as (
-    select as_of, score_drop_threshold from params
+    select score_drop_threshold from params
 ),
 
 health as (
@@ -26,10 +26,12 @@ flagged as (
         health.support_score, health.billing_score, health.email_score,
         health.health_score, health.band, health.top_drivers, health.score_change
     from health
-    inner join run_params
-        on health.snapshot_date = run_params.as_of
-    where health.band = 'red'
-       or round(health.score_change, 9) <= -run_params.score_drop_threshold
+    cross join run_params
+    where health.snapshot_date = tenure_as_of()
+      and (
+        health.band = 'red'
+        or round(health.score_change, 9) <= -run_params.score_drop_threshold
+      )
 ),
 
 final as (

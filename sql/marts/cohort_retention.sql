@@ -54,10 +54,10 @@ final as (
         cast(months_since as bigint) as months_since,
         cast(cohort_size as bigint) as cohort_size,
         cast(active_customers as bigint) as active_customers,
-        cast(active_customers as double) / cast(nullif(cohort_size, 0) as double) as logo_retention,
+        safe_divide(active_customers, cohort_size) as logo_retention,
         cast(cohort_start_mrr as decimal(38, 4)) as cohort_start_mrr,
         cast(mrr as decimal(38, 4)) as mrr,
-        cast(mrr as double) / cast(nullif(cohort_start_mrr, 0) as double) as revenue_retention
+        safe_divide(mrr, cohort_start_mrr) as revenue_retention
     from totals
 )
 

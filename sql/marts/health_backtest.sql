@@ -55,8 +55,7 @@ score_pairs as (
 
 auc as (
     select
-        cast(sum(doubled_wins) as double)
-            / nullif(2.0 * cast(sum(churned) as double) * cast(sum(retained) as double), 0) as auc
+        safe_divide(sum(doubled_wins), 2.0 * cast(sum(churned) as double) * cast(sum(retained) as double)) as auc
     from score_pairs
 ),
 
@@ -66,7 +65,7 @@ final as (
         bands.band_order,
         cast(coalesce(band_counts.observations, 0) as bigint) as observations,
         cast(coalesce(band_counts.churned, 0) as bigint) as churned,
-        cast(band_counts.churned as double) / cast(nullif(band_counts.observations, 0) as double) as churn_rate,
+        safe_divide(band_counts.churned, band_counts.observations) as churn_rate,
         case when bands.band = 'all' then auc.auc end as auc
     from bands
     cross join auc

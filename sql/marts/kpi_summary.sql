@@ -3,11 +3,7 @@
 -- §10.8, §10.9). Payments are the `payment.succeeded` events of the trailing
 -- 365 days ending at D (zero amounts included, refunds ignored); surveys those of
 -- the trailing 90 days.
-with run_params as (
-    select as_of from params
-),
-
-customer_states as (
+with customer_states as (
     select customer_id, cutoff_date, mrr, is_active from int_customer_states
 ),
 
@@ -19,7 +15,7 @@ retention as (
     select month, churn_rate, is_complete from retention_kpis_monthly
 ),
 
-events as (
+account_events as (
     select customer_id, event_type, amount, score, local_date
     from stg_account_events
     -- the widest window read below (365 days) first: a batch of older rows is
@@ -41,9 +37,8 @@ ndr_at_as_of as (
     -- the 'all' row of month(D); an aggregate, so one row (NULLs) when there is none
     select max(ndr.ndr_12m) as ndr_12m, max(ndr.grr_12m) as grr_12m
     from ndr
-    inner join run_params
-        on ndr.month = cast(date_trunc('month', run_params.as_of) as date)
-    where ndr.segment = 'all'
+    where ndr.month = cast(date_trunc('month', tenure_as_of()) as date)
+      and ndr.segment = 'all'
 ),
 
 recent_complete_months as (
@@ -78,48 +73,47 @@ lifespan as (
 
 customer_payments as (
     select
-        events.customer_id,
+        account_events.customer_id,
         count(*) as payments,
-        sum(events.amount) as amount
-    from events
-    where events.local_date > tenure_as_of() - 365
-      and events.event_type = 'payment.succeeded'
-    group by events.customer_id
+        sum(account_events.amount) as amount
+    from account_events
+    where account_events.local_date > tenure_as_of() - 365
+      and account_events.event_type = 'payment.succeeded'
+    group by account_events.customer_id
 ),
 
 purchases as (
     select
-        cast(sum(amount) as double) / cast(nullif(sum(payments), 0) as double) as avg_purchase_value,
-        cast(sum(payments) as double) / cast(nullif(count(*), 0) as double) as purchase_frequency,
-        cast(count(case when payments >= 2 then 1 end) as double)
-            / cast(nullif(count(*), 0) as double) * 100 as repeat_purchase_rate
+        safe_divide(sum(amount), sum(payments)) as avg_purchase_value,
+        safe_divide(sum(payments), count(*)) as purchase_frequency,
+        safe_divide(count(case when payments >= 2 then 1 end), count(*)) * 100 as repeat_purchase_rate
     from customer_payments
 ),
 
 surveys_90d as (
     select
-        cast(
-            count(case when events.event_type = 'survey.nps' and events.score >= 9 then 1 end)
-            - count(case when events.event_type = 'survey.nps' and events.score <= 6 then 1 end)
-            as double
-        ) / cast(nullif(count(case when events.event_type = 'survey.nps' then 1 end), 0) as double)
-            * 100 as nps_90d,
-        cast(count(case when events.event_type = 'survey.csat' and events.score >= 4 then 1 end) as double)
-            / cast(nullif(count(case when events.event_type = 'survey.csat' then 1 end), 0) as double)
-            * 100 as csat_pct_90d
-    from events
-    where events.local_date > tenure_as_of() - 90
-      and events.event_type in ('survey.nps', 'survey.csat')
+        safe_divide(
+            count(case when account_events.event_type = 'survey.nps' and account_events.score >= 9 then 1 end)
+            - count(case when account_events.event_type = 'survey.nps' and account_events.score <= 6 then 1 end),
+            count(case when account_events.event_type = 'survey.nps' then 1 end)
+        ) * 100 as nps_90d,
+        safe_divide(
+            count(case when account_events.event_type = 'survey.csat' and account_events.score >= 4 then 1 end),
+            count(case when account_events.event_type = 'survey.csat' then 1 end)
+        ) * 100 as csat_pct_90d
+    from account_events
+    where account_events.local_date > tenure_as_of() - 90
+      and account_events.event_type in ('survey.nps', 'survey.csat')
 ),
 
 final as (
     select
-        run_params.as_of,
+        tenure_as_of() as as_of,
         cast(position.active_customers as bigint) as active_customers,
         cast(coalesce(position.mrr, 0) as decimal(38, 4)) as mrr,
         cast(12 * coalesce(position.mrr, 0) as decimal(38, 4)) as arr,
         cast(position.paying_customers as bigint) as paying_customers,
-        cast(position.mrr as double) / cast(nullif(position.paying_customers, 0) as double) as arpa,
+        safe_divide(position.mrr, position.paying_customers) as arpa,
         ndr_at_as_of.ndr_12m,
         ndr_at_as_of.grr_12m,
         lifespan.annual_logo_churn,
@@ -130,8 +124,7 @@ final as (
         purchases.avg_purchase_value * purchases.purchase_frequency * lifespan.customer_lifespan_years as clv,
         surveys_90d.nps_90d,
         surveys_90d.csat_pct_90d
-    from run_params
-    cross join position
+    from position
     cross join ndr_at_as_of
     cross join lifespan
     cross join purchases

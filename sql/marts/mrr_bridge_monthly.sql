@@ -64,10 +64,11 @@ final as (
         cast(coalesce(totals.reactivated_customers, 0) as bigint) as reactivated_customers,
         cast(coalesce(totals.churned_customers, 0) as bigint) as churned_customers,
         cast(coalesce(totals.end_customers, 0) as bigint) as end_customers,
-        cast(totals.start_mrr + totals.expansion_mrr - totals.contraction_mrr - totals.churned_mrr as double)
-            / cast(nullif(totals.start_mrr, 0) as double) as ndr,
-        cast(totals.start_mrr - totals.contraction_mrr - totals.churned_mrr as double)
-            / cast(nullif(totals.start_mrr, 0) as double) as grr,
+        safe_divide(
+            totals.start_mrr + totals.expansion_mrr - totals.contraction_mrr - totals.churned_mrr,
+            totals.start_mrr
+        ) as ndr,
+        safe_divide(totals.start_mrr - totals.contraction_mrr - totals.churned_mrr, totals.start_mrr) as grr,
         months.is_complete
     from month_segments
     inner join months

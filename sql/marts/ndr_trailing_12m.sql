@@ -67,8 +67,8 @@ final as (
         coalesce(totals.segment, all_months.segment, 'all') as segment,
         cast(coalesce(totals.base_mrr, 0) as decimal(38, 4)) as base_mrr,
         cast(coalesce(totals.current_mrr, 0) as decimal(38, 4)) as current_mrr,
-        cast(totals.current_mrr as double) / cast(nullif(totals.base_mrr, 0) as double) as ndr_12m,
-        cast(totals.retained_mrr as double) / cast(nullif(totals.base_mrr, 0) as double) as grr_12m,
+        safe_divide(totals.current_mrr, totals.base_mrr) as ndr_12m,
+        safe_divide(totals.retained_mrr, totals.base_mrr) as grr_12m,
         cast(coalesce(totals.base_customers, 0) as bigint) as base_customers,
         cast(coalesce(totals.retained_customers, 0) as bigint) as retained_customers
     from totals

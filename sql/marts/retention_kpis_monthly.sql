@@ -65,19 +65,16 @@ final as (
         cast(coalesce(activity.customers_end, 0) as bigint) as customers_end,
         cast(coalesce(activity.gained_customers, 0) as bigint) as gained_customers,
         cast(coalesce(activity.lost_customers, 0) as bigint) as lost_customers,
-        cast(activity.customers_end - activity.gained_customers as double)
-            / cast(nullif(activity.customers_start, 0) as double) * 100 as crr,
-        cast(activity.lost_customers as double)
-            / cast(nullif(activity.customers_start, 0) as double) * 100 as churn_rate,
-        cast(nps.promoters - nps.detractors as double)
-            / cast(nullif(nps.nps_responses, 0) as double) * 100 as nps,
+        safe_divide(activity.customers_end - activity.gained_customers, activity.customers_start) * 100 as crr,
+        safe_divide(activity.lost_customers, activity.customers_start) * 100 as churn_rate,
+        safe_divide(nps.promoters - nps.detractors, nps.nps_responses) * 100 as nps,
         cast(coalesce(nps.nps_responses, 0) as bigint) as nps_responses,
-        cast(csat.satisfied as double) / cast(nullif(csat.csat_responses, 0) as double) * 100 as csat_pct,
+        safe_divide(csat.satisfied, csat.csat_responses) * 100 as csat_pct,
         csat.csat_avg,
         cast(coalesce(csat.csat_responses, 0) as bigint) as csat_responses,
         cast(coalesce(activity.mrr, 0) as decimal(38, 4)) as mrr,
         cast(coalesce(activity.paying_customers, 0) as bigint) as paying_customers,
-        cast(activity.mrr as double) / cast(nullif(activity.paying_customers, 0) as double) as arpa,
+        safe_divide(activity.mrr, activity.paying_customers) as arpa,
         months.is_complete
     from months
     left join activity

@@ -3,11 +3,7 @@
 -- date <= D (METRICS.md §6, §10.9, §10.10). The window is the trailing 365 days
 -- ending at D; `monetary` nets the refunds dated in it, whichever payment they
 -- refund. NTILE ties break on customer_id (byte order).
-with run_params as (
-    select as_of from params
-),
-
-payments as (
+with payments as (
     select customer_id, event_type, amount, local_date
     from stg_billing_events
     where event_type in ('payment.succeeded', 'payment.refunded')

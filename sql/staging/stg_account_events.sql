@@ -12,7 +12,7 @@
 -- on the local date.
 -- materialized: table
 -- incremental: local_date by day
-with events as (
+with account_events as (
     select
         event_id,
         event_type,
@@ -31,7 +31,7 @@ with events as (
 ),
 
 final as (
-    select * from events
+    select * from account_events
     where local_date <= tenure_as_of()
       and local_date >= tenure_rebuild_from()
 )

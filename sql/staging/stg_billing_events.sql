@@ -9,7 +9,7 @@
 -- `tenure_rebuild_from()` on and keeps the earlier rows.
 -- materialized: table
 -- incremental: local_date by day
-with events as (
+with billing_events as (
     select
         event_id, event_type, customer_id, occurred_at, local_date,
         subscription_id, mrr, amount
@@ -23,4 +23,4 @@ with events as (
 select
     event_id, event_type, customer_id, occurred_at, local_date,
     subscription_id, mrr, amount
-from events
+from billing_events

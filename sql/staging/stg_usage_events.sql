@@ -8,7 +8,7 @@
 -- their earlier rows. The bound on `occurred_at` (two days wider, for any
 -- timezone) lets the scan skip older files; the exact bound is on the local
 -- date. `feature` is NULL when absent or empty.
-with events as (
+with usage_events as (
     select
         customer_id,
         tenure_local_date(occurred_at, tenure_timezone()) as local_date,
@@ -20,7 +20,7 @@ with events as (
 
 final as (
     select customer_id, local_date, feature
-    from events
+    from usage_events
     where local_date <= tenure_as_of()
       and local_date >= tenure_rebuild_from()
 )

@@ -110,6 +110,7 @@ pub fn session() -> SessionContext {
     let ctx = SessionContext::new_with_config(config);
     ctx.register_udf(local_date_udf());
     ctx.register_udf(udf::rebuild_from_udf());
+    ctx.register_udf(udf::safe_divide_udf());
     ctx
 }
 

@@ -5,12 +5,16 @@
 //! of the run (as-of date, reporting timezone, first local date recomputed)
 //! that the planner folds into the query, so that staging filters by them
 //! without a join with `params`, and a scan can skip files by statistics.
+//! `safe_divide(a, b)`: the ratio of two numbers as a double, NULL where the
+//! denominator is 0, the one way the models divide.
 
-use arrow::array::{Array, ArrayRef, AsArray, Date32Builder};
-use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use arrow::array::{Array, ArrayRef, AsArray, Date32Builder, Float64Array};
+use arrow::compute::CastOptions;
+use arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMicrosecondType};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use datafusion::common::{exec_err, Result, ScalarValue};
+use datafusion::common::utils::take_function_args;
+use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -161,5 +165,184 @@ impl ScalarUDFImpl for RunConstant {
     }
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         Ok(ColumnarValue::Scalar(self.value.clone()))
+    }
+}
+
+/// `safe_divide(a, b)`: `a / b` as a double; NULL when `b` is 0 or either is
+/// NULL. Exactly what `cast(a as double) / cast(nullif(b, 0) as double)`
+/// gives, bit for bit, for any numeric `a` and `b`: both are cast to double
+/// by the planner (arrow's cast, as `cast(... as double)` does), and `b` is
+/// NULL where it equals 0 the way DataFusion's `nullif` compares: exactly for
+/// an integer or a decimal, bit for bit for a double, so `-0.0` is not 0 and
+/// divides to an infinity (or NaN), as it does in that expression.
+pub fn safe_divide_udf() -> ScalarUDF {
+    ScalarUDF::from(SafeDivide {
+        signature: Signature::user_defined(Volatility::Immutable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SafeDivide {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for SafeDivide {
+    fn name(&self) -> &str {
+        "safe_divide"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if arg_types.len() != 2 {
+            return plan_err!("safe_divide(a, b) takes two numbers, got {} arguments", arg_types.len());
+        }
+        for t in arg_types {
+            if !(t.is_numeric() || *t == DataType::Null) {
+                return plan_err!("safe_divide(a, b) takes two numbers, got {t}; cast it to a number first");
+            }
+        }
+        Ok(vec![DataType::Float64; 2])
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalars = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let [a, b] = take_function_args(self.name(), args.args)?;
+        // The planner has cast both to double; a direct call may not have.
+        let double = |v: ColumnarValue| -> Result<ArrayRef> {
+            let array = v.into_array(args.number_rows)?;
+            let options = CastOptions { safe: false, ..Default::default() };
+            Ok(arrow::compute::cast_with_options(&array, &DataType::Float64, &options)?)
+        };
+        let (a, b) = (double(a)?, double(b)?);
+        let (a, b) = (a.as_primitive::<Float64Type>(), b.as_primitive::<Float64Type>());
+        let zero = 0.0_f64.to_bits();
+        let ratios: Float64Array = a
+            .iter()
+            .zip(b.iter())
+            .map(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) if b.to_bits() != zero => Some(a / b),
+                _ => None,
+            })
+            .collect();
+        if scalars {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&ratios, 0)?));
+        }
+        Ok(ColumnarValue::Array(Arc::new(ratios)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Decimal128Array, Int64Array, RecordBatch};
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::prelude::SessionContext;
+
+    /// A session with one table `t` of every pair of the given numerators and
+    /// denominators, as the types the models divide: decimal money, counts, doubles.
+    async fn pairs(numerators: &[Option<f64>], denominators: &[Option<f64>]) -> SessionContext {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for x in numerators {
+            for y in denominators {
+                a.push(*x);
+                b.push(*y);
+            }
+        }
+        let money = |v: &[Option<f64>]| {
+            let cents: Vec<Option<i128>> = v.iter().map(|x| x.map(|x| (x * 10_000.0).round() as i128)).collect();
+            Decimal128Array::from(cents).with_precision_and_scale(38, 4).expect("decimal")
+        };
+        let counts = |v: &[Option<f64>]| Int64Array::from(v.iter().map(|x| x.map(|x| x.trunc() as i64)).collect::<Vec<_>>());
+        let schema = Schema::new(vec![
+            Field::new("a_money", DataType::Decimal128(38, 4), true),
+            Field::new("b_money", DataType::Decimal128(38, 4), true),
+            Field::new("a_count", DataType::Int64, true),
+            Field::new("b_count", DataType::Int64, true),
+            Field::new("a_double", DataType::Float64, true),
+            Field::new("b_double", DataType::Float64, true),
+        ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(money(&a)),
+                Arc::new(money(&b)),
+                Arc::new(counts(&a)),
+                Arc::new(counts(&b)),
+                Arc::new(Float64Array::from(a.clone())),
+                Arc::new(Float64Array::from(b.clone())),
+            ],
+        )
+        .expect("batch");
+        let ctx = SessionContext::new();
+        ctx.register_udf(safe_divide_udf());
+        ctx.register_batch("t", batch).expect("table");
+        ctx
+    }
+
+    async fn doubles(ctx: &SessionContext, sql: &str) -> Vec<Option<f64>> {
+        let batches = ctx.sql(sql).await.expect("plan").collect().await.expect("run");
+        let mut out = Vec::new();
+        for batch in &batches {
+            assert_eq!(batch.column(0).data_type(), &DataType::Float64, "{sql}");
+            out.extend(batch.column(0).as_primitive::<Float64Type>().iter());
+        }
+        out
+    }
+
+    fn bits(v: &[Option<f64>]) -> Vec<Option<u64>> {
+        v.iter().map(|x| x.map(f64::to_bits)).collect()
+    }
+
+    #[tokio::test]
+    async fn safe_divide_is_the_cast_nullif_division_bit_for_bit() {
+        let values = [Some(0.0), Some(-0.0), Some(1.0), Some(-1.0), Some(3.0), Some(7.0), Some(0.1), Some(-2.5), Some(123_456.789), None];
+        let ctx = pairs(&values, &values).await;
+        for a in ["a_money", "a_count", "a_double"] {
+            for b in ["b_money", "b_count", "b_double"] {
+                let ours = doubles(&ctx, &format!("select safe_divide({a}, {b}) from t")).await;
+                let theirs = doubles(&ctx, &format!("select cast({a} as double) / cast(nullif({b}, 0) as double) from t")).await;
+                assert_eq!(bits(&ours), bits(&theirs), "safe_divide({a}, {b})");
+            }
+        }
+        // Expressions and constants, as the models pass them (the planner
+        // folds a call on constants).
+        for (ours, theirs) in [
+            ("safe_divide(a_money - b_money, b_money)", "cast(a_money - b_money as double) / cast(nullif(b_money, 0) as double)"),
+            ("safe_divide(a_count - 1, b_count)", "cast(a_count - 1 as double) / cast(nullif(b_count, 0) as double)"),
+            ("safe_divide(100.0 * cast(a_count as double), b_double)", "100.0 * cast(a_count as double) / nullif(b_double, 0)"),
+            ("safe_divide(a_count, 0)", "cast(a_count as double) / cast(nullif(0, 0) as double)"),
+            ("safe_divide(1, b_count)", "cast(1 as double) / cast(nullif(b_count, 0) as double)"),
+            ("safe_divide(2, 3)", "cast(2 as double) / cast(nullif(3, 0) as double)"),
+            ("safe_divide(null, b_count)", "cast(null as double) / cast(nullif(b_count, 0) as double)"),
+        ] {
+            let sql = |e: &str| format!("select {e} from t");
+            assert_eq!(bits(&doubles(&ctx, &sql(ours)).await), bits(&doubles(&ctx, &sql(theirs)).await), "{ours}");
+        }
+    }
+
+    #[tokio::test]
+    async fn safe_divide_of_decimals_ints_zero_null_and_negative_zero() {
+        let ctx = pairs(&[Some(1.0)], &[Some(3.0), Some(0.0), None, Some(-0.0), Some(-4.0)]).await;
+        let third = 1.0 / 3.0;
+        // decimal money: 1.0000 / 3.0000, then 0 and NULL give NULL
+        let money = doubles(&ctx, "select safe_divide(a_money, b_money) from t").await;
+        assert_eq!(money, [Some(third), None, None, None, Some(-0.25)]);
+        // counts: decimal -0.0000 is 0, and so is integer -0
+        let counts = doubles(&ctx, "select safe_divide(a_count, b_count) from t").await;
+        assert_eq!(counts, [Some(third), None, None, None, Some(-0.25)]);
+        // doubles: 0.0 gives NULL; -0.0 is not 0 to nullif (DataFusion
+        // compares doubles bit for bit), so 1 / -0.0 is -infinity here as in
+        // `cast(a as double) / cast(nullif(b, 0) as double)`
+        let mixed = doubles(&ctx, "select safe_divide(a_money, b_double) from t").await;
+        assert_eq!(mixed, [Some(third), None, None, Some(f64::NEG_INFINITY), Some(-0.25)]);
+        // a NULL numerator is NULL
+        let nulls = pairs(&[None], &[Some(2.0)]).await;
+        assert_eq!(doubles(&nulls, "select safe_divide(a_double, b_count) from t").await, [None]);
+        // not a number: a plan error that says what to do
+        let err = ctx.sql("select safe_divide('1', b_count) from t").await.expect_err("text").to_string();
+        assert!(err.contains("safe_divide(a, b) takes two numbers"), "{err}");
     }
 }
