@@ -31,14 +31,14 @@ use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use files::EventFiles;
-use keys::SeenKeys;
+use keys::{KeysFile, SeenKeys};
 use deltalake::DeltaTable;
 use futures::{StreamExt, TryStreamExt};
 use manifest::{ManifestEntry, ObjectId};
 pub use manifest::{AcceptedSpan, Manifest};
 use serde::Serialize;
 use object_store::ObjectStoreExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The Delta application id of ingest commits.
@@ -399,30 +399,96 @@ async fn open_tables(warehouse: &Warehouse, tables: &Tables, report: &mut Ingest
 /// Ingest every new object under `raw` into the tables of `warehouse`.
 pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<'_>) -> Result<IngestReport, IngestError> {
     let started = std::time::Instant::now();
+    let seconds = || started.elapsed().as_secs_f64();
     let tables = Tables::of(warehouse);
     let mut report = IngestReport {
         raw: raw.display(),
         ..Default::default()
     };
-    // The raw objects are listed while the tables and the manifest are read.
+    let (opened, found) = open_and_list(raw, warehouse, &tables, &mut report).await?;
+    tracing::debug!(seconds = seconds(), objects = opened.prior.objects.len(), found = found.len(), "ingest: tables and manifest read, raw objects listed");
+
+    let new_objects = select_new(found, &opened.prior.objects, &mut report);
+    if new_objects.is_empty() {
+        tracing::info!(raw = %raw.display(), "no new raw objects");
+        report.seconds = seconds();
+        return Ok(report);
+    }
+
+    let mut seen = load_keys(&opened, &tables).await?;
+    tracing::debug!(seconds = seconds(), "ingest: keys of earlier runs opened");
+    // Room for this run's keys.
+    let raw_bytes: u64 = new_objects.iter().map(|o| o.meta.size).sum();
+    seen.reserve((raw_bytes / BYTES_PER_EVENT as u64).min(200_000_000) as usize);
+    if let Some(pb) = opts.progress {
+        pb.set_length(new_objects.len() as u64);
+        pb.set_message("ingesting");
+    }
+
+    let mut output = Output::new(&opened, &tables, opts)?;
+    let decoding = decode_ahead(raw, new_objects, opts);
+    output.write_decoded(decoding, &mut seen, &mut report, opts).await?;
+    tracing::debug!(seconds = seconds(), "ingest: every object decoded and claimed");
+
+    sum_totals(&mut report);
+    if let Err(crossed) = check_reject_rates(&report.totals, opts.max_reject_rate) {
+        output.abort();
+        return Err(crossed);
+    }
+
+    crate::failpoint("ingest:before_flush");
+    let written = output.flush().await?;
+    tracing::debug!(seconds = seconds(), "ingest: event and reject files written");
+    if written.objects.is_empty() {
+        // Only unreadable objects: nothing to record, they are retried next run.
+        report.seconds = seconds();
+        return Ok(report);
+    }
+
+    let sequence = opened.committed + 1;
+    let keys = seen.write(&opened.manifest, sequence, opts.parallelism.max(1)).await?;
+    drop(seen);
+    tracing::debug!(seconds = seconds(), "ingest: key index written");
+    let (events_version, rejects_version) = commit_sequence(opened, &tables, sequence, written, keys, opts.run_id).await?;
+    report.sequence = Some(sequence);
+    report.events_version = Some(events_version);
+    report.rejects_version = Some(rejects_version);
+    report.seconds = seconds();
+    let t = &report.totals;
+    tracing::info!(
+        objects = t.objects_ingested,
+        rows_read = t.rows_read,
+        accepted = t.accepted,
+        rejected = t.rejected,
+        duplicates = t.duplicates,
+        conflicting_duplicates = t.conflicting_duplicates,
+        "ingest committed"
+    );
+    Ok(report)
+}
+
+/// Open the tables and read the manifest while the raw objects are listed;
+/// the ignored and skipped objects go to `report`.
+async fn open_and_list(
+    raw: &Location,
+    warehouse: &Warehouse,
+    tables: &Tables,
+    report: &mut IngestReport,
+) -> Result<(Opened, Vec<Discovered>), IngestError> {
     let mut listed = IngestReport::default();
-    let (opened, found) = tokio::join!(open_tables(warehouse, &tables, &mut report), discover(raw, &mut listed));
-    let Opened {
-        events,
-        rejects_table,
-        committed,
-        partition_columns,
-        manifest,
-        prior,
-    } = opened?;
+    let (opened, found) = tokio::join!(open_tables(warehouse, tables, report), discover(raw, &mut listed));
+    let opened = opened?;
     let found = found?;
     report.ignored_objects = listed.ignored_objects;
     report.skipped_objects = listed.skipped_objects;
     report.totals.objects_ignored = listed.totals.objects_ignored;
     report.totals.objects_skipped = listed.totals.objects_skipped;
-    let ingested = prior.objects;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), objects = ingested.len(), found = found.len(), "ingest: tables and manifest read, raw objects listed");
+    Ok((opened, found))
+}
 
+/// The found objects that no earlier run ingested. An object ingested before
+/// is counted, or reported if it changed since; it is not read again.
+fn select_new(found: Vec<Discovered>, ingested: &HashMap<String, ObjectId>, report: &mut IngestReport) -> Vec<Discovered> {
     let mut new_objects = Vec::new();
     for obj in found {
         match ingested.get(&obj.relative) {
@@ -446,46 +512,40 @@ pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<
         }
     }
     report.totals.objects_changed = report.changed_objects.len() as u64;
-    if new_objects.is_empty() {
-        tracing::info!(raw = %raw.display(), "no new raw objects");
-        report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
-    }
+    new_objects
+}
 
-    let mut seen = match SeenKeys::load(&manifest, committed, &prior.keys).await? {
+/// The keys of the events of earlier runs: from their key index, or read back
+/// from `events` where a sequence has no segment of this version.
+async fn load_keys(opened: &Opened, tables: &Tables) -> Result<SeenKeys, IngestError> {
+    Ok(match SeenKeys::load(&opened.manifest, opened.committed, &opened.prior.keys).await? {
         Some(keys) => keys,
         None => {
             tracing::info!(table = %tables.events.display(), "reading the keys of earlier events back from events (no key index of this version yet)");
-            load_seen(&events, &tables.events).await?
+            load_seen(&opened.events, &tables.events).await?
         }
-    };
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: keys of earlier runs opened");
-    // Room for this run's keys.
-    let raw_bytes: u64 = new_objects.iter().map(|o| o.meta.size).sum();
-    seen.reserve((raw_bytes / BYTES_PER_EVENT as u64).min(200_000_000) as usize);
-    if let Some(pb) = opts.progress {
-        pb.set_length(new_objects.len() as u64);
-        pb.set_message("ingesting");
-    }
+    })
+}
 
-    let mut writer = EventFiles::new(&events, &tables.events, opts.parallelism);
-    let mut rejects_writer = RecordBatchWriter::for_table(&rejects_table).map_err(delta_err(&tables.rejects))?;
-    let mut manifest_objects = Vec::new();
+/// Decoded objects in object order, from the task that fetches and decodes
+/// them; dropping it stops that task.
+struct Decoding {
+    decoded: tokio::sync::mpsc::Receiver<Result<Decoded, IngestError>>,
+    _producer: AbortOnDrop,
+}
+
+/// Fetch and decode `objects` on a task of their own, ahead of the writing,
+/// so that decoding goes on while the writing waits for file encoding. At
+/// most `parallelism` objects decode at once; more are in flight.
+fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'_>) -> Decoding {
     let tz = opts.timezone;
     let currency: Arc<str> = Arc::from(opts.currency);
     let run_id: Arc<str> = Arc::from(opts.run_id);
-    let late_before = opts.late_before.map(|d| days_since_epoch(d));
-    let mut accepted = AcceptedSpan { rows: 0, earliest_occurred_at: None };
-    let mut late_months: std::collections::BTreeSet<String> = Default::default();
-
-    // Objects are fetched and decoded by a task of their own, ahead of this
-    // loop, so that decoding goes on while this loop waits for file encoding.
-    // At most `parallelism` objects decode at once; more are in flight.
     let parallelism = opts.parallelism.max(1);
     let decoders = Arc::new(tokio::sync::Semaphore::new(parallelism));
     let raw_store = raw.store.clone();
     let raw_url = raw.display();
-    let decoding = futures::stream::iter(new_objects.into_iter().map(move |obj| {
+    let decoding = futures::stream::iter(objects.into_iter().map(move |obj| {
         let store = raw_store.clone();
         let currency = currency.clone();
         let run_id = run_id.clone();
@@ -522,7 +582,7 @@ pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<
         }
     }))
     .buffered(parallelism * IN_FLIGHT_PER_THREAD);
-    let (decoded_tx, mut decoded_rx) = tokio::sync::mpsc::channel(DECODED_AHEAD);
+    let (decoded_tx, decoded_rx) = tokio::sync::mpsc::channel(DECODED_AHEAD);
     let producer = tokio::spawn(async move {
         let mut decoding = std::pin::pin!(decoding);
         while let Some(result) = decoding.next().await {
@@ -531,64 +591,130 @@ pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<
             }
         }
     });
-    let _stop_producer = AbortOnDrop(producer);
+    Decoding {
+        decoded: decoded_rx,
+        _producer: AbortOnDrop(producer),
+    }
+}
 
-    while let Some(result) = decoded_rx.recv().await {
-        let mut decoded = result?;
-        let path = decoded.report.path.clone();
-        if decoded.report.status == "unreadable" {
-            tracing::warn!(object = %path, error = decoded.report.error.as_deref().unwrap_or(""), "object is unreadable; none of its rows are counted");
-            report.unreadable_objects.push(Unreadable {
-                path: path.clone(),
-                error: decoded.report.error.clone().unwrap_or_default(),
-            });
-            report.objects.push(decoded.report);
+/// The data files of both tables as this ingest writes them, and what the
+/// manifest entry records: the objects read and the span of accepted events.
+struct Output<'a> {
+    tables: &'a Tables,
+    events: EventFiles<'a>,
+    rejects: RecordBatchWriter,
+    objects: Vec<ObjectId>,
+    accepted: AcceptedSpan,
+}
+
+/// What [`Output::flush`] leaves to record and commit.
+struct Written {
+    event_adds: Vec<Add>,
+    rejects_adds: Vec<Add>,
+    objects: Vec<ObjectId>,
+    accepted: AcceptedSpan,
+}
+
+impl<'a> Output<'a> {
+    fn new(opened: &'a Opened, tables: &'a Tables, opts: &IngestOptions<'_>) -> Result<Output<'a>, IngestError> {
+        Ok(Output {
+            tables,
+            events: EventFiles::new(&opened.events, &tables.events, opts.parallelism),
+            rejects: RecordBatchWriter::for_table(&opened.rejects_table).map_err(delta_err(&tables.rejects))?,
+            objects: Vec::new(),
+            accepted: AcceptedSpan { rows: 0, earliest_occurred_at: None },
+        })
+    }
+
+    /// Take the decoded objects in order: claim the keys of each one's
+    /// accepted rows, write the rows kept and the rejects, and report it. An
+    /// unreadable object is only reported.
+    async fn write_decoded(
+        &mut self,
+        mut decoding: Decoding,
+        seen: &mut SeenKeys,
+        report: &mut IngestReport,
+        opts: &IngestOptions<'_>,
+    ) -> Result<(), IngestError> {
+        let late_before = opts.late_before.map(|d| days_since_epoch(d));
+        let mut late_months: std::collections::BTreeSet<String> = Default::default();
+        while let Some(result) = decoding.decoded.recv().await {
+            let mut decoded = result?;
+            let path = decoded.report.path.clone();
+            if decoded.report.status == "unreadable" {
+                tracing::warn!(object = %path, error = decoded.report.error.as_deref().unwrap_or(""), "object is unreadable; none of its rows are counted");
+                report.unreadable_objects.push(Unreadable {
+                    path: path.clone(),
+                    error: decoded.report.error.clone().unwrap_or_default(),
+                });
+                report.objects.push(decoded.report);
+                if let Some(pb) = opts.progress {
+                    pb.inc(1);
+                }
+                continue;
+            }
+            let mut keep = decoded.claim(seen);
+            for kind in FileKind::BOTH {
+                let Some((batch, _)) = decoded.events[kind as usize].take() else { continue };
+                let mask = std::mem::take(&mut keep[kind as usize]);
+                let kept = if mask.iter().all(|k| *k) {
+                    batch
+                } else {
+                    let mask = arrow::array::BooleanArray::from(mask);
+                    arrow::compute::filter_record_batch(&batch, &mask).map_err(|source| IngestError::Arrow {
+                        table: self.tables.events.display(),
+                        source,
+                    })?
+                };
+                if let Some(before) = late_before {
+                    count_late(&kept, before, &mut report.late_events, &mut late_months);
+                }
+                if kept.num_rows() > 0 {
+                    self.accepted.add(&kept);
+                    self.events.push(kind, kept).await?;
+                }
+            }
+            if !decoded.rejects.is_empty() {
+                let b = batch::rejects_batch(&path, &decoded.rejects, opts.run_id).map_err(|source| IngestError::Arrow {
+                    table: self.tables.rejects.display(),
+                    source,
+                })?;
+                self.rejects.write(b).await.map_err(delta_err(&self.tables.rejects))?;
+            }
+            let meta = &decoded.report;
+            tracing::debug!(object = %path, rows_read = meta.rows_read, accepted = meta.accepted, rejected = meta.rejected, duplicates = meta.duplicates, "object ingested");
             if let Some(pb) = opts.progress {
                 pb.inc(1);
             }
-            continue;
+            self.objects.push(decoded.identity.clone());
+            report.objects.push(decoded.report);
         }
-        let mut keep = decoded.claim(&mut seen);
-        for kind in FileKind::BOTH {
-            let Some((batch, _)) = decoded.events[kind as usize].take() else { continue };
-            let mask = std::mem::take(&mut keep[kind as usize]);
-            let kept = if mask.iter().all(|k| *k) {
-                batch
-            } else {
-                let mask = arrow::array::BooleanArray::from(mask);
-                arrow::compute::filter_record_batch(&batch, &mask).map_err(|source| IngestError::Arrow {
-                    table: tables.events.display(),
-                    source,
-                })?
-            };
-            if let Some(before) = late_before {
-                count_late(&kept, before, &mut report.late_events, &mut late_months);
-            }
-            if kept.num_rows() > 0 {
-                accepted.add(&kept);
-                writer.push(kind, kept).await?;
-            }
-        }
-        if !decoded.rejects.is_empty() {
-            let b = batch::rejects_batch(&path, &decoded.rejects, opts.run_id).map_err(|source| IngestError::Arrow {
-                table: tables.rejects.display(),
-                source,
-            })?;
-            rejects_writer.write(b).await.map_err(delta_err(&tables.rejects))?;
-        }
-        let meta = &decoded.report;
-        tracing::debug!(object = %path, rows_read = meta.rows_read, accepted = meta.accepted, rejected = meta.rejected, duplicates = meta.duplicates, "object ingested");
-        if let Some(pb) = opts.progress {
-            pb.inc(1);
-        }
-        manifest_objects.push(decoded.identity.clone());
-        report.objects.push(decoded.report);
+        drop(decoding);
+        report.late_months = late_months.into_iter().collect();
+        Ok(())
     }
-    drop(decoded_rx);
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: every object decoded and claimed");
-    report.late_months = late_months.into_iter().collect();
 
-    // Totals.
+    /// Give up: stop encoding and drop the rejects not yet written.
+    fn abort(mut self) {
+        self.events.abort();
+        self.rejects.reset();
+    }
+
+    /// Write the rows still buffered; the files of both tables.
+    async fn flush(mut self) -> Result<Written, IngestError> {
+        let event_adds = self.events.finish().await?;
+        let rejects_adds = self.rejects.flush().await.map_err(delta_err(&self.tables.rejects))?;
+        Ok(Written {
+            event_adds,
+            rejects_adds,
+            objects: self.objects,
+            accepted: self.accepted,
+        })
+    }
+}
+
+/// Add the counts of the objects read up into the totals and the rejects by reason.
+fn sum_totals(report: &mut IngestReport) {
     for o in &report.objects {
         let t = &mut report.totals;
         if o.status == "unreadable" {
@@ -605,74 +731,60 @@ pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<
             *report.rejects_by_reason.entry(reason.clone()).or_default() += n;
         }
     }
-    let t = &report.totals;
+}
+
+/// Fail when the share of rejected rows or of unreadable objects is above
+/// `max` (`ingest.max_reject_rate`).
+fn check_reject_rates(t: &Totals, max: f64) -> Result<(), IngestError> {
     let row_rate = if t.rows_read > 0 { t.rejected as f64 / t.rows_read as f64 } else { 0.0 };
     let read = t.objects_ingested + t.objects_unreadable;
     let object_rate = if read > 0 { t.objects_unreadable as f64 / read as f64 } else { 0.0 };
     for (what, rate) in [("the share of rejected rows", row_rate), ("the share of unreadable objects", object_rate)] {
-        if rate > opts.max_reject_rate {
-            writer.abort();
-            rejects_writer.reset();
+        if rate > max {
             return Err(IngestError::Threshold {
                 what: what.to_string(),
                 rate,
-                max: opts.max_reject_rate,
+                max,
             });
         }
     }
+    Ok(())
+}
 
-    crate::failpoint("ingest:before_flush");
-    let event_adds = writer.finish().await?;
-    let rejects_adds = rejects_writer.flush().await.map_err(delta_err(&tables.rejects))?;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: event and reject files written");
-
-    if manifest_objects.is_empty() {
-        // Only unreadable objects: nothing to record, they are retried next run.
-        report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
-    }
-
-    let sequence = committed + 1;
-    let keys = seen.write(&manifest, sequence, parallelism).await?;
-    drop(seen);
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: key index written");
+/// Record ingest sequence `sequence` in the manifest, then commit `events`
+/// (the moment its objects count as ingested) and `rejects`; the two new
+/// table versions.
+async fn commit_sequence(
+    opened: Opened,
+    tables: &Tables,
+    sequence: i64,
+    written: Written,
+    keys: KeysFile,
+    run_id: &str,
+) -> Result<(i64, i64), IngestError> {
     let entry = ManifestEntry {
         sequence,
-        run_id: opts.run_id.to_string(),
-        objects: manifest_objects,
-        rejects_files: rejects_adds.clone(),
+        run_id: run_id.to_string(),
+        objects: written.objects,
+        rejects_files: written.rejects_adds.clone(),
         keys: Some(keys),
-        accepted: Some(accepted),
+        accepted: Some(written.accepted),
     };
-    manifest.write_entry(&entry).await?;
+    opened.manifest.write_entry(&entry).await?;
     crate::failpoint("ingest:after_manifest");
     let events_version = commit(
-        &events,
+        &opened.events,
         &tables.events,
-        event_adds,
+        written.event_adds,
         sequence,
-        opts.run_id,
-        Some(partition_columns),
+        run_id,
+        Some(opened.partition_columns),
     )
     .await?;
     crate::failpoint("ingest:after_events_commit");
-    let rejects_version = commit(&rejects_table, &tables.rejects, rejects_adds, sequence, opts.run_id, None).await?;
+    let rejects_version = commit(&opened.rejects_table, &tables.rejects, written.rejects_adds, sequence, run_id, None).await?;
     crate::failpoint("ingest:after_rejects_commit");
-    report.sequence = Some(sequence);
-    report.events_version = Some(events_version);
-    report.rejects_version = Some(rejects_version);
-    report.seconds = started.elapsed().as_secs_f64();
-    let t = &report.totals;
-    tracing::info!(
-        objects = t.objects_ingested,
-        rows_read = t.rows_read,
-        accepted = t.accepted,
-        rejected = t.rejected,
-        duplicates = t.duplicates,
-        conflicting_duplicates = t.conflicting_duplicates,
-        "ingest committed"
-    );
-    Ok(report)
+    Ok((events_version, rejects_version))
 }
 
 /// List the raw prefix: readable objects sorted by path byte order; ignored and
