@@ -35,7 +35,8 @@ use keys::{KeysFile, SeenKeys};
 use deltalake::DeltaTable;
 use futures::{StreamExt, TryStreamExt};
 use manifest::{ManifestEntry, ObjectId};
-pub use manifest::{AcceptedSpan, Manifest};
+pub use keys::SegmentError;
+pub use manifest::{AcceptedSpan, Manifest, ManifestError};
 use serde::Serialize;
 use object_store::ObjectStoreExt;
 use std::collections::{BTreeMap, HashMap};
@@ -81,12 +82,20 @@ pub enum IngestError {
         #[source]
         source: datafusion::error::DataFusionError,
     },
-    #[error("ingest manifest {path}: {message}")]
-    Manifest { path: String, message: String },
+    #[error("ingest manifest {path}: {source}")]
+    Manifest {
+        path: String,
+        #[source]
+        source: ManifestError,
+    },
     #[error("reject threshold crossed: {what} is {rate:.3}, above ingest.max_reject_rate {max}; nothing was committed (fix the input or raise the threshold)")]
     Threshold { what: String, rate: f64, max: f64 },
+    #[error("cannot wait for a decoding thread: {0}")]
+    DecodeSlot(#[source] tokio::sync::AcquireError),
     #[error("a decoding task failed: {0}")]
-    Task(String),
+    DecodeTask(#[source] tokio::task::JoinError),
+    #[error("a task encoding a data file of events failed: {0}")]
+    EncodeTask(#[source] tokio::task::JoinError),
 }
 
 /// About how many bytes of raw JSON Lines one event takes: for reserving room.
@@ -567,17 +576,14 @@ fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'
                     path: obj.relative.clone(),
                     source,
                 })?;
-            let permit = decoders
-                .acquire_owned()
-                .await
-                .map_err(|e| IngestError::Task(e.to_string()))?;
+            let permit = decoders.acquire_owned().await.map_err(IngestError::DecodeSlot)?;
             let decoded = tokio::task::spawn_blocking(move || {
                 let decoded = decode_object(&obj, bytes, tz, &currency, &run_id);
                 drop(permit);
                 decoded
             })
             .await
-            .map_err(|e| IngestError::Task(e.to_string()))?;
+            .map_err(IngestError::DecodeTask)?;
             Ok::<_, IngestError>(decoded)
         }
     }))
