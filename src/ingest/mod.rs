@@ -139,7 +139,7 @@ pub struct ObjectReport {
     pub path: String,
     pub format: Option<Format>,
     pub compression: Option<Compression>,
-    pub status: String,
+    pub status: ObjectStatus,
     pub bytes: u64,
     pub rows_read: u64,
     pub accepted: u64,
@@ -148,6 +148,16 @@ pub struct ObjectReport {
     pub conflicting_duplicates: u64,
     pub rejects_by_reason: BTreeMap<String, u64>,
     pub error: Option<String>,
+}
+
+/// Whether an object was read (EVENTS.md "Rejects"): an unreadable object
+/// counts none of its rows and is retried next run.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectStatus {
+    #[default]
+    Ingested,
+    Unreadable,
 }
 
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
@@ -316,7 +326,7 @@ struct Decoded {
 impl Decoded {
     /// An object none of whose rows count (EVENTS.md rule 14).
     fn unreadable(identity: ObjectId, mut report: ObjectReport, error: String) -> Decoded {
-        report.status = "unreadable".into();
+        report.status = ObjectStatus::Unreadable;
         report.error = Some(error);
         Decoded {
             identity,
@@ -647,7 +657,7 @@ impl<'a> Output<'a> {
         while let Some(result) = decoding.decoded.recv().await {
             let mut decoded = result?;
             let path = decoded.report.path.clone();
-            if decoded.report.status == "unreadable" {
+            if decoded.report.status == ObjectStatus::Unreadable {
                 tracing::warn!(object = %path, error = decoded.report.error.as_deref().unwrap_or(""), "object is unreadable; none of its rows are counted");
                 report.unreadable_objects.push(Unreadable {
                     path: path.clone(),
@@ -723,7 +733,7 @@ impl<'a> Output<'a> {
 fn sum_totals(report: &mut IngestReport) {
     for o in &report.objects {
         let t = &mut report.totals;
-        if o.status == "unreadable" {
+        if o.status == ObjectStatus::Unreadable {
             t.objects_unreadable += 1;
             continue;
         }
@@ -840,7 +850,7 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
         path: obj.relative.clone(),
         format: Some(obj.format),
         compression: Some(obj.compression),
-        status: "ingested".into(),
+        status: ObjectStatus::Ingested,
         bytes: obj.meta.size,
         ..Default::default()
     };
@@ -1045,6 +1055,7 @@ mod tests {
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
         let (obj, bytes) = object(&lines);
         let mut decoded = decode_object(&obj, bytes, chrono_tz::UTC, "USD", "run");
+        assert_eq!(decoded.report.status, ObjectStatus::Ingested);
         assert_eq!(decoded.report.rows_read, 6);
         assert_eq!(decoded.report.rejected, 0, "{:?}", decoded.rejects);
         let rows = |d: &Decoded, k: FileKind| d.events[k as usize].as_ref().map(|(b, _)| source_rows(b)).unwrap_or_default();
@@ -1060,6 +1071,23 @@ mod tests {
         assert_eq!(keep[Usage as usize], [true, true, false]);
         assert_eq!(keep[Other as usize], [true, false, true]);
         assert_eq!((decoded.report.accepted, decoded.report.duplicates, decoded.report.conflicting_duplicates), (4, 2, 2));
+    }
+
+    /// An object that cannot be read counts none of its rows, and the run
+    /// report writes its status as it always did.
+    #[test]
+    fn object_status_is_written_as_lowercase_words() {
+        let (mut obj, _) = object(&[]);
+        obj.compression = Compression::Gzip;
+        let decoded = decode_object(&obj, Bytes::from_static(b"not gzip"), chrono_tz::UTC, "USD", "run");
+        assert_eq!(decoded.report.status, ObjectStatus::Unreadable);
+        assert_eq!((decoded.report.rows_read, decoded.kinds.len()), (0, 0));
+
+        let status = |status| serde_json::to_value(ObjectReport { status, ..Default::default() }).expect("json")["status"].clone();
+        assert_eq!(status(ObjectStatus::Ingested), "ingested");
+        assert_eq!(status(ObjectStatus::Unreadable), "unreadable");
+        let read: ObjectReport = serde_json::from_str(r#"{"status":"unreadable"}"#).expect("report");
+        assert_eq!(read.status, ObjectStatus::Unreadable);
     }
 
     /// The cached offsets give the date a lookup per instant gives, across
