@@ -220,9 +220,9 @@ const PREFETCH_AHEAD: usize = 16;
 /// This run's keys: an open-addressing table with linear probing. Ids are
 /// already uniform 128-bit hashes, so a key's first slot is its id's low
 /// bits, and a lookup usually reads one cache line, which can be fetched ahead
-/// ([`KeyTable::prefetch`]). A general hash map hashed the id again and read
-/// a control byte and then the entry: two cache misses per key of a large
-/// index, one after the other (a twelfth of a 10 M-event run's time).
+/// ([`KeyTable::prefetch`]). A general hash map would hash the id again and
+/// read a control byte and then the entry: two cache misses per key of a
+/// large index, one after the other.
 #[derive(Default)]
 struct KeyTable {
     /// A power of two many slots, or none; an id of all zeros marks a free slot.
@@ -357,9 +357,8 @@ fn check(bytes: &Bytes) -> Result<Bytes, SegmentError> {
 /// `records` is read twice. Ids are uniform hashes, so a count of their top
 /// bits gives each record its bucket in the output, and each bucket (a few
 /// thousand records of a large index) is then sorted on its own, in the
-/// cache: one comparison sort of ten million records took most of the two
-/// seconds that writing the index did. Any ids come out sorted; uniform ones
-/// come out fast.
+/// cache, where one comparison sort of all the records would miss it at
+/// nearly every step. Any ids come out sorted; uniform ones come out fast.
 fn sorted_segment<I: Iterator<Item = (u128, u64)>>(records: impl Fn() -> I, threads: usize) -> Vec<u8> {
     const BITS: u32 = 12;
     let bucket = |id: u128| (id >> (128 - BITS)) as usize;

@@ -106,9 +106,9 @@ const BYTES_PER_EVENT: usize = 150;
 const DECODED_AHEAD: usize = 32;
 
 /// Objects fetched and decoding, or decoded and waiting for an earlier one to
-/// finish, per decoding thread. Objects are taken in order, so with only one
-/// object per thread a thread that finished a small object sat idle until a
-/// large one before it was done.
+/// finish, per decoding thread. Objects are taken in order, so with one object
+/// per thread, a thread done with a small object would wait for a large one
+/// before it to finish; more in flight keep the threads busy.
 const IN_FLIGHT_PER_THREAD: usize = 4;
 
 /// Aborts a task when dropped (an ingest that returns early stops decoding).
@@ -151,7 +151,7 @@ pub struct ObjectReport {
     pub error: Option<String>,
 }
 
-/// Whether an object was read (EVENTS.md "Rejects"): an unreadable object
+/// Whether an object was read (EVENTS.md rule 14): an unreadable object
 /// counts none of its rows and is retried next run.
 #[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -1015,7 +1015,7 @@ mod tests {
     }
 
     /// An object that cannot be read counts none of its rows, and the run
-    /// report writes its status as it always did.
+    /// report writes each status as a lowercase word.
     #[test]
     fn object_status_is_written_as_lowercase_words() {
         let (mut obj, _) = object(&[]);
