@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dates;
 pub mod demo;
 pub mod engine;
 pub mod ingest;

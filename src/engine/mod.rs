@@ -88,7 +88,7 @@ datafusion::common::extensions_options! {
     /// read from the session (`tenure.*`).
     pub struct ModelOptions {
         /// `tenure_rebuild_from()`, in days since 1970-01-01.
-        pub rebuild_from: i32, default = crate::ingest::days_since_epoch(full_rebuild())
+        pub rebuild_from: i32, default = crate::dates::days_since_epoch(full_rebuild())
     }
 }
 
@@ -127,7 +127,7 @@ pub fn rebuilding_from(ctx: &SessionContext, rebuild_from: NaiveDate) -> datafus
 /// Set what `tenure_rebuild_from()` returns in sessions of `config`.
 fn set_rebuild_from(config: &mut SessionConfig, rebuild_from: NaiveDate) -> datafusion::error::Result<()> {
     match config.options_mut().extensions.get_mut::<ModelOptions>() {
-        Some(options) => options.rebuild_from = crate::ingest::days_since_epoch(rebuild_from),
+        Some(options) => options.rebuild_from = crate::dates::days_since_epoch(rebuild_from),
         None => return Err(datafusion::error::DataFusionError::Internal("a session without tenure's options".into())),
     }
     Ok(())
@@ -271,7 +271,7 @@ mod tests {
         build(&ctx, &t).await.expect("by month");
         let u = model("u", "select d from v", Materialized::Table);
         build(&rebuilding_from(&ctx, day).expect("session"), &u).await.expect("by day");
-        let days = crate::ingest::days_since_epoch;
+        let days = crate::dates::days_since_epoch;
         assert_eq!(first_date(&ctx, "t").await, Some(days(month)));
         // Built in its own session, registered in the run's.
         assert_eq!(first_date(&ctx, "u").await, Some(days(day)));

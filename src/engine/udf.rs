@@ -49,7 +49,7 @@ impl ScalarUDFImpl for LocalDate {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let zone = |name: &str| match name.parse::<Tz>() {
-            Ok(z) => Ok(crate::ingest::LocalDays::new(z)),
+            Ok(z) => Ok(crate::dates::LocalDays::new(z)),
             Err(_) => exec_err!("tenure_local_date: unknown timezone {name:?}"),
         };
         // The usual call has one timezone for every row (a constant).
@@ -73,7 +73,7 @@ impl ScalarUDFImpl for LocalDate {
         }
         let tz = args.args[1].to_array(ts.len())?;
         let tz = tz.as_string::<i32>();
-        let mut cached: Option<(String, crate::ingest::LocalDays)> = None;
+        let mut cached: Option<(String, crate::dates::LocalDays)> = None;
         for i in 0..ts.len() {
             if ts.is_null(i) || tz.is_null(i) {
                 out.append_null();
@@ -137,7 +137,7 @@ impl ScalarUDFImpl for RebuildFrom {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let days = match args.config_options.extensions.get::<super::ModelOptions>() {
             Some(options) => options.rebuild_from,
-            None => crate::ingest::days_since_epoch(super::full_rebuild()),
+            None => crate::dates::days_since_epoch(super::full_rebuild()),
         };
         Ok(ColumnarValue::Scalar(ScalarValue::Date32(Some(days))))
     }
@@ -145,7 +145,7 @@ impl ScalarUDFImpl for RebuildFrom {
 
 /// `tenure_as_of()`: the run's as-of date D.
 pub fn as_of_udf(date: NaiveDate) -> ScalarUDF {
-    run_constant("tenure_as_of", ScalarValue::Date32(Some(crate::ingest::days_since_epoch(date))))
+    run_constant("tenure_as_of", ScalarValue::Date32(Some(crate::dates::days_since_epoch(date))))
 }
 
 /// `tenure_timezone()`: the run's reporting timezone.

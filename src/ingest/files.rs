@@ -121,7 +121,7 @@ impl<'a> EventFiles<'a> {
         if let Some(task) = self.running.pop_front() {
             let adds = task
                 .await
-                .map_err(|e| IngestError::Task(e.to_string()))?
+                .map_err(IngestError::EncodeTask)?
                 .map_err(|e| self.delta_err(e))?;
             self.adds.extend(adds);
         }

@@ -3,7 +3,7 @@
 //! sequence under `<warehouse>/_tenure/ingest/`; an entry counts only when the
 //! `events` table carries its sequence (see the `ingest` module docs).
 
-use super::keys::KeysFile;
+use super::keys::{KeysFile, SegmentError};
 use super::IngestError;
 use crate::storage::Location;
 use deltalake::kernel::Add;
@@ -81,6 +81,23 @@ pub struct Committed {
     pub keys: HashMap<i64, Option<KeysFile>>,
 }
 
+/// What is wrong with a file of the manifest folder.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read: {0}")]
+    Read(#[source] object_store::Error),
+    #[error("cannot write: {0}")]
+    Write(#[source] object_store::Error),
+    #[error("cannot list: {0}")]
+    List(#[source] object_store::Error),
+    #[error("cannot encode the entry: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("is not a manifest entry: {0}")]
+    NotAnEntry(#[source] serde_json::Error),
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+}
+
 pub struct Manifest {
     location: Location,
 }
@@ -94,10 +111,10 @@ impl Manifest {
         format!("{sequence:020}.json")
     }
 
-    pub(super) fn err(&self, name: &str, message: impl Into<String>) -> IngestError {
+    pub(super) fn err(&self, name: &str, source: impl Into<ManifestError>) -> IngestError {
         IngestError::Manifest {
             path: format!("{}/{}", self.location.display(), name),
-            message: message.into(),
+            source: source.into(),
         }
     }
 
@@ -107,13 +124,13 @@ impl Manifest {
             .store
             .put(&self.location.path(name), PutPayload::from(body))
             .await
-            .map_err(|e| self.err(name, format!("cannot write: {e}")))?;
+            .map_err(|e| self.err(name, ManifestError::Write(e)))?;
         Ok(())
     }
 
     /// Read a file of the manifest folder.
     pub(super) async fn read_file(&self, name: &str) -> Result<bytes::Bytes, IngestError> {
-        let read_err = |e: object_store::Error| self.err(name, format!("cannot read: {e}"));
+        let read_err = |e| self.err(name, ManifestError::Read(e));
         self.location
             .store
             .get(&self.location.path(name))
@@ -131,19 +148,19 @@ impl Manifest {
         self.location
             .read_once_written(name, crate::storage::Access::Sparse)
             .await
-            .map_err(|e| self.err(name, format!("cannot read: {e}")))
+            .map_err(|e| self.err(name, ManifestError::Read(e)))
     }
 
     pub async fn write_entry(&self, entry: &ManifestEntry) -> Result<(), IngestError> {
         let name = Self::entry_name(entry.sequence);
-        let body = serde_json::to_vec(entry).map_err(|e| self.err(&name, e.to_string()))?;
+        let body = serde_json::to_vec(entry).map_err(|e| self.err(&name, ManifestError::Encode(e)))?;
         self.write_file(&name, body).await
     }
 
     pub async fn read_entry(&self, sequence: i64) -> Result<ManifestEntry, IngestError> {
         let name = Self::entry_name(sequence);
         let bytes = self.read_file(&name).await?;
-        serde_json::from_slice(&bytes).map_err(|e| self.err(&name, format!("is not a manifest entry: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| self.err(&name, ManifestError::NotAnEntry(e)))
     }
 
     /// What the sequences after `after` up to `committed` accepted, in
@@ -168,7 +185,7 @@ impl Manifest {
             .list(Some(&self.location.prefix))
             .try_collect()
             .await
-            .map_err(|e| self.err("", format!("cannot list: {e}")))?;
+            .map_err(|e| self.err("", ManifestError::List(e)))?;
         let mut sequences: Vec<i64> = listed
             .iter()
             .filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok())

@@ -20,6 +20,7 @@ mod keys;
 mod manifest;
 pub mod validate;
 
+use crate::dates::{days_since_epoch, LocalDays};
 use crate::storage::{open_delta_table, Location, StorageError};
 use crate::warehouse::{Warehouse, WarehouseError};
 use batch::{EventBuilder, FileKind, RejectRow, RowKey};
@@ -31,14 +32,15 @@ use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use files::EventFiles;
-use keys::SeenKeys;
+use keys::{KeysFile, SeenKeys};
 use deltalake::DeltaTable;
 use futures::{StreamExt, TryStreamExt};
 use manifest::{ManifestEntry, ObjectId};
-pub use manifest::{AcceptedSpan, Manifest};
+pub use keys::SegmentError;
+pub use manifest::{AcceptedSpan, Manifest, ManifestError};
 use serde::Serialize;
 use object_store::ObjectStoreExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The Delta application id of ingest commits.
@@ -81,12 +83,20 @@ pub enum IngestError {
         #[source]
         source: datafusion::error::DataFusionError,
     },
-    #[error("ingest manifest {path}: {message}")]
-    Manifest { path: String, message: String },
+    #[error("ingest manifest {path}: {source}")]
+    Manifest {
+        path: String,
+        #[source]
+        source: ManifestError,
+    },
     #[error("reject threshold crossed: {what} is {rate:.3}, above ingest.max_reject_rate {max}; nothing was committed (fix the input or raise the threshold)")]
     Threshold { what: String, rate: f64, max: f64 },
+    #[error("cannot wait for a decoding thread: {0}")]
+    DecodeSlot(#[source] tokio::sync::AcquireError),
     #[error("a decoding task failed: {0}")]
-    Task(String),
+    DecodeTask(#[source] tokio::task::JoinError),
+    #[error("a task encoding a data file of events failed: {0}")]
+    EncodeTask(#[source] tokio::task::JoinError),
 }
 
 /// About how many bytes of raw JSON Lines one event takes: for reserving room.
@@ -96,9 +106,9 @@ const BYTES_PER_EVENT: usize = 150;
 const DECODED_AHEAD: usize = 32;
 
 /// Objects fetched and decoding, or decoded and waiting for an earlier one to
-/// finish, per decoding thread. Objects are taken in order, so with only one
-/// object per thread a thread that finished a small object sat idle until a
-/// large one before it was done.
+/// finish, per decoding thread. Objects are taken in order, so with one object
+/// per thread, a thread done with a small object would wait for a large one
+/// before it to finish; more in flight keep the threads busy.
 const IN_FLIGHT_PER_THREAD: usize = 4;
 
 /// Aborts a task when dropped (an ingest that returns early stops decoding).
@@ -130,7 +140,7 @@ pub struct ObjectReport {
     pub path: String,
     pub format: Option<Format>,
     pub compression: Option<Compression>,
-    pub status: String,
+    pub status: ObjectStatus,
     pub bytes: u64,
     pub rows_read: u64,
     pub accepted: u64,
@@ -139,6 +149,16 @@ pub struct ObjectReport {
     pub conflicting_duplicates: u64,
     pub rejects_by_reason: BTreeMap<String, u64>,
     pub error: Option<String>,
+}
+
+/// Whether an object was read (EVENTS.md rule 14): an unreadable object
+/// counts none of its rows and is retried next run.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectStatus {
+    #[default]
+    Ingested,
+    Unreadable,
 }
 
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
@@ -307,7 +327,7 @@ struct Decoded {
 impl Decoded {
     /// An object none of whose rows count (EVENTS.md rule 14).
     fn unreadable(identity: ObjectId, mut report: ObjectReport, error: String) -> Decoded {
-        report.status = "unreadable".into();
+        report.status = ObjectStatus::Unreadable;
         report.error = Some(error);
         Decoded {
             identity,
@@ -399,30 +419,96 @@ async fn open_tables(warehouse: &Warehouse, tables: &Tables, report: &mut Ingest
 /// Ingest every new object under `raw` into the tables of `warehouse`.
 pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<'_>) -> Result<IngestReport, IngestError> {
     let started = std::time::Instant::now();
+    let seconds = || started.elapsed().as_secs_f64();
     let tables = Tables::of(warehouse);
     let mut report = IngestReport {
         raw: raw.display(),
         ..Default::default()
     };
-    // The raw objects are listed while the tables and the manifest are read.
+    let (opened, found) = open_and_list(raw, warehouse, &tables, &mut report).await?;
+    tracing::debug!(seconds = seconds(), objects = opened.prior.objects.len(), found = found.len(), "ingest: tables and manifest read, raw objects listed");
+
+    let new_objects = select_new(found, &opened.prior.objects, &mut report);
+    if new_objects.is_empty() {
+        tracing::info!(raw = %raw.display(), "no new raw objects");
+        report.seconds = seconds();
+        return Ok(report);
+    }
+
+    let mut seen = load_keys(&opened, &tables).await?;
+    tracing::debug!(seconds = seconds(), "ingest: keys of earlier runs opened");
+    // Room for this run's keys.
+    let raw_bytes: u64 = new_objects.iter().map(|o| o.meta.size).sum();
+    seen.reserve((raw_bytes / BYTES_PER_EVENT as u64).min(200_000_000) as usize);
+    if let Some(pb) = opts.progress {
+        pb.set_length(new_objects.len() as u64);
+        pb.set_message("ingesting");
+    }
+
+    let mut output = Output::new(&opened, &tables, opts)?;
+    let decoding = decode_ahead(raw, new_objects, opts);
+    output.write_decoded(decoding, &mut seen, &mut report, opts).await?;
+    tracing::debug!(seconds = seconds(), "ingest: every object decoded and claimed");
+
+    sum_totals(&mut report);
+    if let Err(crossed) = check_reject_rates(&report.totals, opts.max_reject_rate) {
+        output.abort();
+        return Err(crossed);
+    }
+
+    crate::failpoint("ingest:before_flush");
+    let written = output.flush().await?;
+    tracing::debug!(seconds = seconds(), "ingest: event and reject files written");
+    if written.objects.is_empty() {
+        // Only unreadable objects: nothing to record, they are retried next run.
+        report.seconds = seconds();
+        return Ok(report);
+    }
+
+    let sequence = opened.committed + 1;
+    let keys = seen.write(&opened.manifest, sequence, opts.parallelism.max(1)).await?;
+    drop(seen);
+    tracing::debug!(seconds = seconds(), "ingest: key index written");
+    let (events_version, rejects_version) = commit_sequence(opened, &tables, sequence, written, keys, opts.run_id).await?;
+    report.sequence = Some(sequence);
+    report.events_version = Some(events_version);
+    report.rejects_version = Some(rejects_version);
+    report.seconds = seconds();
+    let t = &report.totals;
+    tracing::info!(
+        objects = t.objects_ingested,
+        rows_read = t.rows_read,
+        accepted = t.accepted,
+        rejected = t.rejected,
+        duplicates = t.duplicates,
+        conflicting_duplicates = t.conflicting_duplicates,
+        "ingest committed"
+    );
+    Ok(report)
+}
+
+/// Open the tables and read the manifest while the raw objects are listed;
+/// the ignored and skipped objects go to `report`.
+async fn open_and_list(
+    raw: &Location,
+    warehouse: &Warehouse,
+    tables: &Tables,
+    report: &mut IngestReport,
+) -> Result<(Opened, Vec<Discovered>), IngestError> {
     let mut listed = IngestReport::default();
-    let (opened, found) = tokio::join!(open_tables(warehouse, &tables, &mut report), discover(raw, &mut listed));
-    let Opened {
-        events,
-        rejects_table,
-        committed,
-        partition_columns,
-        manifest,
-        prior,
-    } = opened?;
+    let (opened, found) = tokio::join!(open_tables(warehouse, tables, report), discover(raw, &mut listed));
+    let opened = opened?;
     let found = found?;
     report.ignored_objects = listed.ignored_objects;
     report.skipped_objects = listed.skipped_objects;
     report.totals.objects_ignored = listed.totals.objects_ignored;
     report.totals.objects_skipped = listed.totals.objects_skipped;
-    let ingested = prior.objects;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), objects = ingested.len(), found = found.len(), "ingest: tables and manifest read, raw objects listed");
+    Ok((opened, found))
+}
 
+/// The found objects that no earlier run ingested. An object ingested before
+/// is counted, or reported if it changed since; it is not read again.
+fn select_new(found: Vec<Discovered>, ingested: &HashMap<String, ObjectId>, report: &mut IngestReport) -> Vec<Discovered> {
     let mut new_objects = Vec::new();
     for obj in found {
         match ingested.get(&obj.relative) {
@@ -446,46 +532,40 @@ pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<
         }
     }
     report.totals.objects_changed = report.changed_objects.len() as u64;
-    if new_objects.is_empty() {
-        tracing::info!(raw = %raw.display(), "no new raw objects");
-        report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
-    }
+    new_objects
+}
 
-    let mut seen = match SeenKeys::load(&manifest, committed, &prior.keys).await? {
+/// The keys of the events of earlier runs: from their key index, or read back
+/// from `events` where a sequence has no segment of this version.
+async fn load_keys(opened: &Opened, tables: &Tables) -> Result<SeenKeys, IngestError> {
+    Ok(match SeenKeys::load(&opened.manifest, opened.committed, &opened.prior.keys).await? {
         Some(keys) => keys,
         None => {
             tracing::info!(table = %tables.events.display(), "reading the keys of earlier events back from events (no key index of this version yet)");
-            load_seen(&events, &tables.events).await?
+            load_seen(&opened.events, &tables.events).await?
         }
-    };
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: keys of earlier runs opened");
-    // Room for this run's keys.
-    let raw_bytes: u64 = new_objects.iter().map(|o| o.meta.size).sum();
-    seen.reserve((raw_bytes / BYTES_PER_EVENT as u64).min(200_000_000) as usize);
-    if let Some(pb) = opts.progress {
-        pb.set_length(new_objects.len() as u64);
-        pb.set_message("ingesting");
-    }
+    })
+}
 
-    let mut writer = EventFiles::new(&events, &tables.events, opts.parallelism);
-    let mut rejects_writer = RecordBatchWriter::for_table(&rejects_table).map_err(delta_err(&tables.rejects))?;
-    let mut manifest_objects = Vec::new();
+/// Decoded objects in object order, from the task that fetches and decodes
+/// them; dropping it stops that task.
+struct Decoding {
+    decoded: tokio::sync::mpsc::Receiver<Result<Decoded, IngestError>>,
+    _producer: AbortOnDrop,
+}
+
+/// Fetch and decode `objects` on a task of their own, ahead of the writing,
+/// so that decoding goes on while the writing waits for file encoding. At
+/// most `parallelism` objects decode at once; more are in flight.
+fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'_>) -> Decoding {
     let tz = opts.timezone;
     let currency: Arc<str> = Arc::from(opts.currency);
     let run_id: Arc<str> = Arc::from(opts.run_id);
-    let late_before = opts.late_before.map(|d| days_since_epoch(d));
-    let mut accepted = AcceptedSpan { rows: 0, earliest_occurred_at: None };
-    let mut late_months: std::collections::BTreeSet<String> = Default::default();
-
-    // Objects are fetched and decoded by a task of their own, ahead of this
-    // loop, so that decoding goes on while this loop waits for file encoding.
-    // At most `parallelism` objects decode at once; more are in flight.
     let parallelism = opts.parallelism.max(1);
     let decoders = Arc::new(tokio::sync::Semaphore::new(parallelism));
     let raw_store = raw.store.clone();
     let raw_url = raw.display();
-    let decoding = futures::stream::iter(new_objects.into_iter().map(move |obj| {
+    let decoding = futures::stream::iter(objects.into_iter().map(move |obj| {
         let store = raw_store.clone();
         let currency = currency.clone();
         let run_id = run_id.clone();
@@ -507,22 +587,19 @@ pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<
                     path: obj.relative.clone(),
                     source,
                 })?;
-            let permit = decoders
-                .acquire_owned()
-                .await
-                .map_err(|e| IngestError::Task(e.to_string()))?;
+            let permit = decoders.acquire_owned().await.map_err(IngestError::DecodeSlot)?;
             let decoded = tokio::task::spawn_blocking(move || {
                 let decoded = decode_object(&obj, bytes, tz, &currency, &run_id);
                 drop(permit);
                 decoded
             })
             .await
-            .map_err(|e| IngestError::Task(e.to_string()))?;
+            .map_err(IngestError::DecodeTask)?;
             Ok::<_, IngestError>(decoded)
         }
     }))
     .buffered(parallelism * IN_FLIGHT_PER_THREAD);
-    let (decoded_tx, mut decoded_rx) = tokio::sync::mpsc::channel(DECODED_AHEAD);
+    let (decoded_tx, decoded_rx) = tokio::sync::mpsc::channel(DECODED_AHEAD);
     let producer = tokio::spawn(async move {
         let mut decoding = std::pin::pin!(decoding);
         while let Some(result) = decoding.next().await {
@@ -531,67 +608,133 @@ pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<
             }
         }
     });
-    let _stop_producer = AbortOnDrop(producer);
+    Decoding {
+        decoded: decoded_rx,
+        _producer: AbortOnDrop(producer),
+    }
+}
 
-    while let Some(result) = decoded_rx.recv().await {
-        let mut decoded = result?;
-        let path = decoded.report.path.clone();
-        if decoded.report.status == "unreadable" {
-            tracing::warn!(object = %path, error = decoded.report.error.as_deref().unwrap_or(""), "object is unreadable; none of its rows are counted");
-            report.unreadable_objects.push(Unreadable {
-                path: path.clone(),
-                error: decoded.report.error.clone().unwrap_or_default(),
-            });
-            report.objects.push(decoded.report);
+/// The data files of both tables as this ingest writes them, and what the
+/// manifest entry records: the objects read and the span of accepted events.
+struct Output<'a> {
+    tables: &'a Tables,
+    events: EventFiles<'a>,
+    rejects: RecordBatchWriter,
+    objects: Vec<ObjectId>,
+    accepted: AcceptedSpan,
+}
+
+/// What [`Output::flush`] leaves to record and commit.
+struct Written {
+    event_adds: Vec<Add>,
+    rejects_adds: Vec<Add>,
+    objects: Vec<ObjectId>,
+    accepted: AcceptedSpan,
+}
+
+impl<'a> Output<'a> {
+    fn new(opened: &'a Opened, tables: &'a Tables, opts: &IngestOptions<'_>) -> Result<Output<'a>, IngestError> {
+        Ok(Output {
+            tables,
+            events: EventFiles::new(&opened.events, &tables.events, opts.parallelism),
+            rejects: RecordBatchWriter::for_table(&opened.rejects_table).map_err(delta_err(&tables.rejects))?,
+            objects: Vec::new(),
+            accepted: AcceptedSpan { rows: 0, earliest_occurred_at: None },
+        })
+    }
+
+    /// Take the decoded objects in order: claim the keys of each one's
+    /// accepted rows, write the rows kept and the rejects, and report it. An
+    /// unreadable object is only reported.
+    async fn write_decoded(
+        &mut self,
+        mut decoding: Decoding,
+        seen: &mut SeenKeys,
+        report: &mut IngestReport,
+        opts: &IngestOptions<'_>,
+    ) -> Result<(), IngestError> {
+        let late_before = opts.late_before.map(|d| days_since_epoch(d));
+        let mut late_months: std::collections::BTreeSet<String> = Default::default();
+        while let Some(result) = decoding.decoded.recv().await {
+            let mut decoded = result?;
+            let path = decoded.report.path.clone();
+            if decoded.report.status == ObjectStatus::Unreadable {
+                tracing::warn!(object = %path, error = decoded.report.error.as_deref().unwrap_or(""), "object is unreadable; none of its rows are counted");
+                report.unreadable_objects.push(Unreadable {
+                    path: path.clone(),
+                    error: decoded.report.error.clone().unwrap_or_default(),
+                });
+                report.objects.push(decoded.report);
+                if let Some(pb) = opts.progress {
+                    pb.inc(1);
+                }
+                continue;
+            }
+            let mut keep = decoded.claim(seen);
+            for kind in FileKind::BOTH {
+                let Some((batch, _)) = decoded.events[kind as usize].take() else { continue };
+                let mask = std::mem::take(&mut keep[kind as usize]);
+                let kept = if mask.iter().all(|k| *k) {
+                    batch
+                } else {
+                    let mask = arrow::array::BooleanArray::from(mask);
+                    arrow::compute::filter_record_batch(&batch, &mask).map_err(|source| IngestError::Arrow {
+                        table: self.tables.events.display(),
+                        source,
+                    })?
+                };
+                if let Some(before) = late_before {
+                    count_late(&kept, before, &mut report.late_events, &mut late_months);
+                }
+                if kept.num_rows() > 0 {
+                    self.accepted.add(&kept);
+                    self.events.push(kind, kept).await?;
+                }
+            }
+            if !decoded.rejects.is_empty() {
+                let b = batch::rejects_batch(&path, &decoded.rejects, opts.run_id).map_err(|source| IngestError::Arrow {
+                    table: self.tables.rejects.display(),
+                    source,
+                })?;
+                self.rejects.write(b).await.map_err(delta_err(&self.tables.rejects))?;
+            }
+            let meta = &decoded.report;
+            tracing::debug!(object = %path, rows_read = meta.rows_read, accepted = meta.accepted, rejected = meta.rejected, duplicates = meta.duplicates, "object ingested");
             if let Some(pb) = opts.progress {
                 pb.inc(1);
             }
-            continue;
+            self.objects.push(decoded.identity.clone());
+            report.objects.push(decoded.report);
         }
-        let mut keep = decoded.claim(&mut seen);
-        for kind in FileKind::BOTH {
-            let Some((batch, _)) = decoded.events[kind as usize].take() else { continue };
-            let mask = std::mem::take(&mut keep[kind as usize]);
-            let kept = if mask.iter().all(|k| *k) {
-                batch
-            } else {
-                let mask = arrow::array::BooleanArray::from(mask);
-                arrow::compute::filter_record_batch(&batch, &mask).map_err(|source| IngestError::Arrow {
-                    table: tables.events.display(),
-                    source,
-                })?
-            };
-            if let Some(before) = late_before {
-                count_late(&kept, before, &mut report.late_events, &mut late_months);
-            }
-            if kept.num_rows() > 0 {
-                accepted.add(&kept);
-                writer.push(kind, kept).await?;
-            }
-        }
-        if !decoded.rejects.is_empty() {
-            let b = batch::rejects_batch(&path, &decoded.rejects, opts.run_id).map_err(|source| IngestError::Arrow {
-                table: tables.rejects.display(),
-                source,
-            })?;
-            rejects_writer.write(b).await.map_err(delta_err(&tables.rejects))?;
-        }
-        let meta = &decoded.report;
-        tracing::debug!(object = %path, rows_read = meta.rows_read, accepted = meta.accepted, rejected = meta.rejected, duplicates = meta.duplicates, "object ingested");
-        if let Some(pb) = opts.progress {
-            pb.inc(1);
-        }
-        manifest_objects.push(decoded.identity.clone());
-        report.objects.push(decoded.report);
+        drop(decoding);
+        report.late_months = late_months.into_iter().collect();
+        Ok(())
     }
-    drop(decoded_rx);
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: every object decoded and claimed");
-    report.late_months = late_months.into_iter().collect();
 
-    // Totals.
+    /// Give up: stop encoding and drop the rejects not yet written.
+    fn abort(mut self) {
+        self.events.abort();
+        self.rejects.reset();
+    }
+
+    /// Write the rows still buffered; the files of both tables.
+    async fn flush(mut self) -> Result<Written, IngestError> {
+        let event_adds = self.events.finish().await?;
+        let rejects_adds = self.rejects.flush().await.map_err(delta_err(&self.tables.rejects))?;
+        Ok(Written {
+            event_adds,
+            rejects_adds,
+            objects: self.objects,
+            accepted: self.accepted,
+        })
+    }
+}
+
+/// Add the counts of the objects read up into the totals and the rejects by reason.
+fn sum_totals(report: &mut IngestReport) {
     for o in &report.objects {
         let t = &mut report.totals;
-        if o.status == "unreadable" {
+        if o.status == ObjectStatus::Unreadable {
             t.objects_unreadable += 1;
             continue;
         }
@@ -605,74 +748,60 @@ pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<
             *report.rejects_by_reason.entry(reason.clone()).or_default() += n;
         }
     }
-    let t = &report.totals;
+}
+
+/// Fail when the share of rejected rows or of unreadable objects is above
+/// `max` (`ingest.max_reject_rate`).
+fn check_reject_rates(t: &Totals, max: f64) -> Result<(), IngestError> {
     let row_rate = if t.rows_read > 0 { t.rejected as f64 / t.rows_read as f64 } else { 0.0 };
     let read = t.objects_ingested + t.objects_unreadable;
     let object_rate = if read > 0 { t.objects_unreadable as f64 / read as f64 } else { 0.0 };
     for (what, rate) in [("the share of rejected rows", row_rate), ("the share of unreadable objects", object_rate)] {
-        if rate > opts.max_reject_rate {
-            writer.abort();
-            rejects_writer.reset();
+        if rate > max {
             return Err(IngestError::Threshold {
                 what: what.to_string(),
                 rate,
-                max: opts.max_reject_rate,
+                max,
             });
         }
     }
+    Ok(())
+}
 
-    crate::failpoint("ingest:before_flush");
-    let event_adds = writer.finish().await?;
-    let rejects_adds = rejects_writer.flush().await.map_err(delta_err(&tables.rejects))?;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: event and reject files written");
-
-    if manifest_objects.is_empty() {
-        // Only unreadable objects: nothing to record, they are retried next run.
-        report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
-    }
-
-    let sequence = committed + 1;
-    let keys = seen.write(&manifest, sequence, parallelism).await?;
-    drop(seen);
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "ingest: key index written");
+/// Record ingest sequence `sequence` in the manifest, then commit `events`
+/// (the moment its objects count as ingested) and `rejects`; the two new
+/// table versions.
+async fn commit_sequence(
+    opened: Opened,
+    tables: &Tables,
+    sequence: i64,
+    written: Written,
+    keys: KeysFile,
+    run_id: &str,
+) -> Result<(i64, i64), IngestError> {
     let entry = ManifestEntry {
         sequence,
-        run_id: opts.run_id.to_string(),
-        objects: manifest_objects,
-        rejects_files: rejects_adds.clone(),
+        run_id: run_id.to_string(),
+        objects: written.objects,
+        rejects_files: written.rejects_adds.clone(),
         keys: Some(keys),
-        accepted: Some(accepted),
+        accepted: Some(written.accepted),
     };
-    manifest.write_entry(&entry).await?;
+    opened.manifest.write_entry(&entry).await?;
     crate::failpoint("ingest:after_manifest");
     let events_version = commit(
-        &events,
+        &opened.events,
         &tables.events,
-        event_adds,
+        written.event_adds,
         sequence,
-        opts.run_id,
-        Some(partition_columns),
+        run_id,
+        Some(opened.partition_columns),
     )
     .await?;
     crate::failpoint("ingest:after_events_commit");
-    let rejects_version = commit(&rejects_table, &tables.rejects, rejects_adds, sequence, opts.run_id, None).await?;
+    let rejects_version = commit(&opened.rejects_table, &tables.rejects, written.rejects_adds, sequence, run_id, None).await?;
     crate::failpoint("ingest:after_rejects_commit");
-    report.sequence = Some(sequence);
-    report.events_version = Some(events_version);
-    report.rejects_version = Some(rejects_version);
-    report.seconds = started.elapsed().as_secs_f64();
-    let t = &report.totals;
-    tracing::info!(
-        objects = t.objects_ingested,
-        rows_read = t.rows_read,
-        accepted = t.accepted,
-        rejected = t.rejected,
-        duplicates = t.duplicates,
-        conflicting_duplicates = t.conflicting_duplicates,
-        "ingest committed"
-    );
-    Ok(report)
+    Ok((events_version, rejects_version))
 }
 
 /// List the raw prefix: readable objects sorted by path byte order; ignored and
@@ -722,7 +851,7 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
         path: obj.relative.clone(),
         format: Some(obj.format),
         compression: Some(obj.compression),
-        status: "ingested".into(),
+        status: ObjectStatus::Ingested,
         bytes: obj.meta.size,
         ..Default::default()
     };
@@ -781,66 +910,6 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
         kinds,
         rejects,
     }
-}
-
-/// Days since 1970-01-01 of the local date of an instant in `tz`.
-pub fn local_date_days(micros: i64, tz: Tz) -> i32 {
-    let utc = chrono::DateTime::from_timestamp_micros(micros).unwrap_or_default();
-    days_since_epoch(utc.with_timezone(&tz).date_naive())
-}
-
-const MICROS_PER_DAY: i64 = 86_400_000_000;
-const MICROS_PER_QUARTER_HOUR: i64 = 900_000_000;
-
-/// Local dates of many UTC instants in one timezone, the same as
-/// [`local_date_days`] but without a timezone lookup per instant: the UTC
-/// offset of the last quarter hour seen is kept when it is the same at both
-/// ends of that quarter hour (offsets change at quarter-hour instants; a
-/// quarter hour with a change inside is looked up instant by instant).
-pub struct LocalDays {
-    tz: Tz,
-    utc: bool,
-    quarter: i64,
-    offset: i64,
-}
-
-impl LocalDays {
-    pub fn new(tz: Tz) -> LocalDays {
-        LocalDays {
-            tz,
-            utc: tz == chrono_tz::UTC || tz == chrono_tz::Etc::UTC,
-            quarter: i64::MIN,
-            offset: 0,
-        }
-    }
-
-    fn offset_at(&self, micros: i64) -> Option<i64> {
-        use chrono::{Offset, TimeZone};
-        let utc = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
-        Some(i64::from(self.tz.offset_from_utc_datetime(&utc).fix().local_minus_utc()) * 1_000_000)
-    }
-
-    pub fn days(&mut self, micros: i64) -> i32 {
-        if self.utc {
-            return micros.div_euclid(MICROS_PER_DAY) as i32;
-        }
-        let quarter = micros.div_euclid(MICROS_PER_QUARTER_HOUR);
-        if quarter != self.quarter {
-            let start = quarter * MICROS_PER_QUARTER_HOUR;
-            match (self.offset_at(start), self.offset_at(start + MICROS_PER_QUARTER_HOUR - 1)) {
-                (Some(a), Some(b)) if a == b => {
-                    self.quarter = quarter;
-                    self.offset = a;
-                }
-                _ => return local_date_days(micros, self.tz),
-            }
-        }
-        (micros + self.offset).div_euclid(MICROS_PER_DAY) as i32
-    }
-}
-
-pub fn days_since_epoch(date: chrono::NaiveDate) -> i32 {
-    (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
 }
 
 fn count_late(batch: &arrow::array::RecordBatch, before: i32, late: &mut u64, months: &mut std::collections::BTreeSet<String>) {
@@ -927,6 +996,7 @@ mod tests {
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
         let (obj, bytes) = object(&lines);
         let mut decoded = decode_object(&obj, bytes, chrono_tz::UTC, "USD", "run");
+        assert_eq!(decoded.report.status, ObjectStatus::Ingested);
         assert_eq!(decoded.report.rows_read, 6);
         assert_eq!(decoded.report.rejected, 0, "{:?}", decoded.rejects);
         let rows = |d: &Decoded, k: FileKind| d.events[k as usize].as_ref().map(|(b, _)| source_rows(b)).unwrap_or_default();
@@ -944,25 +1014,20 @@ mod tests {
         assert_eq!((decoded.report.accepted, decoded.report.duplicates, decoded.report.conflicting_duplicates), (4, 2, 2));
     }
 
-    /// The cached offsets give the date a lookup per instant gives, across
-    /// DST changes, half- and quarter-hour zones and the odd offsets of
-    /// historical local mean time.
+    /// An object that cannot be read counts none of its rows, and the run
+    /// report writes each status as a lowercase word.
     #[test]
-    fn local_days_agree_with_a_lookup_per_instant() {
-        let zones = ["UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe", "Pacific/Chatham", "Europe/Amsterdam"];
-        let micros = |y: i32| chrono::NaiveDate::from_ymd_opt(y, 1, 1).expect("date").and_hms_opt(0, 0, 0).expect("time").and_utc().timestamp_micros();
-        for name in zones {
-            let tz: Tz = name.parse().expect("zone");
-            let mut days = LocalDays::new(tz);
-            // Every 37 min 11 s over two recent years, then every 5 h 3 min 7 s from 1880 to 1950.
-            for (from, to, step) in [(micros(2025), micros(2027), 2_231_000_000i64), (micros(1880), micros(1950), 18_187_000_000)] {
-                let mut t = from;
-                while t < to {
-                    assert_eq!(days.days(t), local_date_days(t, tz), "{name} at {t} µs");
-                    t += step;
-                }
-            }
-            assert_eq!(days.days(-1), local_date_days(-1, tz), "{name} just before the epoch");
-        }
+    fn object_status_is_written_as_lowercase_words() {
+        let (mut obj, _) = object(&[]);
+        obj.compression = Compression::Gzip;
+        let decoded = decode_object(&obj, Bytes::from_static(b"not gzip"), chrono_tz::UTC, "USD", "run");
+        assert_eq!(decoded.report.status, ObjectStatus::Unreadable);
+        assert_eq!((decoded.report.rows_read, decoded.kinds.len()), (0, 0));
+
+        let status = |status| serde_json::to_value(ObjectReport { status, ..Default::default() }).expect("json")["status"].clone();
+        assert_eq!(status(ObjectStatus::Ingested), "ingested");
+        assert_eq!(status(ObjectStatus::Unreadable), "unreadable");
+        let read: ObjectReport = serde_json::from_str(r#"{"status":"unreadable"}"#).expect("report");
+        assert_eq!(read.status, ObjectStatus::Unreadable);
     }
 }

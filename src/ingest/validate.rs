@@ -1,7 +1,7 @@
 //! Validation of one decoded row against EVENTS.md: the reason codes, in the
 //! order of precise rule 11, and the typed values of an accepted event. Pure
 //! functions of the row and the reporting currency; no I/O, no de-duplication
-//! (that is `dedupe`'s job, after validation: rule 12).
+//! (ingest claims the keys of accepted rows after validation: rule 12).
 
 use std::borrow::Cow;
 use super::fields::{Field, Kind, RawRecord, TypeFamily, Value};

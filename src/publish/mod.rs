@@ -302,7 +302,7 @@ fn date_range(stats: &str, key: &str) -> Option<(i32, i32, u64)> {
     let stats: serde_json::Value = serde_json::from_str(stats).ok()?;
     let date = |which: &str| {
         let text = stats.get(which)?.get(key)?.as_str()?;
-        text.parse::<chrono::NaiveDate>().ok().map(crate::ingest::days_since_epoch)
+        text.parse::<chrono::NaiveDate>().ok().map(crate::dates::days_since_epoch)
     };
     Some((date("minValues")?, date("maxValues")?, stats.get("nullCount")?.get(key)?.as_u64()?))
 }

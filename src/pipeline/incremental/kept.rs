@@ -37,7 +37,7 @@ pub async fn read_kept(
         return Ok(None);
     };
     let from = plan.rebuild_from_of(model);
-    let bound = crate::ingest::days_since_epoch(from);
+    let bound = crate::dates::days_since_epoch(from);
     let started = std::time::Instant::now();
     let (mut kept, mut rewritten, mut reused) = (Vec::new(), Vec::new(), Vec::new());
     match base.state.get(&model.name) {
@@ -87,7 +87,7 @@ pub fn merge(
             reused: Vec::new(),
         });
     };
-    let bound = crate::ingest::days_since_epoch(plan.rebuild_from_of(model));
+    let bound = crate::dates::days_since_epoch(plan.rebuild_from_of(model));
     let mut unsaved = Vec::with_capacity(rewritten.len() + built.batches.len());
     for b in rewritten {
         unsaved.push(conform(&b, &built.schema)?);

@@ -188,7 +188,7 @@ pub(super) async fn kept_state(
 /// can keep the files before its `rebuild_from`. This run keeps those of its
 /// base before its own.
 pub fn layout(plan: &Plan, model: &Model, key: &str, as_of: NaiveDate) -> publish::Layout {
-    let days = crate::ingest::days_since_epoch;
+    let days = crate::dates::days_since_epoch;
     let next = as_of + Days::new(1);
     let mut bounds = vec![days(if model.by_day { next } else { month_start(next) })];
     let keep = plan.base.as_ref().and_then(|base| base.versions.get(&model.name)).map(|version| publish::Keep {
