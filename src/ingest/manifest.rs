@@ -1,6 +1,6 @@
 //! The ingest manifest: which raw objects were ingested, by which run, with
 //! their identity (size, ETag, last-modified). One JSON entry per ingest
-//! sequence under `<warehouse>/_tenure/ingest/`; an entry counts only when the
+//! sequence in [`Warehouse::ingest_manifest`](crate::warehouse::Warehouse::ingest_manifest); an entry counts only when the
 //! `events` table carries its sequence (see the `ingest` module docs).
 
 use super::keys::{KeysFile, SegmentError};

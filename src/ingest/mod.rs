@@ -3,8 +3,8 @@
 //!
 //! Atomicity. Data files of both tables are written first (invisible until
 //! committed). Then a manifest entry for this ingest (sequence `N`: the
-//! objects, their identity, and the `rejects` files) is written under
-//! `<warehouse>/_tenure/ingest/`, and `events` is committed with the Delta
+//! objects, their identity, and the `rejects` files) is written to the
+//! ingest manifest ([`Warehouse::ingest_manifest`]), and `events` is committed with the Delta
 //! application transaction `(tenure.ingest, N)`: that commit is the moment the
 //! objects count as ingested. `rejects` is committed next with the same
 //! transaction id. A manifest entry counts only when `events` carries its

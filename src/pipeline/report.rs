@@ -127,14 +127,28 @@ impl RunReport {
         self.status == RunStatus::Succeeded
     }
 
-    pub async fn write(&self, warehouse: &Warehouse) -> Result<String, String> {
+    /// Write the report into the warehouse's run reports; returns where.
+    pub async fn write(&self, warehouse: &Warehouse) -> Result<String, ReportError> {
         let runs = warehouse.runs();
         let name = format!("{}.json", self.run_id);
-        let body = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec_pretty(self).map_err(ReportError::Encode)?;
         runs.store
             .put(&runs.path(&name), PutPayload::from(body))
             .await
-            .map_err(|e| format!("{}: cannot write the run report: {e}", runs.display()))?;
+            .map_err(|source| ReportError::Write { dir: runs.display(), source })?;
         Ok(runs.join(&name).display())
     }
+}
+
+/// Why a run report was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot encode the run report: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("{dir}: cannot write the run report: {source}")]
+    Write {
+        dir: String,
+        #[source]
+        source: object_store::Error,
+    },
 }
