@@ -7,15 +7,15 @@ use tenure::cli::{Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc malloc: decoding and the SQL models allocate many
-/// small buffers from several threads, where glibc spent a fifth of the time.
+/// small buffers from several threads, which glibc's allocator serves slowly.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     // No transparent huge pages for this process, also where the system
     // enables them for every mapping: ingest allocates and frees large
-    // buffers, and the kernel zeroed a whole 2 MiB page at each first touch
-    // (a fifth of an ingest's time). Failure only means the system default.
+    // buffers, and the kernel would zero a whole 2 MiB page at each first
+    // touch. Failure only means the system default.
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes no pointers; it sets a flag of this process.
     unsafe {

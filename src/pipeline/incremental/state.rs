@@ -141,8 +141,7 @@ pub enum StateError {
 /// the model's state folder, and the base's files of the months in `reused` as they
 /// are. Rows without a date are never kept, so they are not written.
 /// Uncompressed, so that the next run maps the files and decodes them
-/// without copying (LZ4 took more CPU to write and read than the rows took to
-/// compute); files written compressed by an earlier version still read.
+/// without copying; a compressed file still reads.
 pub async fn write_state(
     warehouse: &Warehouse,
     run_id: &str,
