@@ -511,6 +511,21 @@ fn bad_row(i: usize, id: &str, cus: &str, day: &str) -> (String, &'static str) {
     }
 }
 
+/// The reject reason of every row messy mode plants in a history long enough
+/// for all its special days: the hand-written bad rows, the first row of the
+/// fixed pair (an amount with six decimals), the bad row that reuses an
+/// accepted id (no amount) and the CSV record with too few cells.
+#[cfg(test)]
+pub(super) fn planted_reasons() -> std::collections::BTreeMap<&'static str, u64> {
+    let hand_written =
+        (0..BAD_ROWS).map(|i| bad_row(i, "evt_0000000001", "cus_00000", "2025-01-01").1);
+    let mut reasons = std::collections::BTreeMap::new();
+    for reason in hand_written.chain(["bad_number", "missing_field", "malformed"]) {
+        *reasons.entry(reason).or_default() += 1;
+    }
+    reasons
+}
+
 /// Number of valid rows that exercise the edges of the contract.
 const EDGE_ROWS: usize = 15;
 
