@@ -430,30 +430,10 @@ fn print_summary(finished: &pipeline::Finished) {
 
 async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
     let end = NaiveDate::from_ymd_opt(2026, 11, 15).context("demo end date")?;
-    let raw_dir = args.dir.join("raw");
-    let warehouse = args.dir.join("warehouse");
-    // Every demo starts afresh, in a folder that is the demo's own.
-    let marker = args.dir.join(".tenure-demo");
-    if args.dir.exists() {
-        let empty = std::fs::read_dir(&args.dir).map(|mut d| d.next().is_none()).unwrap_or(false);
-        if !marker.exists() && !empty {
-            bail!(
-                "{} exists and was not made by tenure demo; pick another --dir",
-                args.dir.display()
-            );
-        }
-        for dir in [&raw_dir, &warehouse] {
-            if dir.exists() {
-                std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
-            }
-        }
-    }
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
-    std::fs::write(&marker, "made by tenure demo; its raw/ and warehouse/ are replaced by every demo run\n")
-        .with_context(|| format!("cannot write {}", marker.display()))?;
     let mut opts = crate::demo::DemoOptions::demo(end);
     opts.customers = args.customers;
-    let summary = crate::demo::generate(&raw_dir, &opts).with_context(|| format!("cannot write the sample data to {}", raw_dir.display()))?;
+    let (dir, summary) = crate::demo::prepare(&args.dir, &opts)?;
+    let (raw_dir, warehouse) = (dir.raw, dir.warehouse);
     println!(
         "demo     {} customers, {} events in {} objects ({} bad rows, {} duplicates on purpose) under {}",
         summary.customers,

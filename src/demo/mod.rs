@@ -130,6 +130,48 @@ pub enum DemoError {
         #[source]
         source: io::Error,
     },
+    #[error("{} exists and was not made by tenure demo; pick another --dir", path.display())]
+    NotADemoDir { path: PathBuf },
+    #[error("cannot clear {}", path.display())]
+    Clear {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A demo folder: the sample raw data and the warehouse the demo runs into.
+#[derive(Debug, Clone)]
+pub struct DemoDir {
+    pub raw: PathBuf,
+    pub warehouse: PathBuf,
+}
+
+/// Make `dir` a demo folder afresh (`raw/` and `warehouse/` inside it are
+/// replaced; a folder that holds anything else and was not made by a demo is
+/// refused) and generate the sample data into its `raw/`.
+pub fn prepare(dir: &Path, opts: &DemoOptions) -> Result<(DemoDir, DemoSummary), DemoError> {
+    let demo = DemoDir {
+        raw: dir.join("raw"),
+        warehouse: dir.join("warehouse"),
+    };
+    let marker = dir.join(".tenure-demo");
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !marker.exists() && !empty {
+            return Err(DemoError::NotADemoDir { path: dir.to_path_buf() });
+        }
+        for sub in [&demo.raw, &demo.warehouse] {
+            if sub.exists() {
+                std::fs::remove_dir_all(sub).map_err(|source| DemoError::Clear { path: sub.clone(), source })?;
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|source| DemoError::CreateDir { path: dir.to_path_buf(), source })?;
+    std::fs::write(&marker, "made by tenure demo; its raw/ and warehouse/ are replaced by every demo run\n")
+        .map_err(|source| DemoError::Write { path: marker.clone(), source })?;
+    let summary = generate(&demo.raw, opts)?;
+    Ok((demo, summary))
 }
 
 /// Write demo data under `dir` (the raw prefix): `events/YYYY/MM/DD/part-NNNN.jsonl`

@@ -4,7 +4,14 @@
 //! - `common`: throwaway projects, running the binary, reading tables back
 //!   with the independent Python reader (`tests/py/read_delta.py`).
 //! - `ingest`: the raw event contract, `spec/EVENTS.md`, rule by rule.
-//! - `cli`: `validate`, bad arguments, the run report.
+//! - `metrics`: golden results of the marts (`spec/METRICS.md`) from
+//!   hand-computed fixtures, and the data checks.
+//! - `incremental`: incremental runs publish what a full rebuild publishes.
+//! - `crash`: a run killed at every failpoint recovers to the same tables.
+//! - `cli`: `validate` (every problem with file and line), bad arguments,
+//!   plain piped logs, the run report.
+//! - `s3`: the whole pipeline on a real S3-compatible server (moto) on
+//!   127.0.0.1.
 //! - `serve`: `tenure serve` queried by `psql` and `psycopg` over the
 //!   PostgreSQL protocol.
 //!
