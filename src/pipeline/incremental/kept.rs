@@ -42,11 +42,6 @@ pub async fn read_kept(
     let (mut kept, mut rewritten, mut reused) = (Vec::new(), Vec::new(), Vec::new());
     match base.state.get(&model.name) {
         Some(state) => {
-            if !state.path.is_empty() {
-                for b in read_state(warehouse, &state.path, None).await? {
-                    rewritten.push(rows_dated(&b, key, bound, false)?);
-                }
-            }
             for part in state.parts.iter().filter(|p| p.month < from) {
                 let batches = ahead.read(warehouse, part).await?;
                 if next_month(part.month) <= from {

@@ -37,7 +37,6 @@ pub use state::{prune_state, write_state, ReadAhead, State, StateError, StatePar
 
 use super::report::RunReport;
 use plan::latest_published;
-use state::read_state;
 use crate::catalog::{Layer, Model};
 use crate::engine::{self, Built, Params};
 use crate::ingest::Manifest;

@@ -164,7 +164,8 @@ pub(super) async fn kept_state(
     let present: std::collections::HashSet<String> = listed.iter().filter_map(|m| warehouse.root().relative(&m.location)).collect();
     let mut state = BTreeMap::new();
     for name in carried.iter().copied().chain(marts.keys().map(String::as_str)) {
-        let kept = base.state.iter().find(|s| s.name == name);
+        // A state whose files do not hold all its rows cannot be kept.
+        let kept = base.state.iter().find(|s| s.name == name && s.is_complete());
         let missing = kept.and_then(|k| k.paths().find(|p| !present.contains(*p)));
         match (kept, missing) {
             (Some(k), None) => {

@@ -12,10 +12,6 @@ use super::*;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     pub name: String,
-    /// One object of every row, relative to the warehouse: how runs before
-    /// state was kept per month kept it. Empty when `parts` lists the files.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub path: String,
     pub rows: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<StatePart>,
@@ -39,9 +35,13 @@ pub struct StatePart {
 impl State {
     /// Every object of the state, relative to the warehouse.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.path.as_str())
-            .filter(|p| !p.is_empty())
-            .chain(self.parts.iter().map(|p| p.path.as_str()))
+        self.parts.iter().map(|p| p.path.as_str())
+    }
+
+    /// Whether the files listed hold every row the state counts (a state
+    /// kept in one file, by builds before state was kept per month, does not).
+    pub fn is_complete(&self) -> bool {
+        self.parts.iter().map(|p| p.rows).sum::<u64>() == self.rows
     }
 }
 
@@ -194,7 +194,6 @@ pub async fn write_state(
     parts.sort_by_key(|p| p.month);
     Ok(State {
         name: name.to_string(),
-        path: String::new(),
         rows: parts.iter().map(|p| p.rows).sum(),
         parts,
     })

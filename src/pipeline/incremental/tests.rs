@@ -1,7 +1,7 @@
 //! Tests of incremental runs' state files, kept rows and month arithmetic.
 
 use super::kept::rows_dated;
-use super::state::{decode_state, Checked};
+use super::state::{decode_state, read_state, Checked};
 use super::*;
 
 fn ipc(batch: &RecordBatch, options: arrow::ipc::writer::IpcWriteOptions) -> Vec<u8> {
@@ -135,4 +135,26 @@ fn month_start_is_the_first_day() {
     assert_eq!(month_start(d("2026-11-15")), d("2026-11-01"));
     assert_eq!(month_start(d("2026-11-01")), d("2026-11-01"));
     assert_eq!(month_start(d("2026-10-31") + Days::new(1)), d("2026-11-01"));
+}
+
+/// A state kept in one file (by builds before state was kept per month)
+/// still reads, but is not complete: a run does not keep its rows and
+/// rebuilds instead.
+#[test]
+fn a_state_kept_in_one_file_is_not_kept() {
+    let old: State = serde_json::from_value(serde_json::json!({"name": "m", "path": "_state/m/r0.arrow", "rows": 12})).expect("old state");
+    assert!(!old.is_complete());
+    assert_eq!(old.paths().count(), 0);
+    let part = StatePart {
+        month: "2024-10-01".parse().expect("date"),
+        path: "_state/m/2024-10.r1.arrow".into(),
+        rows: 12,
+        xxh3: None,
+    };
+    let new = State {
+        name: "m".into(),
+        rows: 12,
+        parts: vec![part],
+    };
+    assert!(new.is_complete());
 }
