@@ -296,12 +296,6 @@ impl Storage {
         stores.insert(bucket_key, store.clone());
         Ok((store, path))
     }
-
-    /// Open (or prepare to create) the Delta table at `location`, on the same
-    /// object store the rest of tenure uses.
-    pub async fn delta_table(&self, location: &Location) -> Result<DeltaTable, StorageError> {
-        open_delta_table(location).await
-    }
 }
 
 /// Open (or prepare to create) the Delta table at `location`, on the store the

@@ -255,14 +255,9 @@ impl AcceptedSpan {
     }
 }
 
-/// The latest `tenure.ingest` transaction sequence of the `events` table at
+/// The latest `tenure.ingest` transaction sequence of the table at
 /// `location` as `table` holds it (0 if none).
 pub async fn committed_sequence(table: &DeltaTable, location: &Location) -> Result<i64, IngestError> {
-    sequence_of(table, location).await
-}
-
-/// The latest `tenure.ingest` transaction sequence of a table (0 if none).
-async fn sequence_of(table: &DeltaTable, location: &Location) -> Result<i64, IngestError> {
     let snapshot = table.snapshot().map_err(delta_err(location))?;
     Ok(snapshot
         .transaction_version(table.log_store().as_ref(), APP_ID)
@@ -384,18 +379,17 @@ struct Opened {
 /// committed sequence, repairing a run that crashed between its two commits.
 async fn open_tables(warehouse: &Warehouse, tables: &Tables, report: &mut IngestReport) -> Result<Opened, IngestError> {
     let events = warehouse.open_events().await?;
-    let rejects_table = warehouse.open_rejects().await?;
-    let committed = sequence_of(&events, &tables.events).await?;
+    let mut rejects_table = warehouse.open_rejects().await?;
+    let committed = committed_sequence(&events, &tables.events).await?;
     let partition_columns: Vec<String> = events
         .snapshot()
         .map_err(delta_err(&tables.events))?
         .metadata()
         .partition_columns()
         .to_vec();
-    let mut rejects_table = rejects_table;
 
     // Repair a run that crashed between its two commits.
-    let rejects_sequence = sequence_of(&rejects_table, &tables.rejects).await?;
+    let rejects_sequence = committed_sequence(&rejects_table, &tables.rejects).await?;
     let manifest = Manifest::new(tables.manifest.clone());
     if rejects_sequence < committed {
         let entry = manifest.read_entry(committed).await?;

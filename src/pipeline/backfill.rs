@@ -4,7 +4,7 @@
 //! use now is skipped, so re-running the same command after a failure goes on
 //! where it stopped. Each run holds the pipeline's lease, like `tenure run`.
 
-use super::{history, inputs_fingerprint, run_exclusive, Clock, Finished, RunFailed, RunOptions, RunStatus};
+use super::{history, inputs_fingerprint, run_exclusive, select_models, Clock, Finished, RunFailed, RunOptions, RunStatus};
 use crate::catalog::{Catalog, Model};
 use crate::config::{Pipeline, Project};
 use crate::warehouse::Warehouse;
@@ -156,15 +156,7 @@ struct Completed {
 impl Completed {
     async fn read(project: &Project, pipeline: &Pipeline, warehouse: &Warehouse) -> Result<Self, BackfillError> {
         let catalog = Catalog::load(&project.config.sql_dir).map_err(super::RunError::from)?;
-        let models = catalog
-            .select(&pipeline.models)
-            .map_err(|source| super::RunError::Selection {
-                file: pipeline.file.display().to_string(),
-                source,
-            })?
-            .into_iter()
-            .cloned()
-            .collect();
+        let models = select_models(&catalog, pipeline)?.into_iter().cloned().collect();
         let events = warehouse.open_events().await.map_err(super::RunError::from)?;
         let runs = history::list(warehouse)
             .await?

@@ -345,10 +345,7 @@ impl Run<'_> {
     /// The steps in order; the first failure stops the run before anything is published.
     async fn steps(&mut self) -> Result<(), RunError> {
         let (catalog, runs) = self.read_models_and_history().await?;
-        let models = catalog.select(&self.pipeline.models).map_err(|source| RunError::Selection {
-            file: self.pipeline.file.display().to_string(),
-            source,
-        })?;
+        let models = select_models(&catalog, self.pipeline)?;
         // The kept rows of the likely base are read while ingest runs.
         let params = Params::from_config(&self.project.config, self.as_of);
         let shape = incremental::shape_fingerprint(&models, &params);
@@ -654,6 +651,14 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// The models `pipeline` builds: those it names and every model they read.
+pub fn select_models<'c>(catalog: &'c Catalog, pipeline: &Pipeline) -> Result<Vec<&'c Model>, RunError> {
+    catalog.select(&pipeline.models).map_err(|source| RunError::Selection {
+        file: pipeline.file.display().to_string(),
+        source,
+    })
 }
 
 /// Build one model: plan and run its SQL and, for an incremental model,
