@@ -554,6 +554,44 @@ pub async fn hold<T>(store: &LeaseStore, clock: Arc<dyn Clock>, work: impl std::
             })
         }
     };
+    keep_during(store, held, clock, work).await
+}
+
+/// [`hold`], waiting (polling every `poll`) while someone else holds the
+/// lease instead of failing: for work that is short and must not overlap,
+/// such as the ingest of every pipeline into one warehouse. A store error is
+/// retried a few times before it is returned.
+pub async fn hold_when_free<T>(
+    store: &LeaseStore,
+    clock: Arc<dyn Clock>,
+    poll: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, HoldError> {
+    let mut announced = false;
+    let mut errors = 0u32;
+    let held = loop {
+        match store.try_acquire(clock.now()).await {
+            Ok(Acquire::Held(lease)) => break lease,
+            Ok(Acquire::Busy { holder, expires_at }) => {
+                if !announced {
+                    tracing::info!(lease = %store.display(), holder = %holder, expires_at = %expires_at, "waiting for the lease");
+                    announced = true;
+                }
+            }
+            Err(e) if errors < 5 => {
+                errors += 1;
+                tracing::warn!(lease = %store.display(), error = %e, "cannot take the lease; retrying");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tokio::time::sleep(poll.mul_f64(0.5 + fastrand::f64())).await;
+    };
+    keep_during(store, held, clock, work).await
+}
+
+/// Run `work` under the lease `held` while [`keep_alive`] renews it, then
+/// release it; `work` is dropped if the lease is lost.
+async fn keep_during<T>(store: &LeaseStore, held: Lease, clock: Arc<dyn Clock>, work: impl std::future::Future<Output = T>) -> Result<T, HoldError> {
     let (done_tx, done_rx) = watch::channel(false);
     let (lost_tx, mut lost_rx) = watch::channel(false);
     let keeper = tokio::spawn(keep_alive(store.clone(), held, clock.clone(), done_rx, lost_tx));

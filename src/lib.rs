@@ -22,6 +22,7 @@ pub mod publish;
 pub mod query;
 pub mod scheduler;
 pub mod serve;
+pub mod settle;
 pub mod storage;
 pub mod validate;
 pub mod warehouse;

@@ -106,6 +106,12 @@ impl Warehouse {
         self.root.join("_state")
     }
 
+    /// The kept rows of one pipeline's incremental models: each pipeline
+    /// prunes its own, never another's.
+    pub fn state_of(&self, pipeline: &str) -> Location {
+        self.state().join(pipeline)
+    }
+
     /// The ingest manifest: which raw objects each ingest sequence read.
     pub fn ingest_manifest(&self) -> Location {
         self.root.join("_tenure/ingest")
@@ -141,15 +147,30 @@ async fn open_or_create(location: &Location, schema: &arrow::datatypes::Schema) 
         table: location.display(),
         source,
     })?;
-    deltalake::operations::create::CreateBuilder::default()
-        .with_log_store(table.log_store())
-        .with_columns(struct_type.fields().cloned())
-        .with_save_mode(SaveMode::Ignore)
-        .await
-        .map_err(|source| WarehouseError::Create {
-            table: location.display(),
-            source,
-        })
+    // Creating is idempotent (`Ignore` keeps a table that exists): a
+    // creation whose answer was lost is simply tried again.
+    let mut tried = 0;
+    loop {
+        let created = deltalake::operations::create::CreateBuilder::default()
+            .with_log_store(table.log_store())
+            .with_columns(struct_type.fields().cloned())
+            .with_save_mode(SaveMode::Ignore)
+            .await;
+        match created {
+            Ok(t) => return Ok(t),
+            Err(source) if tried < 3 && crate::settle::is_transient(&source) => {
+                tried += 1;
+                tracing::warn!(table = %location.display(), error = %source, "creating the table failed transiently; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500 << tried)).await;
+            }
+            Err(source) => {
+                return Err(WarehouseError::Create {
+                    table: location.display(),
+                    source,
+                })
+            }
+        }
+    }
 }
 
 #[cfg(test)]

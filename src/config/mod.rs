@@ -83,6 +83,8 @@ pub struct Config {
     pub health: Health,
     pub scheduler: SchedulerSettings,
     pub server: Server,
+    /// Bytes the models of one run may hold at once (`engine.memory_mb`).
+    pub engine_memory: Option<usize>,
 }
 
 /// `[scheduler]`, validated.
@@ -165,6 +167,8 @@ pub struct Pipeline {
     pub retries: u32,
     /// Wait before the first retry (doubling after).
     pub retry_backoff: Duration,
+    /// A run is stopped (nothing published) once it has taken this long.
+    pub run_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -629,6 +633,9 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
         health,
         scheduler,
         server,
+        engine_memory: raw.engine.memory_mb.map_or_else(crate::engine::default_memory_limit, |mb| {
+            (mb > 0).then(|| usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX))
+        }),
     }
 }
 
@@ -757,6 +764,13 @@ fn compile_pipeline(file: &Path, raw: RawPipeline, p: &mut Problems) -> Pipeline
         p.push("retry_backoff_seconds", "must be a number of seconds from 0 to 86400");
         Duration::from_secs(30)
     };
+    let timeout = raw.run_timeout_seconds.unwrap_or(DEFAULT_RUN_TIMEOUT_SECONDS);
+    let run_timeout = if timeout.is_finite() && (0.0..=31_536_000.0).contains(&timeout) {
+        (timeout > 0.0).then(|| Duration::from_secs_f64(timeout))
+    } else {
+        p.push("run_timeout_seconds", "must be a number of seconds from 0 (no limit) to 31536000");
+        None
+    };
     let timezone = match &raw.timezone {
         Some(t) => match parse_timezone(t) {
             Ok(tz) => Some(tz),
@@ -791,8 +805,12 @@ fn compile_pipeline(file: &Path, raw: RawPipeline, p: &mut Problems) -> Pipeline
         ingest: raw.ingest.unwrap_or(true),
         retries,
         retry_backoff,
+        run_timeout,
     }
 }
+
+/// A pipeline's run timeout unless its file says otherwise: 6 hours.
+pub const DEFAULT_RUN_TIMEOUT_SECONDS: f64 = 21_600.0;
 
 /// A standard 5-field cron expression (minute hour day-of-month month
 /// day-of-week), checked by the parser the scheduler fires with.

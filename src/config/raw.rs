@@ -24,6 +24,20 @@ pub struct RawConfig {
     pub scheduler: RawScheduler,
     #[serde(default)]
     pub server: RawServer,
+    #[serde(default)]
+    pub engine: RawEngine,
+}
+
+/// `[engine]`: how the SQL models of a run are executed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    /// Memory the models of one run may hold at once, in MiB; sorts,
+    /// aggregates and joins that can spill to temporary files do so
+    /// rather than exceed it, and a model that cannot fails the run with
+    /// a clear error instead of the process being killed. Default: 80 % of
+    /// the machine's (or the container's) memory. 0: no limit.
+    pub memory_mb: Option<u64>,
 }
 
 /// `[scheduler]`: how `tenure schedule` runs the pipelines.
@@ -195,4 +209,8 @@ pub struct RawPipeline {
     /// Wait before the first retry, in seconds; it doubles with every retry
     /// (at most an hour) and is randomly shortened by up to half. Default 30.
     pub retry_backoff_seconds: Option<f64>,
+    /// A run still going after this many seconds is stopped before it
+    /// publishes anything (its lease released, its report saying why); a
+    /// run already publishing finishes. Default 21600 (6 h); 0: no limit.
+    pub run_timeout_seconds: Option<f64>,
 }

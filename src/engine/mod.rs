@@ -98,6 +98,27 @@ impl datafusion::common::config::ConfigExtension for ModelOptions {
 
 /// A fresh session with tenure's functions registered.
 pub fn session() -> SessionContext {
+    session_with_memory(None)
+}
+
+/// [`session`] whose queries together hold at most `limit` bytes: operators
+/// that can spill (sorts, aggregates, joins) write temporary files rather
+/// than exceed it, each getting a fair share; one that cannot fails with
+/// DataFusion's "resources exhausted" error naming the largest consumers.
+pub fn session_with_memory(limit: Option<usize>) -> SessionContext {
+    let runtime = match limit {
+        Some(bytes) => datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_pool(std::sync::Arc::new(datafusion::execution::memory_pool::TrackConsumersPool::new(
+                datafusion::execution::memory_pool::FairSpillPool::new(bytes),
+                std::num::NonZeroUsize::MIN.saturating_add(4),
+            )))
+            .build_arc(),
+        None => datafusion::execution::runtime_env::RuntimeEnvBuilder::new().build_arc(),
+    };
+    let runtime = runtime.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "memory limit not applied");
+        std::sync::Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default())
+    });
     // DataFusion's own settings can be tuned from the environment
     // (`DATAFUSION_EXECUTION_BATCH_SIZE=16384`, ...); the defaults are DataFusion's.
     let config = SessionConfig::from_env()
@@ -107,11 +128,30 @@ pub fn session() -> SessionContext {
         })
         .with_information_schema(true)
         .with_option_extension(ModelOptions::default());
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udf(local_date_udf());
     ctx.register_udf(udf::rebuild_from_udf());
     ctx.register_udf(udf::safe_divide_udf());
     ctx
+}
+
+/// The memory limit of a run's models unless `engine.memory_mb` says
+/// otherwise: 80 % of the memory this process may use (the cgroup limit of a
+/// container, else the machine's), as DuckDB does; None where unknown.
+pub fn default_memory_limit() -> Option<usize> {
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let machine = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kib.checked_mul(1024)
+    });
+    let total = match (cgroup, machine) {
+        (Some(c), Some(m)) => c.min(m),
+        (c, m) => c.or(m)?,
+    };
+    usize::try_from(total / 5 * 4).ok()
 }
 
 /// A session over the same tables (registering one registers it in both) in

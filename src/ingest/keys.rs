@@ -46,8 +46,11 @@ pub struct KeysFile {
 }
 
 impl KeysFile {
-    pub fn name(sequence: i64) -> String {
-        format!("keys/{sequence:020}.bin")
+    /// The segment `run_id` writes for `sequence`. The run id keeps two
+    /// runs that race for one sequence from overwriting each other's
+    /// segment: only the winner's entry names its segment.
+    pub fn name(sequence: i64, run_id: &str) -> String {
+        format!("keys/{sequence:020}.{run_id}.bin")
     }
 }
 
@@ -164,7 +167,7 @@ impl SeenKeys {
     /// The segment this run writes for `sequence`, sorted on `threads`
     /// threads: its own keys and those of the newest segments it takes in
     /// ([`SeenKeys::merged`]).
-    pub fn segment_for(&self, sequence: i64, threads: usize) -> (KeysFile, Vec<u8>) {
+    pub fn segment_for(&self, sequence: i64, run_id: &str, threads: usize) -> (KeysFile, Vec<u8>) {
         let merged = &self.segments[..self.merged()];
         let records = || {
             let earlier = merged.iter().flat_map(|s| s.records.chunks_exact(RECORD).map(decode_record));
@@ -177,7 +180,7 @@ impl SeenKeys {
             None => sequence,
         };
         let file = KeysFile {
-            file: KeysFile::name(sequence),
+            file: KeysFile::name(sequence, run_id),
             covers_from,
             count: ((body.len() - HEADER) / RECORD) as u64,
         };
@@ -204,9 +207,9 @@ impl SeenKeys {
     }
 
     /// Write the segment of `sequence` (before its manifest entry).
-    pub async fn write(&self, manifest: &Manifest, sequence: i64, threads: usize) -> Result<KeysFile, IngestError> {
+    pub async fn write(&self, manifest: &Manifest, sequence: i64, run_id: &str, threads: usize) -> Result<KeysFile, IngestError> {
         let t = std::time::Instant::now();
-        let (file, body) = self.segment_for(sequence, threads);
+        let (file, body) = self.segment_for(sequence, run_id, threads);
         tracing::debug!(seconds = t.elapsed().as_secs_f64(), keys = file.count, "key segment sorted");
         manifest.write_file(&file.file, body).await?;
         Ok(file)
@@ -454,7 +457,7 @@ mod tests {
         for (k, v) in keys {
             s.insert(*k, *v);
         }
-        let (file, body) = s.segment_for(sequence, 2);
+        let (file, body) = s.segment_for(sequence, "r", 2);
         (file, check(&Bytes::from(body)).expect("valid segment"))
     }
 
@@ -485,7 +488,7 @@ mod tests {
             ..Default::default()
         };
         seen.insert(3, 30);
-        let (file, body) = seen.segment_for(MERGE_AFTER as i64 + 1, 2);
+        let (file, body) = seen.segment_for(MERGE_AFTER as i64 + 1, "r", 2);
         assert_eq!(file.covers_from, 1);
         let records = check(&Bytes::from(body)).expect("valid");
         let ids: Vec<u128> = records.chunks_exact(RECORD).map(|r| decode_record(r).0).collect();
@@ -494,7 +497,7 @@ mod tests {
 
         let mut scanned = SeenKeys::scanned();
         scanned.insert(9, 90);
-        assert_eq!(scanned.segment_for(4, 2).0.covers_from, 1);
+        assert_eq!(scanned.segment_for(4, "r", 2).0.covers_from, 1);
     }
 
     /// Daily runs after a large first one: the chain stays short, the first
@@ -516,7 +519,7 @@ mod tests {
                 all.push((id, sequence as u64));
             }
             let taken = seen.merged();
-            let (file, body) = seen.segment_for(sequence, 2);
+            let (file, body) = seen.segment_for(sequence, "r", 2);
             chain.drain(..taken);
             chain.insert(0, Segment { covers_from: file.covers_from, records: check(&Bytes::from(body)).expect("valid") });
             assert!(chain.len() <= 7, "run {sequence}: a chain of {}", chain.len());

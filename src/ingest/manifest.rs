@@ -8,7 +8,7 @@ use super::IngestError;
 use crate::storage::Location;
 use deltalake::kernel::Add;
 use futures::TryStreamExt;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutMode, PutPayload};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -45,6 +45,14 @@ impl ObjectId {
             _ => self.last_modified == other.last_modified,
         }
     }
+}
+
+/// What [`Manifest::create_entry`] found.
+#[derive(Debug, PartialEq)]
+pub enum Created {
+    New,
+    /// The entry of another run (its id) is there.
+    Other(String),
 }
 
 /// One ingest sequence.
@@ -155,6 +163,41 @@ impl Manifest {
         let name = Self::entry_name(entry.sequence);
         let body = serde_json::to_vec(entry).map_err(|e| self.err(&name, ManifestError::Encode(e)))?;
         self.write_file(&name, body).await
+    }
+
+    /// Create the entry of a sequence only if there is none: `Other` with
+    /// the run id of an entry already there that is not this run's (an
+    /// entry already there of this run is a put retried after its first
+    /// try landed). Stores without conditional creation write it.
+    pub async fn create_entry(&self, entry: &ManifestEntry) -> Result<Created, IngestError> {
+        let name = Self::entry_name(entry.sequence);
+        let body = serde_json::to_vec(entry).map_err(|e| self.err(&name, ManifestError::Encode(e)))?;
+        let created = self
+            .location
+            .store
+            .put_opts(&self.location.path(&name), PutPayload::from(body.clone()), PutMode::Create.into())
+            .await;
+        match created {
+            Ok(_) => Ok(Created::New),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let there = self.read_entry(entry.sequence).await;
+                match there {
+                    Ok(there) if there.run_id == entry.run_id => Ok(Created::New),
+                    Ok(there) => Ok(Created::Other(there.run_id)),
+                    // An entry cut short by a crash is no one's.
+                    Err(_) => Ok(Created::Other(String::new())),
+                }
+            }
+            Err(object_store::Error::NotImplemented { .. }) => self.write_file(&name, body).await.map(|()| Created::New),
+            Err(e) => Err(self.err(&name, ManifestError::Write(e))),
+        }
+    }
+
+    /// Delete a file this run wrote for a sequence it did not commit.
+    pub(super) async fn delete_file(&self, name: &str) {
+        if let Err(e) = self.location.store.delete(&self.location.path(name)).await {
+            tracing::warn!(file = %self.location.join(name).display(), error = %e, "cannot delete a file of an uncommitted ingest");
+        }
     }
 
     pub async fn read_entry(&self, sequence: i64) -> Result<ManifestEntry, IngestError> {

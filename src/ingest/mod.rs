@@ -77,6 +77,8 @@ pub enum IngestError {
         #[source]
         source: arrow::error::ArrowError,
     },
+    #[error("another run ({winner}) committed ingest sequence {sequence} first; nothing of this run's ingest was kept, its objects are ingested by the next run")]
+    Raced { sequence: i64, winner: String },
     #[error("{table}: cannot read existing events: {source}")]
     Query {
         table: String,
@@ -266,6 +268,10 @@ pub async fn committed_sequence(table: &DeltaTable, location: &Location) -> Resu
         .unwrap_or(0))
 }
 
+/// Commit `adds` to `table` as ingest sequence `sequence`. A commit whose
+/// answer is lost is settled ([`crate::settle`]); one that loses to another
+/// writer's commit of an ingest sequence fails (the Delta transaction of
+/// [`APP_ID`] conflicts), so no sequence is ever committed twice.
 async fn commit(
     table: &DeltaTable,
     location: &Location,
@@ -276,26 +282,30 @@ async fn commit(
 ) -> Result<i64, IngestError> {
     let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
     actions.push(Action::Txn(Transaction::new(APP_ID, sequence)));
+    let token = crate::settle::token();
     let metadata = std::collections::HashMap::from([
         ("tenure.run_id".to_string(), serde_json::Value::from(run_id)),
         ("tenure.ingest_sequence".to_string(), serde_json::Value::from(sequence)),
+        crate::settle::token_entry(&token),
     ]);
     let snapshot = table.snapshot().map_err(delta_err(location))?;
-    let done = CommitBuilder::default()
-        .with_actions(actions)
-        .with_app_metadata(metadata)
-        .build(
-            Some(snapshot),
-            table.log_store(),
-            DeltaOperation::Write {
-                mode: SaveMode::Append,
-                partition_by,
-                predicate: None,
-            },
-        )
-        .await
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by,
+        predicate: None,
+    };
+    let after = table.version().map(|v| v as i64);
+    let settled = crate::settle::commit(&table.log_store(), after, &token, || async {
+        let done = CommitBuilder::default()
+            .with_actions(actions.clone())
+            .with_app_metadata(metadata.clone())
+            .build(Some(snapshot), table.log_store(), operation.clone())
+            .await?;
+        Ok(done.version() as i64)
+    })
+    .await
         .map_err(delta_err(location))?;
-    Ok(done.version() as i64)
+    Ok(settled.version())
 }
 
 /// One discovered raw object.
@@ -460,7 +470,7 @@ pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<
     }
 
     let sequence = opened.committed + 1;
-    let keys = seen.write(&opened.manifest, sequence, opts.parallelism.max(1)).await?;
+    let keys = seen.write(&opened.manifest, sequence, opts.run_id, opts.parallelism.max(1)).await?;
     drop(seen);
     tracing::debug!(seconds = seconds(), "ingest: key index written");
     let (events_version, rejects_version) = commit_sequence(opened, &tables, sequence, written, keys, opts.run_id).await?;
@@ -769,33 +779,82 @@ async fn commit_sequence(
     opened: Opened,
     tables: &Tables,
     sequence: i64,
-    written: Written,
+    mut written: Written,
     keys: KeysFile,
     run_id: &str,
 ) -> Result<(i64, i64), IngestError> {
     let entry = ManifestEntry {
         sequence,
         run_id: run_id.to_string(),
-        objects: written.objects,
+        objects: std::mem::take(&mut written.objects),
         rejects_files: written.rejects_adds.clone(),
-        keys: Some(keys),
+        keys: Some(keys.clone()),
         accepted: Some(written.accepted),
     };
-    opened.manifest.write_entry(&entry).await?;
+    if let manifest::Created::Other(other) = opened.manifest.create_entry(&entry).await? {
+        // The entry of another run: the winner of a race for this sequence
+        // if `events` now carries it, else one that stopped before its
+        // commit (ingest runs under the warehouse's ingest lease, so no
+        // other run is between its entry and its commit), replaced.
+        let events = open_delta_table(&tables.events).await?;
+        if committed_sequence(&events, &tables.events).await? >= sequence {
+            discard_uncommitted(&opened.manifest, tables, &written, &keys).await;
+            return Err(IngestError::Raced { sequence, winner: other });
+        }
+        tracing::warn!(sequence, run_id = %other, "replacing the manifest entry of a run that stopped before committing it");
+        opened.manifest.write_entry(&entry).await?;
+    }
     crate::failpoint("ingest:after_manifest");
-    let events_version = commit(
+    let events_version = match commit(
         &opened.events,
         &tables.events,
-        written.event_adds,
+        written.event_adds.clone(),
         sequence,
         run_id,
         Some(opened.partition_columns),
     )
-    .await?;
+    .await
+    {
+        Ok(version) => version,
+        Err(e) if lost_the_race(&e) => {
+            // The entry stays: it is the winner's, or replaced by the next run.
+            discard_uncommitted(&opened.manifest, tables, &written, &keys).await;
+            return Err(IngestError::Raced { sequence, winner: "another run".into() });
+        }
+        Err(e) => return Err(e),
+    };
     crate::failpoint("ingest:after_events_commit");
     let rejects_version = commit(&opened.rejects_table, &tables.rejects, written.rejects_adds, sequence, run_id, None).await?;
     crate::failpoint("ingest:after_rejects_commit");
     Ok((events_version, rejects_version))
+}
+
+/// Whether a commit of `events` failed because another writer committed an
+/// ingest sequence since this run read the table.
+fn lost_the_race(e: &IngestError) -> bool {
+    use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+    matches!(
+        e,
+        IngestError::Delta {
+            source: deltalake::DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction)
+            },
+            ..
+        }
+    )
+}
+
+/// Delete what this run wrote for a sequence another run committed: its
+/// data files and its key segment.
+async fn discard_uncommitted(manifest: &Manifest, tables: &Tables, written: &Written, keys: &KeysFile) {
+    for (location, adds) in [(&tables.events, &written.event_adds), (&tables.rejects, &written.rejects_adds)] {
+        for add in adds {
+            if let Err(e) = location.store.delete(&location.path(&add.path)).await {
+                tracing::warn!(table = %location.display(), file = %add.path, error = %e, "cannot delete a file of an uncommitted ingest");
+            }
+        }
+    }
+    manifest.delete_file(&keys.file).await;
 }
 
 /// List the raw prefix: readable objects sorted by path byte order; ignored and

@@ -21,11 +21,19 @@ use chrono::NaiveDate;
 pub use report::{RunReport, RunStatus};
 use report::{CheckResult, Step};
 use futures::{StreamExt, TryStreamExt};
+use crate::lease::{self, LeaseStore};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Marts published at the same time.
 const PUBLISH_AT_ONCE: usize = 4;
+/// The lease every pipeline's ingest into one warehouse takes (a name no
+/// pipeline can have: pipeline names have no dot).
+pub const INGEST_LEASE: &str = "warehouse.ingest";
+/// How often a run waiting for the ingest lease asks again.
+const INGEST_LEASE_POLL: Duration = Duration::from_secs(1);
 
 /// Models built at the same time: `TENURE_MODELS_AT_ONCE` (1 builds them one
 /// by one), else the cores, at least two and at most eight.
@@ -64,6 +72,10 @@ pub enum RunError {
     },
     #[error(transparent)]
     Lease(#[from] crate::lease::HoldError),
+    #[error("the ingest lease of the warehouse: {0}")]
+    IngestLease(#[source] crate::lease::HoldError),
+    #[error("the run took longer than its run_timeout_seconds ({} s) and was stopped before it published anything", .0.as_secs_f64())]
+    TimedOut(Duration),
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
     #[error(transparent)]
@@ -114,6 +126,7 @@ impl RunError {
                 | RunError::Model { .. }
                 | RunError::Check { .. }
                 | RunError::CheckError { .. }
+                | RunError::TimedOut(_)
         )
     }
 }
@@ -179,13 +192,13 @@ pub async fn run_exclusive(project: &Project, opts: &RunOptions, clock: Arc<dyn 
     let pipeline = project.pipeline(opts.pipeline.as_deref()).map_err(RunError::from)?;
     let warehouse = Warehouse::of(&project.config)?;
     let store = crate::lease::LeaseStore::new(&warehouse, &pipeline.name, &crate::lease::holder_id(), project.config.scheduler.lease_ttl);
-    crate::lease::hold(&store, clock.clone(), run(project, opts, clock.as_ref()))
+    crate::lease::hold(&store, clock.clone(), run(project, opts, clock.clone()))
         .await
         .map_err(RunError::from)?
 }
 
 /// Run a pipeline of `project` once, by a caller that holds its lease.
-pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Result<Finished, RunFailed> {
+pub async fn run(project: &Project, opts: &RunOptions, clock: Arc<dyn Clock>) -> Result<Finished, RunFailed> {
     let config = &project.config;
     let pipeline = project.pipeline(opts.pipeline.as_deref()).map_err(RunError::from)?.clone();
     let storage = Storage::new(config.storage.clone());
@@ -196,7 +209,7 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
         .unwrap_or_else(|| clock.now().with_timezone(&config.timezone).date_naive());
     let started = Instant::now();
     let report = RunReport {
-        run_id: new_run_id(clock),
+        run_id: new_run_id(clock.as_ref()),
         pipeline: pipeline.name.clone(),
         trigger: if opts.trigger.is_empty() { "manual".into() } else { opts.trigger.clone() },
         status: RunStatus::Running,
@@ -232,8 +245,14 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
         as_of,
         report,
         staging: publish::Staging::default(),
+        clock: clock.clone(),
+        publishing: Arc::new(AtomicBool::new(false)),
     };
-    let result = run.steps().await;
+    let publishing = run.publishing.clone();
+    let result = match pipeline.run_timeout {
+        Some(limit) => within(limit, &publishing, run.steps()).await,
+        None => run.steps().await,
+    };
     if result.is_err() {
         run.staging.discard().await;
     }
@@ -262,6 +281,40 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: &dyn Clock) -> Res
             finished: Some(Box::new(finished)),
             error,
         }),
+    }
+}
+
+/// Ingest under the warehouse's ingest lease, waiting while another run
+/// holds it: runs of other pipelines (or a backfill) at the same time ingest
+/// one after the other, each only what the others left, so no object or
+/// event is ingested twice or lost.
+pub async fn ingest_exclusively(
+    raw: &Location,
+    warehouse: &Warehouse,
+    opts: &IngestOptions<'_>,
+    lease_ttl: Duration,
+    clock: Arc<dyn Clock>,
+) -> Result<ingest::IngestReport, RunError> {
+    let lease = LeaseStore::new(warehouse, INGEST_LEASE, &lease::holder_id(), lease_ttl);
+    Ok(lease::hold_when_free(&lease, clock, INGEST_LEASE_POLL, ingest::ingest(raw, warehouse, opts))
+        .await
+        .map_err(RunError::IngestLease)??)
+}
+
+/// `steps`, stopped once `limit` has passed unless it is publishing by then
+/// (publishing is short, and stopping it would publish some marts of the
+/// run and not others).
+async fn within(limit: Duration, publishing: &AtomicBool, steps: impl Future<Output = Result<(), RunError>>) -> Result<(), RunError> {
+    tokio::pin!(steps);
+    tokio::select! {
+        done = &mut steps => return done,
+        _ = tokio::time::sleep(limit) => {}
+    }
+    if publishing.load(Ordering::SeqCst) {
+        steps.await
+    } else {
+        tracing::error!(limit_seconds = limit.as_secs_f64(), "run timed out; stopped before publishing");
+        Err(RunError::TimedOut(limit))
     }
 }
 
@@ -332,6 +385,9 @@ struct Run<'a> {
     report: RunReport,
     /// Marts' files written before publishing; deleted if the run stops first.
     staging: publish::Staging,
+    clock: Arc<dyn Clock>,
+    /// Set when the first mart is committed: from then on the run finishes.
+    publishing: Arc<AtomicBool>,
 }
 
 /// What the models step leaves to the later ones: the checks started as
@@ -353,7 +409,7 @@ impl Run<'_> {
             incremental::ReadAhead::default()
         } else {
             let by_day: Vec<&str> = models.iter().filter(|m| m.by_day).map(|m| m.name.as_str()).collect();
-            incremental::ReadAhead::start(&runs, &shape, self.as_of, self.warehouse, &by_day)
+            incremental::ReadAhead::start(&runs, &self.pipeline.name, &shape, self.as_of, self.warehouse, &by_day)
         };
         if self.pipeline.ingest && !self.opts.skip_ingest {
             self.ingest(&runs).await?;
@@ -361,7 +417,7 @@ impl Run<'_> {
         if self.opts.ingest_only {
             return Ok(());
         }
-        let ctx = engine::session();
+        let ctx = engine::session_with_memory(self.project.config.engine_memory);
         let sources = register_sources(&ctx, self.warehouse).await?;
         let inputs = inputs_fingerprint(sources.events_version, &models, &params);
         self.report.inputs = Some(inputs.clone());
@@ -407,20 +463,16 @@ impl Run<'_> {
         let config = &self.project.config;
         let t = Instant::now();
         let stage = Stage::start(self.opts.progress, "ingest", 0);
-        let ingest_report = ingest::ingest(
-            self.raw,
-            self.warehouse,
-            &IngestOptions {
-                run_id: &self.report.run_id,
-                timezone: config.timezone,
-                currency: &config.currency,
-                max_reject_rate: config.max_reject_rate,
-                parallelism: config.parallelism,
-                progress: stage.bar(),
-                late_before: history::latest_as_of(runs),
-            },
-        )
-        .await?;
+        let opts = IngestOptions {
+            run_id: &self.report.run_id,
+            timezone: config.timezone,
+            currency: &config.currency,
+            max_reject_rate: config.max_reject_rate,
+            parallelism: config.parallelism,
+            progress: stage.bar(),
+            late_before: history::latest_as_of(runs),
+        };
+        let ingest_report = ingest_exclusively(self.raw, self.warehouse, &opts, config.scheduler.lease_ttl, self.clock.clone()).await?;
         self.report.steps.push(Step {
             name: "ingest".into(),
             seconds: t.elapsed().as_secs_f64(),
@@ -435,7 +487,7 @@ impl Run<'_> {
         let plan = if self.opts.full_refresh {
             incremental::Plan::full("--full-refresh")
         } else {
-            incremental_plan(self.warehouse, models, runs, shape, params, sequence).await
+            incremental_plan(self.warehouse, &self.pipeline.name, models, runs, shape, params, sequence).await
         };
         match &plan.base {
             Some(base) => {
@@ -504,9 +556,10 @@ impl Run<'_> {
             stage.inc();
             tracing::debug!(model = %model.name, rows = model_built.as_ref().map_or(0, |b| b.rows), seconds, "model built");
             if let (Some(b), Some((key, reused, unsaved))) = (&model_built, keep) {
-                let (warehouse, run_id, name, schema) = (self.warehouse.clone(), self.report.run_id.clone(), model.name.clone(), b.schema.clone());
+                let (warehouse, pipeline, run_id, name, schema) =
+                    (self.warehouse.clone(), self.pipeline.name.clone(), self.report.run_id.clone(), model.name.clone(), b.schema.clone());
                 built.keeping[i] = Some(tokio::spawn(async move {
-                    incremental::write_state(&warehouse, &run_id, &name, &key, schema, unsaved, reused).await
+                    incremental::write_state(&warehouse, &pipeline, &run_id, &name, &key, schema, unsaved, reused).await
                 }));
             }
             // A mart's files are written now, committed once every check passed.
@@ -601,6 +654,7 @@ impl Run<'_> {
     async fn publish(&mut self, ctx: &SessionContext) -> Result<(), RunError> {
         let t = Instant::now();
         let staged = self.staging.finish().await?;
+        self.publishing.store(true, Ordering::SeqCst);
         let stage = Stage::start(self.opts.progress, "publish", staged.len() as u64);
         let run_id = &self.report.run_id;
         let publishing = staged.into_iter().map(|staged| {
@@ -626,7 +680,7 @@ impl Run<'_> {
         });
         // The older state is stale once this run's tables are published.
         if !self.report.state.is_empty() {
-            incremental::prune_state(self.warehouse, &self.report.state).await;
+            incremental::prune_state(self.warehouse, &self.pipeline.name, &self.report.state).await;
         }
         if let Some(ing) = &self.report.ingest {
             let appended = [
@@ -790,6 +844,7 @@ async fn run_check(ctx: datafusion::prelude::SessionContext, check: crate::catal
 /// incremental marts are compared with those the base run published.
 async fn incremental_plan(
     warehouse: &Warehouse,
+    pipeline: &str,
     models: &[&crate::catalog::Model],
     runs: &[report::RunReport],
     shape: &str,
@@ -817,7 +872,7 @@ async fn incremental_plan(
     }
     let tz: chrono_tz::Tz = params.timezone.parse().unwrap_or(chrono_tz::UTC);
     let manifest = ingest::Manifest::new(warehouse.ingest_manifest());
-    incremental::plan(runs, shape, params.as_of, tz, sequence, &manifest, &versions, &carried, warehouse).await
+    incremental::plan(runs, pipeline, shape, params.as_of, tz, sequence, &manifest, &versions, &carried, warehouse).await
 }
 
 /// What a run's tables are a function of: the `events` version, the SQL of
@@ -893,6 +948,68 @@ fn examples(batches: &[arrow::array::RecordBatch], n: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::Int64Array;
+    use object_store::ObjectStoreExt;
+
+    /// Ingests of one warehouse at the same time (two pipelines, or a run
+    /// and a backfill): every raw event lands exactly once, every object is
+    /// in the manifest once, and nothing is left behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_ingests_land_every_event_exactly_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::new(Default::default());
+        let memory = format!("memory:///concurrent-{}", uuid::Uuid::new_v4().simple());
+        for (raw_url, warehouse_url) in [
+            (dir.path().join("raw").display().to_string(), dir.path().join("warehouse").display().to_string()),
+            (format!("{memory}/raw"), format!("{memory}/warehouse")),
+        ] {
+            let raw = storage.location(&raw_url).expect("raw");
+            let warehouse = Warehouse::open(&storage, &warehouse_url).expect("warehouse");
+            let mut expected = 0u64;
+            for round in 0..4 {
+                for object in 0..3 {
+                    let lines: Vec<String> = (0..5)
+                        .map(|i| format!(r#"{{"event_id":"e{round}-{object}-{i}","event_type":"usage.login","customer_id":"c{i}","occurred_at":"2026-03-0{}T10:00:00Z","user_id":"u1"}}"#, object + 1))
+                        .collect();
+                    let path = raw.path(&format!("day{round}/part{object}.jsonl"));
+                    raw.store.put(&path, lines.join("\n").into_bytes().into()).await.expect("put");
+                    expected += 5;
+                }
+                let ingest = |run_id: &'static str| {
+                    let (raw, warehouse) = (raw.clone(), warehouse.clone());
+                    async move {
+                        let opts = IngestOptions {
+                            run_id,
+                            timezone: chrono_tz::UTC,
+                            currency: "USD",
+                            max_reject_rate: 1.0,
+                            parallelism: 2,
+                            progress: None,
+                            late_before: None,
+                        };
+                        ingest_exclusively(&raw, &warehouse, &opts, Duration::from_secs(30), Arc::new(SystemClock)).await
+                    }
+                };
+                let (a, b) = tokio::join!(tokio::spawn(ingest("run-a")), tokio::spawn(ingest("run-b")));
+                let (a, b) = (a.expect("joined").expect("ingest a"), b.expect("joined").expect("ingest b"));
+                let sequences: Vec<i64> = [a.sequence, b.sequence].into_iter().flatten().collect();
+                assert_eq!(sequences, [round + 1], "{warehouse_url}: one of the two ingests the round's objects");
+                assert_eq!(a.totals.accepted + b.totals.accepted, 15);
+            }
+            let events = warehouse.open_events().await.expect("events");
+            let ctx = SessionContext::new();
+            ctx.register_table("events", events.table_provider().await.expect("provider")).expect("register");
+            let counted = ctx.sql("select count(*) as n, count(distinct event_id) as d from events").await.expect("sql").collect().await.expect("count");
+            let column = |i: usize| counted[0].column(i).as_any().downcast_ref::<Int64Array>().expect("int").value(0) as u64;
+            assert_eq!((column(0), column(1)), (expected, expected), "{warehouse_url}: each event once");
+            let manifest = ingest::Manifest::new(warehouse.ingest_manifest());
+            let committed = manifest.load_committed(4).await.expect("manifest");
+            assert_eq!(committed.objects.len(), 12);
+            // One key segment per sequence: a loser leaves none behind.
+            let segments: Vec<_> = warehouse.ingest_manifest().store.list(Some(&warehouse.ingest_manifest().join("keys").prefix)).try_collect().await.expect("list");
+            assert_eq!(segments.len(), 4, "{warehouse_url}: {segments:?}");
+        }
+    }
 
     #[test]
     fn models_on_the_longest_chain_start_first() {

@@ -486,21 +486,30 @@ pub async fn commit(staged: Staged, run_id: &str) -> Result<Published, PublishEr
     let Files { mut table, mut adds, create, kept } = files;
     let err = delta_error(&location);
     let mut metadata = commit_metadata(run_id, rows);
+    // A commit whose answer is lost is settled: see `crate::settle`.
+    let token = crate::settle::token();
+    metadata.push(crate::settle::token_entry(&token));
     if let Some(schema) = create {
         metadata.push(operation_metrics(&adds, 0));
-        let created = deltalake::operations::create::CreateBuilder::new()
-            .with_log_store(table.log_store())
-            .with_columns(delta_columns(&schema).map_err(&err)?.fields().cloned())
-            .with_table_name(name.as_str())
-            .with_save_mode(SaveMode::Overwrite)
-            .with_actions(adds.into_iter().map(Action::Add))
-            .with_commit_properties(CommitProperties::default().with_metadata(metadata))
-            .await
-            .map_err(&err)?;
+        let columns = delta_columns(&schema).map_err(&err)?;
+        let log_store = table.log_store();
+        let settled = crate::settle::commit(&log_store, None, &token, || async {
+            let created = deltalake::operations::create::CreateBuilder::new()
+                .with_log_store(log_store.clone())
+                .with_columns(columns.fields().cloned())
+                .with_table_name(name.as_str())
+                .with_save_mode(SaveMode::Overwrite)
+                .with_actions(adds.iter().cloned().map(Action::Add))
+                .with_commit_properties(CommitProperties::default().with_metadata(metadata.clone()))
+                .await?;
+            Ok(created.version().unwrap_or(0) as i64)
+        })
+        .await
+        .map_err(&err)?;
         return Ok(Published {
             name,
             location: location.display(),
-            version: created.version().unwrap_or(0) as i64,
+            version: settled.version(),
             rows,
         });
     }
@@ -531,15 +540,20 @@ pub async fn commit(staged: Staged, run_id: &str) -> Result<Published, PublishEr
         partition_by: None,
         predicate: None,
     };
-    let done = CommitBuilder::from(CommitProperties::default().with_metadata(metadata))
-        .with_actions(actions)
-        .build(Some(snapshot as &dyn TableReference), table.log_store(), operation)
-        .await
-        .map_err(&err)?;
+    let after = table.version().map(|v| v as i64);
+    let settled = crate::settle::commit(&table.log_store(), after, &token, || async {
+        let done = CommitBuilder::from(CommitProperties::default().with_metadata(metadata.clone()))
+            .with_actions(actions.clone())
+            .build(Some(snapshot as &dyn TableReference), table.log_store(), operation.clone())
+            .await?;
+        Ok(done.version() as i64)
+    })
+    .await
+    .map_err(&err)?;
     Ok(Published {
         name,
         location: location.display(),
-        version: done.version() as i64,
+        version: settled.version(),
         rows,
     })
 }

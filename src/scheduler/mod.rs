@@ -146,7 +146,7 @@ impl Runner for PipelineRunner<'_> {
             rows_ingested: report.ingest.as_ref().map_or(0, |i| i.totals.accepted),
             error,
         };
-        match pipeline::run(self.project, &opts, self.clock.as_ref()).await {
+        match pipeline::run(self.project, &opts, self.clock.clone()).await {
             Ok(finished) => attempt(&finished.report, None),
             Err(failed) => match &failed.finished {
                 Some(finished) => attempt(&finished.report, Some(error(&failed.error))),

@@ -70,10 +70,12 @@ pub fn shape_fingerprint(models: &[&Model], params: &Params) -> String {
 /// Decide what a run as of `as_of` recomputes, given the run history, the
 /// ingest sequence its models read, the current versions of the incremental
 /// marts and the names of the other incremental models (`carried`), whose
-/// state the base must have kept in `warehouse`.
+/// state the base must have kept in `warehouse`. The base is a run of the
+/// same `pipeline`: the state of another pipeline's runs is theirs to prune.
 #[allow(clippy::too_many_arguments)]
 pub async fn plan(
     runs: &[RunReport],
+    pipeline: &str,
     shape: &str,
     as_of: NaiveDate,
     tz: chrono_tz::Tz,
@@ -83,8 +85,8 @@ pub async fn plan(
     carried: &[&str],
     warehouse: &Warehouse,
 ) -> Plan {
-    let Some(base) = latest_published(runs) else {
-        return Plan::full("no earlier run published tables");
+    let Some(base) = latest_published(runs, pipeline) else {
+        return Plan::full("no earlier run of this pipeline published tables");
     };
     if base.shape.as_deref() != Some(shape) {
         return Plan::full(format!("the SQL or parameters differ from run {}", base.run_id));
@@ -140,9 +142,11 @@ pub async fn plan(
     }
 }
 
-/// The latest run that published tables: the only candidate base.
-pub(super) fn latest_published(runs: &[RunReport]) -> Option<&RunReport> {
-    runs.iter().rev().find(|r| r.succeeded() && !r.tables.is_empty())
+/// The latest run of `pipeline` that published tables: the only candidate
+/// base. Runs of other pipelines are not: their state files are pruned when
+/// their pipeline publishes again, possibly while this run reads them.
+pub(super) fn latest_published<'a>(runs: &'a [RunReport], pipeline: &str) -> Option<&'a RunReport> {
+    runs.iter().rev().find(|r| r.pipeline == pipeline && r.succeeded() && !r.tables.is_empty())
 }
 
 /// The state the base kept of each incremental model whose objects are all

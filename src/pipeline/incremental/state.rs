@@ -74,9 +74,9 @@ impl ReadAhead {
     /// move `rebuild_from` earlier, which needs fewer of these files.) For the
     /// models incremental by day (`by_day`), the base's open month too: they
     /// keep its rows up to the base's as-of date.
-    pub fn start(runs: &[RunReport], shape: &str, as_of: NaiveDate, warehouse: &Warehouse, by_day: &[&str]) -> ReadAhead {
+    pub fn start(runs: &[RunReport], pipeline: &str, shape: &str, as_of: NaiveDate, warehouse: &Warehouse, by_day: &[&str]) -> ReadAhead {
         let ahead = ReadAhead::default();
-        let Some(base) = latest_published(runs) else { return ahead };
+        let Some(base) = latest_published(runs, pipeline) else { return ahead };
         let Ok(base_as_of) = base.as_of.parse::<NaiveDate>() else { return ahead };
         if base.shape.as_deref() != Some(shape) || base_as_of > as_of {
             return ahead;
@@ -144,6 +144,7 @@ pub enum StateError {
 /// without copying; a compressed file still reads.
 pub async fn write_state(
     warehouse: &Warehouse,
+    pipeline: &str,
     run_id: &str,
     name: &str,
     key: &str,
@@ -172,7 +173,7 @@ pub async fn write_state(
     .map_err(|source| StateError::Encode { model: name.to_string(), source })?;
     let mut parts = reused;
     for Encoded { month, rows: count, xxh3, bytes } in encoded {
-        let file = warehouse.state().join(name).path(&format!("{}.{run_id}.arrow", month.format("%Y-%m")));
+        let file = warehouse.state_of(pipeline).join(name).path(&format!("{}.{run_id}.arrow", month.format("%Y-%m")));
         let path = warehouse.root().relative(&file).unwrap_or_default();
         warehouse
             .root()
@@ -323,11 +324,12 @@ pub(super) fn decode_state(bytes: bytes::Bytes, checked: Checked) -> Result<Vec<
     Ok(batches)
 }
 
-/// Delete every state object but those of `keep` (the state of the latest
-/// run that published: only it is ever a base). Failures are logged; stale
-/// state is only space.
-pub async fn prune_state(warehouse: &Warehouse, keep: &[State]) {
-    let dir = warehouse.state();
+/// Delete every state object of `pipeline` but those of `keep` (the state of
+/// its latest run that published: only it is ever a base of its runs).
+/// Another pipeline's state is never touched: its run in progress may be
+/// reading it. Failures are logged; stale state is only space.
+pub async fn prune_state(warehouse: &Warehouse, pipeline: &str, keep: &[State]) {
+    let dir = warehouse.state_of(pipeline);
     let keep: std::collections::HashSet<&str> = keep.iter().flat_map(|s| s.paths()).collect();
     let listed: Result<Vec<object_store::ObjectMeta>, _> = dir.store.list(Some(&dir.prefix)).try_collect().await;
     let metas = match listed {

@@ -49,7 +49,7 @@ async fn state_reads_back_and_a_changed_file_is_an_error() {
         ("customer_id", std::sync::Arc::new(StringViewArray::from(vec!["c1", "a customer id longer than twelve"])) as ArrayRef),
     ])
     .expect("batch");
-    let state = write_state(&warehouse, "r1", "m", "local_date", batch.schema(), vec![batch.clone()], Vec::new())
+    let state = write_state(&warehouse, "daily", "r1", "m", "local_date", batch.schema(), vec![batch.clone()], Vec::new())
         .await
         .expect("write");
     assert_eq!(state.parts.len(), 2, "one file per month");
@@ -92,7 +92,7 @@ async fn kept_rows_are_read_ahead_from_the_likely_base_only() {
         std::sync::Arc::new(Date32Array::from(vec![Some(20_000), Some(20_040)])) as ArrayRef,
     )])
     .expect("batch");
-    let state = write_state(&warehouse, "r1", "m", "local_date", batch.schema(), vec![batch], Vec::new())
+    let state = write_state(&warehouse, "daily", "r1", "m", "local_date", batch.schema(), vec![batch], Vec::new())
         .await
         .expect("write");
     let (october, november) = (&state.parts[0], &state.parts[1]);
@@ -108,23 +108,23 @@ async fn kept_rows_are_read_ahead_from_the_likely_base_only() {
     let pending = |ahead: &ReadAhead| ahead.0.lock().expect("lock").0.len();
 
     // November was open in a base as of 2024-11-20: only October is read ahead.
-    let ahead = ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse, &[]);
+    let ahead = ReadAhead::start(&[run("s1", "2024-11-20")], "daily", "s1", as_of, &warehouse, &[]);
     assert_eq!(pending(&ahead), 1);
     // A model incremental by day keeps the open month's rows too.
-    assert_eq!(pending(&ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse, &["m"])), 2);
-    assert_eq!(pending(&ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse, &["other"])), 1);
+    assert_eq!(pending(&ReadAhead::start(&[run("s1", "2024-11-20")], "daily", "s1", as_of, &warehouse, &["m"])), 2);
+    assert_eq!(pending(&ReadAhead::start(&[run("s1", "2024-11-20")], "daily", "s1", as_of, &warehouse, &["other"])), 1);
     let rows = |b: Vec<RecordBatch>| b.iter().map(|b| b.num_rows()).sum::<usize>();
     assert_eq!(rows(ahead.read(&warehouse, october).await.expect("read ahead")), 1);
     assert_eq!(pending(&ahead), 0, "a file read ahead is taken once");
     assert_eq!(rows(ahead.read(&warehouse, november).await.expect("read now")), 1);
 
     // Other SQL, or a base as of a later date: nothing is read ahead.
-    assert_eq!(pending(&ReadAhead::start(&[run("s0", "2024-11-20")], "s1", as_of, &warehouse, &["m"])), 0);
-    assert_eq!(pending(&ReadAhead::start(&[run("s1", "2024-11-22")], "s1", as_of, &warehouse, &["m"])), 0);
+    assert_eq!(pending(&ReadAhead::start(&[run("s0", "2024-11-20")], "daily", "s1", as_of, &warehouse, &["m"])), 0);
+    assert_eq!(pending(&ReadAhead::start(&[run("s1", "2024-11-22")], "daily", "s1", as_of, &warehouse, &["m"])), 0);
 
     // A file changed after it was written is an error when read ahead too.
     change_one_byte(&warehouse, &october.path);
-    let ahead = ReadAhead::start(&[run("s1", "2024-11-20")], "s1", as_of, &warehouse, &[]);
+    let ahead = ReadAhead::start(&[run("s1", "2024-11-20")], "daily", "s1", as_of, &warehouse, &[]);
     let err = ahead.read(&warehouse, october).await.expect_err("changed");
     assert!(err.to_string().contains("changed since they were written"), "{err}");
 }
