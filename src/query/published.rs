@@ -10,6 +10,14 @@
 //! before a run reads the run's version. Nothing here writes: tables that do
 //! not exist yet are not listed (never created), and the schema refuses to
 //! register tables.
+//!
+//! "Latest" is what run reports say, not the newest Delta version: a mart
+//! is read at the newest version a succeeded run report records for it.
+//! A run publishes its marts one commit each and writes its report last, so
+//! readers switch from one run's marts to the next run's all at once, never
+//! seeing some marts of a run in progress beside the previous run's others.
+//! A mart no report records (a warehouse without reports) is read at its
+//! newest Delta version, as are `events` and `rejects`, which only grow.
 
 use crate::storage::{open_delta_table, Location};
 use crate::warehouse::{Warehouse, EVENTS, REJECTS};
@@ -88,8 +96,32 @@ pub struct PublishedTables {
     inner: Arc<Inner>,
 }
 
+/// The mart versions the run reports record, and the reports read so far
+/// (a report never changes once written).
+#[derive(Default)]
+struct Recorded {
+    reports: HashMap<String, Vec<(String, i64)>>,
+    versions: HashMap<String, i64>,
+    checked: Option<Instant>,
+}
+
+/// The part of a run report that says what it published.
+#[derive(serde::Deserialize)]
+struct ReportTables {
+    status: String,
+    #[serde(default)]
+    tables: Vec<ReportTable>,
+}
+
+#[derive(serde::Deserialize)]
+struct ReportTable {
+    name: String,
+    version: i64,
+}
+
 struct Inner {
     warehouse: Warehouse,
+    recorded: tokio::sync::Mutex<Recorded>,
     /// The session's runtime, where every table's object store is registered.
     runtime: Arc<RuntimeEnv>,
     names: RwLock<Names>,
@@ -114,6 +146,7 @@ impl PublishedTables {
     pub fn new(warehouse: Warehouse, runtime: Arc<RuntimeEnv>) -> PublishedTables {
         let inner = Inner {
             warehouse,
+            recorded: tokio::sync::Mutex::new(Recorded::default()),
             runtime,
             names: RwLock::new(Names {
                 tables: BTreeMap::new(),
@@ -169,6 +202,46 @@ impl Inner {
         Ok(())
     }
 
+    /// The version of mart `name` the newest run reports record (re-read at
+    /// most once per [`FRESHNESS`]); None for a table no report records.
+    async fn recorded_version(&self, name: &str) -> Result<Option<i64>> {
+        if name == EVENTS || name == REJECTS {
+            return Ok(None);
+        }
+        let mut recorded = self.recorded.lock().await;
+        if recorded.checked.is_none_or(|t| t.elapsed() >= FRESHNESS) {
+            let runs = self.warehouse.runs();
+            let listed: Vec<object_store::ObjectMeta> = match futures::TryStreamExt::try_collect(runs.store.list(Some(&runs.prefix))).await {
+                Ok(l) => l,
+                Err(object_store::Error::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(external(e)),
+            };
+            for meta in listed {
+                let path = meta.location.to_string();
+                if !path.ends_with(".json") || recorded.reports.contains_key(&path) {
+                    continue;
+                }
+                let bytes = match runs.store.get(&meta.location).await {
+                    Ok(got) => got.bytes().await.map_err(external)?,
+                    // Deleted since listed (reports past their retention).
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(external(e)),
+                };
+                let tables = match serde_json::from_slice::<ReportTables>(&bytes) {
+                    Ok(r) if r.status == "succeeded" => r.tables.into_iter().map(|t| (t.name, t.version)).collect(),
+                    _ => Vec::new(),
+                };
+                for (table, version) in &tables {
+                    let newest = recorded.versions.entry(table.clone()).or_insert(*version);
+                    *newest = (*newest).max(*version);
+                }
+                recorded.reports.insert(path, tables);
+            }
+            recorded.checked = Some(Instant::now());
+        }
+        Ok(recorded.versions.get(name).copied())
+    }
+
     fn location(&self, name: &str) -> Option<Location> {
         let names = self.names.read().unwrap_or_else(|e| e.into_inner());
         names.tables.get(name).cloned()
@@ -190,29 +263,36 @@ impl Inner {
             latest.entry(name.to_string()).or_default().clone()
         };
         let mut slot = slot.lock().await;
-        match slot.as_mut() {
-            Some(l) if l.checked.elapsed() < FRESHNESS => Ok(l.provider.clone()),
-            Some(l) => {
-                let newest = l.table.get_latest_version().await.map_err(external)?;
-                if Some(newest) != l.table.version() {
-                    l.table.update_incremental(None).await.map_err(external)?;
-                    l.provider = l.table.table_provider().await?;
-                    tracing::debug!(table = %name, version = ?l.table.version(), "serving a new version");
-                }
-                l.checked = Instant::now();
-                Ok(l.provider.clone())
-            }
+        if let Some(l) = slot.as_ref().filter(|l| l.checked.elapsed() < FRESHNESS) {
+            return Ok(l.provider.clone());
+        }
+        let recorded = self.recorded_version(name).await?;
+        let l = match slot.as_mut() {
+            Some(l) => l,
             None => {
                 let table = self.open(location).await?;
                 let provider = table.table_provider().await?;
-                *slot = Some(Latest {
+                slot.insert(Latest {
                     table,
-                    provider: provider.clone(),
+                    provider,
                     checked: Instant::now(),
-                });
-                Ok(provider)
+                })
             }
+        };
+        let wanted = match recorded {
+            Some(v) => u64::try_from(v).ok(),
+            None => Some(l.table.get_latest_version().await.map_err(external)?),
+        };
+        if let Some(wanted) = wanted.filter(|v| Some(*v) != l.table.version()) {
+            match l.table.version() {
+                Some(at) if wanted > at => l.table.update_incremental(Some(wanted)).await.map_err(external)?,
+                _ => l.table.load_version(wanted).await.map_err(external)?,
+            }
+            l.provider = l.table.table_provider().await?;
+            tracing::debug!(table = %name, version = ?l.table.version(), "serving a new version");
         }
+        l.checked = Instant::now();
+        Ok(l.provider.clone())
     }
 
     async fn pinned(&self, name: &str, location: &Location, as_of: AsOf) -> Result<Arc<dyn TableProvider>> {
