@@ -186,8 +186,8 @@ pub fn validate<'a>(row: &RawRecord<'a>, currency: &'a str) -> Result<ValidEvent
                 let parsed = number_text(value, false)
                     .and_then(parse_integer)
                     .and_then(|i| match i {
-                        Integer::Small(v) => i64::try_from(v).ok(),
-                        Integer::Huge(_) => None,
+                        Integer::Small(v) => Some(v),
+                        Integer::Huge => None,
                     })
                     .ok_or_else(bad)?;
                 numbers.seats = Some(parsed);
@@ -214,7 +214,7 @@ pub fn validate<'a>(row: &RawRecord<'a>, currency: &'a str) -> Result<ValidEvent
         Some(score) => {
             let range = if family == TypeFamily::SurveyNps { 0..=10 } else { 1..=5 };
             match score {
-                Integer::Small(v) if range.contains(&v) => Some(v as i64),
+                Integer::Small(v) if range.contains(&v) => Some(v),
                 _ => {
                     return Err(Rejection::new(
                         Reason::ScoreOutOfRange,
@@ -377,16 +377,56 @@ fn numeric_string(s: &str, allow_exponent: bool) -> bool {
 }
 
 /// A decimal number as sign, significant digits and a power of ten:
-/// value = (-1)^negative × digits × 10^exponent, digits without leading or
-/// trailing zeros (empty for zero).
+/// value = (-1)^negative × digits × 10^exponent, where `digits` (`count` of
+/// them, without leading or trailing zeros; none for zero) are the digits of
+/// `significand`, a piece of the source text that may hold its `.`.
+///
+/// The exponent is an `i128` computed from an exponent text of at most
+/// [`EXPONENT_DIGITS`] significant digits and the length of the text, so no
+/// sum below can overflow. A longer exponent saturates: its value is then
+/// beyond ±10^30, where every rule decides the same as for the exact value
+/// (no text is long enough to bring it back into any bound below).
 #[derive(Debug, PartialEq)]
-struct Decimal {
+struct Decimal<'s> {
     negative: bool,
-    digits: String,
-    exponent: i64,
+    significand: &'s str,
+    count: usize,
+    exponent: i128,
 }
 
-fn parse_decimal(s: &str) -> Option<Decimal> {
+/// Exponent texts with more significant digits than this saturate.
+const EXPONENT_DIGITS: usize = 30;
+
+impl Decimal<'_> {
+    fn is_zero(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The power of ten just above the magnitude: 10^(magnitude-1) <= |v| <
+    /// 10^magnitude for a value that is not zero.
+    fn magnitude(&self) -> i128 {
+        self.count as i128 + self.exponent
+    }
+
+    /// |digits| × 10^shift, when that is below 10^38 (so it fits an i128).
+    fn scaled(&self, shift: i128) -> Option<i128> {
+        if self.is_zero() {
+            return Some(0);
+        }
+        if shift < 0 || self.count as i128 + shift > 38 {
+            return None;
+        }
+        let mut v: i128 = 0;
+        for b in self.significand.bytes().filter(u8::is_ascii_digit) {
+            v = v.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+        }
+        v.checked_mul(10i128.checked_pow(u32::try_from(shift).ok()?)?)
+    }
+}
+
+/// Parse a numeric text (`-?\d+(\.\d+)?([eE][+-]?\d+)?`, the grammar of JSON
+/// numbers and of rule 8) in time linear in its length, whatever its exponent.
+fn parse_decimal(s: &str) -> Option<Decimal<'_>> {
     if !numeric_string(s, true) {
         return None;
     }
@@ -398,76 +438,105 @@ fn parse_decimal(s: &str) -> Option<Decimal> {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (rest, "0"),
     };
-    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    // Exponents beyond any representable range saturate; that keeps the
-    // arithmetic below from overflowing and still classifies the value.
-    let exp: i64 = exp.parse().unwrap_or(if exp.starts_with('-') {
-        -(1 << 40)
+    let (exp_negative, exp_digits) = match exp.as_bytes().first() {
+        Some(b'-') => (true, &exp[1..]),
+        Some(b'+') => (false, &exp[1..]),
+        _ => (false, exp),
+    };
+    let exp_digits = exp_digits.trim_start_matches('0');
+    let exp_value: i128 = if exp_digits.len() > EXPONENT_DIGITS {
+        10i128.pow(EXPONENT_DIGITS as u32)
     } else {
-        1 << 40
-    });
-    let mut digits: String = int_part.chars().chain(frac_part.chars()).collect();
-    let mut exponent = exp.saturating_sub(frac_part.len() as i64);
-    let trimmed = digits.trim_start_matches('0').len();
-    digits.drain(..digits.len() - trimmed);
-    while digits.ends_with('0') {
-        digits.pop();
-        exponent += 1;
-    }
-    if digits.is_empty() {
-        exponent = 0;
-    }
+        exp_digits.parse().unwrap_or(0)
+    };
+    let exp_value = if exp_negative { -exp_value } else { exp_value };
+    // The digits of the mantissa as one sequence (the `.` skipped): the first
+    // and the last that are not zero.
+    let int_len = mantissa.find('.').unwrap_or(mantissa.len());
+    let first = mantissa.bytes().position(|b| matches!(b, b'1'..=b'9'));
+    let Some(first) = first else {
+        return Some(Decimal {
+            negative: false,
+            significand: "",
+            count: 0,
+            exponent: 0,
+        });
+    };
+    let last = mantissa.bytes().rposition(|b| matches!(b, b'1'..=b'9')).unwrap_or(first);
+    let significand = &mantissa[first..=last];
+    let count = significand.bytes().filter(u8::is_ascii_digit).count();
+    // The last significant digit stands for 10^(int_len - 1 - its place),
+    // where places after the `.` count one less.
+    let place = if last > int_len { last - 1 } else { last };
+    let exponent = exp_value + int_len as i128 - 1 - place as i128;
     Some(Decimal {
-        negative: negative && !digits.is_empty(),
-        digits,
+        negative,
+        significand,
+        count,
         exponent,
     })
 }
 
-/// Money: exactly representable with 4 fractional digits, |v| < 10^34; `-0` is 0.
+/// Money (rule 7): exactly representable with 4 fractional digits and |v| <
+/// 10^34 (Decimal128(38, 4)), scaled by 10^4; `-0` is 0. A value outside
+/// those bounds, however far, is decided from its magnitude alone.
 fn parse_money(s: &str) -> Option<i128> {
     let d = parse_decimal(s)?;
-    if d.digits.is_empty() {
+    if d.is_zero() {
         return Some(0);
     }
-    if d.exponent < -4 || d.digits.len() as i64 + d.exponent + 4 > 38 {
+    if d.exponent < -4 || d.magnitude() > 34 {
         return None;
     }
-    let mut scaled: i128 = d.digits.parse().ok()?;
-    for _ in 0..(d.exponent + 4) {
-        scaled = scaled.checked_mul(10)?;
-    }
+    let scaled = d.scaled(d.exponent + 4)?;
     Some(if d.negative { -scaled } else { scaled })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Integer {
-    Small(i128),
-    /// Integral but beyond i128 (a well-formed, out-of-range score).
-    Huge(bool),
+    Small(i64),
+    /// Integral but outside Int64: `seats` that cannot be stored, a
+    /// well-formed score out of range.
+    Huge,
 }
 
-/// An integral value such as `9`, `9.0`, `"9.0"` or `9e0`.
+/// An integral value such as `9`, `9.0`, `"9.0"` or `9e0` (rule 8); `None`
+/// for a value with a fraction.
+///
+/// A huge integral score such as `1e9223372036854775807` is well-formed (it
+/// matches the grammar of rule 8) and integral, so it is `Huge`: a score out
+/// of range, not a bad number. That is what Python's reference `decimal`
+/// module (`_pydecimal`) says: the value is integral and above 10. The C
+/// `decimal` raises InvalidOperation for it only because its exponents stop
+/// at 999999999999999999 (an implementation limit EVENTS.md does not have).
 fn parse_integer(s: &str) -> Option<Integer> {
     let d = parse_decimal(s)?;
-    if d.digits.is_empty() {
-        return Some(Integer::Small(0));
-    }
     if d.exponent < 0 {
         return None;
     }
-    if d.digits.len() as i64 + d.exponent > 37 {
-        return Some(Integer::Huge(d.negative));
+    // 19 digits reach past i64::MAX (9223372036854775807).
+    if d.magnitude() > 19 {
+        return Some(Integer::Huge);
     }
-    let mut v: i128 = d.digits.parse().ok()?;
-    for _ in 0..d.exponent {
-        v *= 10;
-    }
-    Some(Integer::Small(if d.negative { -v } else { v }))
+    let v = d.scaled(d.exponent)?;
+    let v = if d.negative { -v } else { v };
+    Some(i64::try_from(v).map_or(Integer::Huge, Integer::Small))
 }
 
+/// `quantity` (rule 8): any finite number, as the nearest Float64. A value
+/// too large for Float64 is not finite there (`bad_number`); a value too
+/// small for it is the nearest Float64, zero (a finite number read as Float64
+/// rounds, and `float("1e-400")` is 0.0 in Python too).
 fn parse_float(s: &str) -> Option<f64> {
-    parse_decimal(s)?;
+    let d = parse_decimal(s)?;
+    // f64::MAX < 10^309 and the least subnormal > 10^-324: decided without
+    // reading the digits when the magnitude is far outside.
+    if d.is_zero() || d.magnitude() < -400 {
+        return Some(0.0);
+    }
+    if d.magnitude() > 400 {
+        return None;
+    }
     let v: f64 = s.parse().ok()?;
     if v.is_finite() {
         Some(if v == 0.0 { 0.0 } else { v })
@@ -599,7 +668,7 @@ mod tests {
         assert_eq!(parse_integer("9.0"), Some(Integer::Small(9)));
         assert_eq!(parse_integer("90e-1"), Some(Integer::Small(9)));
         assert_eq!(parse_integer("9.5"), None);
-        assert_eq!(parse_integer("1e400"), Some(Integer::Huge(false)));
+        assert_eq!(parse_integer("1e400"), Some(Integer::Huge));
         assert_eq!(parse_float("1e400"), None);
     }
 
