@@ -948,8 +948,8 @@ mod tests {
             mantissa_ok && exp_ok
         }
 
-        /// (negative, significant digits, exponent, the plain decimal
-        /// (integer digits, fraction digits) when the exponent is moderate).
+        /// The exact value: sign, significant digits (no leading or
+        /// trailing zeros) and the power of ten of the last one.
         struct Exact {
             negative: bool,
             digits: String,
