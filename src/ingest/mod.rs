@@ -16,6 +16,8 @@ pub mod batch;
 pub mod decode;
 pub mod fields;
 mod files;
+#[cfg(test)]
+mod fuzz;
 mod keys;
 mod manifest;
 pub mod validate;

@@ -186,8 +186,8 @@ pub fn validate<'a>(row: &RawRecord<'a>, currency: &'a str) -> Result<ValidEvent
                 let parsed = number_text(value, false)
                     .and_then(parse_integer)
                     .and_then(|i| match i {
-                        Integer::Small(v) => i64::try_from(v).ok(),
-                        Integer::Huge(_) => None,
+                        Integer::Small(v) => Some(v),
+                        Integer::Huge => None,
                     })
                     .ok_or_else(bad)?;
                 numbers.seats = Some(parsed);
@@ -214,7 +214,7 @@ pub fn validate<'a>(row: &RawRecord<'a>, currency: &'a str) -> Result<ValidEvent
         Some(score) => {
             let range = if family == TypeFamily::SurveyNps { 0..=10 } else { 1..=5 };
             match score {
-                Integer::Small(v) if range.contains(&v) => Some(v as i64),
+                Integer::Small(v) if range.contains(&v) => Some(v),
                 _ => {
                     return Err(Rejection::new(
                         Reason::ScoreOutOfRange,
@@ -377,16 +377,56 @@ fn numeric_string(s: &str, allow_exponent: bool) -> bool {
 }
 
 /// A decimal number as sign, significant digits and a power of ten:
-/// value = (-1)^negative × digits × 10^exponent, digits without leading or
-/// trailing zeros (empty for zero).
+/// value = (-1)^negative × digits × 10^exponent, where `digits` (`count` of
+/// them, without leading or trailing zeros; none for zero) are the digits of
+/// `significand`, a piece of the source text that may hold its `.`.
+///
+/// The exponent is an `i128` computed from an exponent text of at most
+/// [`EXPONENT_DIGITS`] significant digits and the length of the text, so no
+/// sum below can overflow. A longer exponent saturates: its value is then
+/// beyond ±10^30, where every rule decides the same as for the exact value
+/// (no text is long enough to bring it back into any bound below).
 #[derive(Debug, PartialEq)]
-struct Decimal {
+struct Decimal<'s> {
     negative: bool,
-    digits: String,
-    exponent: i64,
+    significand: &'s str,
+    count: usize,
+    exponent: i128,
 }
 
-fn parse_decimal(s: &str) -> Option<Decimal> {
+/// Exponent texts with more significant digits than this saturate.
+const EXPONENT_DIGITS: usize = 30;
+
+impl Decimal<'_> {
+    fn is_zero(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The power of ten just above the magnitude: 10^(magnitude-1) <= |v| <
+    /// 10^magnitude for a value that is not zero.
+    fn magnitude(&self) -> i128 {
+        self.count as i128 + self.exponent
+    }
+
+    /// |digits| × 10^shift, when that is below 10^38 (so it fits an i128).
+    fn scaled(&self, shift: i128) -> Option<i128> {
+        if self.is_zero() {
+            return Some(0);
+        }
+        if shift < 0 || self.count as i128 + shift > 38 {
+            return None;
+        }
+        let mut v: i128 = 0;
+        for b in self.significand.bytes().filter(u8::is_ascii_digit) {
+            v = v.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+        }
+        v.checked_mul(10i128.checked_pow(u32::try_from(shift).ok()?)?)
+    }
+}
+
+/// Parse a numeric text (`-?\d+(\.\d+)?([eE][+-]?\d+)?`, the grammar of JSON
+/// numbers and of rule 8) in time linear in its length, whatever its exponent.
+fn parse_decimal(s: &str) -> Option<Decimal<'_>> {
     if !numeric_string(s, true) {
         return None;
     }
@@ -398,76 +438,105 @@ fn parse_decimal(s: &str) -> Option<Decimal> {
         Some(i) => (&rest[..i], &rest[i + 1..]),
         None => (rest, "0"),
     };
-    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    // Exponents beyond any representable range saturate; that keeps the
-    // arithmetic below from overflowing and still classifies the value.
-    let exp: i64 = exp.parse().unwrap_or(if exp.starts_with('-') {
-        -(1 << 40)
+    let (exp_negative, exp_digits) = match exp.as_bytes().first() {
+        Some(b'-') => (true, &exp[1..]),
+        Some(b'+') => (false, &exp[1..]),
+        _ => (false, exp),
+    };
+    let exp_digits = exp_digits.trim_start_matches('0');
+    let exp_value: i128 = if exp_digits.len() > EXPONENT_DIGITS {
+        10i128.pow(EXPONENT_DIGITS as u32)
     } else {
-        1 << 40
-    });
-    let mut digits: String = int_part.chars().chain(frac_part.chars()).collect();
-    let mut exponent = exp.saturating_sub(frac_part.len() as i64);
-    let trimmed = digits.trim_start_matches('0').len();
-    digits.drain(..digits.len() - trimmed);
-    while digits.ends_with('0') {
-        digits.pop();
-        exponent += 1;
-    }
-    if digits.is_empty() {
-        exponent = 0;
-    }
+        exp_digits.parse().unwrap_or(0)
+    };
+    let exp_value = if exp_negative { -exp_value } else { exp_value };
+    // The digits of the mantissa as one sequence (the `.` skipped): the first
+    // and the last that are not zero.
+    let int_len = mantissa.find('.').unwrap_or(mantissa.len());
+    let first = mantissa.bytes().position(|b| matches!(b, b'1'..=b'9'));
+    let Some(first) = first else {
+        return Some(Decimal {
+            negative: false,
+            significand: "",
+            count: 0,
+            exponent: 0,
+        });
+    };
+    let last = mantissa.bytes().rposition(|b| matches!(b, b'1'..=b'9')).unwrap_or(first);
+    let significand = &mantissa[first..=last];
+    let count = significand.bytes().filter(u8::is_ascii_digit).count();
+    // The last significant digit stands for 10^(int_len - 1 - its place),
+    // where places after the `.` count one less.
+    let place = if last > int_len { last - 1 } else { last };
+    let exponent = exp_value + int_len as i128 - 1 - place as i128;
     Some(Decimal {
-        negative: negative && !digits.is_empty(),
-        digits,
+        negative,
+        significand,
+        count,
         exponent,
     })
 }
 
-/// Money: exactly representable with 4 fractional digits, |v| < 10^34; `-0` is 0.
+/// Money (rule 7): exactly representable with 4 fractional digits and |v| <
+/// 10^34 (Decimal128(38, 4)), scaled by 10^4; `-0` is 0. A value outside
+/// those bounds, however far, is decided from its magnitude alone.
 fn parse_money(s: &str) -> Option<i128> {
     let d = parse_decimal(s)?;
-    if d.digits.is_empty() {
+    if d.is_zero() {
         return Some(0);
     }
-    if d.exponent < -4 || d.digits.len() as i64 + d.exponent + 4 > 38 {
+    if d.exponent < -4 || d.magnitude() > 34 {
         return None;
     }
-    let mut scaled: i128 = d.digits.parse().ok()?;
-    for _ in 0..(d.exponent + 4) {
-        scaled = scaled.checked_mul(10)?;
-    }
+    let scaled = d.scaled(d.exponent + 4)?;
     Some(if d.negative { -scaled } else { scaled })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Integer {
-    Small(i128),
-    /// Integral but beyond i128 (a well-formed, out-of-range score).
-    Huge(bool),
+    Small(i64),
+    /// Integral but outside Int64: `seats` that cannot be stored, a
+    /// well-formed score out of range.
+    Huge,
 }
 
-/// An integral value such as `9`, `9.0`, `"9.0"` or `9e0`.
+/// An integral value such as `9`, `9.0`, `"9.0"` or `9e0` (rule 8); `None`
+/// for a value with a fraction.
+///
+/// A huge integral score such as `1e9223372036854775807` is well-formed (it
+/// matches the grammar of rule 8) and integral, so it is `Huge`: a score out
+/// of range, not a bad number. That is what Python's reference `decimal`
+/// module (`_pydecimal`) says: the value is integral and above 10. The C
+/// `decimal` raises InvalidOperation for it only because its exponents stop
+/// at 999999999999999999 (an implementation limit EVENTS.md does not have).
 fn parse_integer(s: &str) -> Option<Integer> {
     let d = parse_decimal(s)?;
-    if d.digits.is_empty() {
-        return Some(Integer::Small(0));
-    }
     if d.exponent < 0 {
         return None;
     }
-    if d.digits.len() as i64 + d.exponent > 37 {
-        return Some(Integer::Huge(d.negative));
+    // 19 digits reach past i64::MAX (9223372036854775807).
+    if d.magnitude() > 19 {
+        return Some(Integer::Huge);
     }
-    let mut v: i128 = d.digits.parse().ok()?;
-    for _ in 0..d.exponent {
-        v *= 10;
-    }
-    Some(Integer::Small(if d.negative { -v } else { v }))
+    let v = d.scaled(d.exponent)?;
+    let v = if d.negative { -v } else { v };
+    Some(i64::try_from(v).map_or(Integer::Huge, Integer::Small))
 }
 
+/// `quantity` (rule 8): any finite number, as the nearest Float64. A value
+/// too large for Float64 is not finite there (`bad_number`); a value too
+/// small for it is the nearest Float64, zero (a finite number read as Float64
+/// rounds, and `float("1e-400")` is 0.0 in Python too).
 fn parse_float(s: &str) -> Option<f64> {
-    parse_decimal(s)?;
+    let d = parse_decimal(s)?;
+    // f64::MAX < 10^309 and the least subnormal > 10^-324: decided without
+    // reading the digits when the magnitude is far outside.
+    if d.is_zero() || d.magnitude() < -400 {
+        return Some(0.0);
+    }
+    if d.magnitude() > 400 {
+        return None;
+    }
     let v: f64 = s.parse().ok()?;
     if v.is_finite() {
         Some(if v == 0.0 { 0.0 } else { v })
@@ -599,7 +668,7 @@ mod tests {
         assert_eq!(parse_integer("9.0"), Some(Integer::Small(9)));
         assert_eq!(parse_integer("90e-1"), Some(Integer::Small(9)));
         assert_eq!(parse_integer("9.5"), None);
-        assert_eq!(parse_integer("1e400"), Some(Integer::Huge(false)));
+        assert_eq!(parse_integer("1e400"), Some(Integer::Huge));
         assert_eq!(parse_float("1e400"), None);
     }
 
@@ -670,5 +739,380 @@ mod tests {
         assert_eq!(ev.currency.as_deref(), Some("USD"));
         assert_eq!(ev.priority, None);
         assert_eq!(ev.amount, Some(100_000));
+    }
+
+    /// What one field of a row comes out as: its typed value, or the reason
+    /// the row is rejected.
+    #[derive(Debug, PartialEq)]
+    enum Got {
+        Money(i128),
+        Seats(i64),
+        Score(i64),
+        Quantity(f64),
+        Rejected(Reason),
+    }
+
+    /// The event type and the other fields of a row that tests `field`.
+    fn template(field: &str) -> (&'static str, &'static str) {
+        match field {
+            "mrr" => ("subscription.started", ""),
+            "seats" => ("subscription.started", "\"mrr\":1,"),
+            "score" => ("survey.nps", ""),
+            "quantity" => ("usage.login", ""),
+            _ => panic!("no template for {field}"),
+        }
+    }
+
+    fn got(field: &str, outcome: Result<ValidEvent<'_>, Rejection>) -> Got {
+        match outcome {
+            Err(r) => Got::Rejected(r.reason),
+            Ok(ev) => match field {
+                "mrr" => Got::Money(ev.mrr.expect("mrr")),
+                "seats" => Got::Seats(ev.seats.expect("seats")),
+                "score" => Got::Score(ev.score.expect("score")),
+                _ => Got::Quantity(ev.quantity.expect("quantity")),
+            },
+        }
+    }
+
+    /// `field` given as the JSON value `json` (a number token, or a quoted
+    /// string), read as the JSON Lines decoder reads a line.
+    fn via_json(field: &str, json: &str) -> Got {
+        let (event_type, extra) = template(field);
+        let line = format!(
+            r#"{{"event_id":"e1","event_type":"{event_type}","customer_id":"c1","occurred_at":"2026-01-01T00:00:00Z","subscription_id":"s1",{extra}"{field}":{json}}}"#
+        );
+        let record = crate::ingest::decode::parse_json_object(&line).expect("a JSON object");
+        got(field, validate(&record, "USD"))
+    }
+
+    /// `field` given as the CSV cell `cell`, read as the CSV decoder reads it.
+    fn via_csv(field: &str, cell: &str) -> Got {
+        use crate::ingest::decode::{decode, Compression, Format};
+        let (event_type, _) = template(field);
+        let (mrr_header, mrr_cell) = if field == "mrr" { ("", "") } else { (",mrr", ",1") };
+        let text = format!(
+            "event_id,event_type,customer_id,occurred_at,subscription_id{mrr_header},{field}\ne1,{event_type},c1,2026-01-01T00:00:00Z,s1{mrr_cell},{cell}\n"
+        );
+        let mut out = Vec::new();
+        decode(bytes::Bytes::from(text), Format::Csv, Compression::None, &mut |row| {
+            let record = row.record.expect("a CSV record");
+            out.push(got(field, validate(&record, "USD")));
+        })
+        .expect("decodes");
+        assert_eq!(out.len(), 1);
+        out.pop().expect("one row")
+    }
+
+    /// `field` given as the JSON number `text`, as a JSON string and as a CSV
+    /// cell: the number comes out as `number`, the strings as `string`.
+    fn check(field: &str, text: &str, number: Got, string: Got) {
+        let started = std::time::Instant::now();
+        assert_eq!(via_json(field, text), number, "{field} {text} as a JSON number");
+        assert_eq!(via_json(field, &format!("\"{text}\"")), string, "{field} \"{text}\" as a JSON string");
+        assert_eq!(via_csv(field, text), string, "{field} {text} as a CSV cell");
+        assert!(started.elapsed().as_secs() < 2, "{field} {text} took {:?}", started.elapsed());
+    }
+
+    const BAD: Got = Got::Rejected(Reason::BadNumber);
+    const NEGATIVE: Got = Got::Rejected(Reason::NegativeAmount);
+    const OUT_OF_RANGE: Got = Got::Rejected(Reason::ScoreOutOfRange);
+    /// An exponent beyond i128 (which saturates).
+    const HUGE_EXPONENT: &str = "1e1701411834604692317316873037158841057280000";
+
+    /// Rule 7 at the edges of the exponent: whatever the exponent, money is
+    /// decided in constant time, never wraps, and strings have no exponent.
+    #[test]
+    fn money_exponent_edges() {
+        check("mrr", "1e9223372036854775807", BAD, BAD);
+        check("mrr", "5e9223372036854775807", BAD, BAD);
+        check("mrr", "-5e9223372036854775807", BAD, BAD);
+        check("mrr", "1e-9223372036854775808", BAD, BAD);
+        check("mrr", "-1e-9223372036854775808", BAD, BAD);
+        check("mrr", "10e9223372036854775807", BAD, BAD);
+        check("mrr", "10e-9223372036854775808", BAD, BAD);
+        check("mrr", HUGE_EXPONENT, BAD, BAD);
+        check("mrr", "1e34", BAD, BAD);
+        check("mrr", "-1e34", BAD, BAD);
+        check("mrr", "1e33", Got::Money(10i128.pow(37)), BAD);
+        check("mrr", "0.1e34", Got::Money(10i128.pow(37)), BAD);
+        check("mrr", "0.1e35", BAD, BAD);
+        check("mrr", "100000000000000000000000000000000000e-2", Got::Money(10i128.pow(37)), BAD);
+        check("mrr", "99999999999999999999999999999999999999e-4", Got::Money(10i128.pow(38) - 1), BAD);
+        check("mrr", "99999999999999999999999999999999999999e-3", BAD, BAD);
+        check("mrr", "1e-4", Got::Money(1), BAD);
+        check("mrr", "10e-5", Got::Money(1), BAD);
+        check("mrr", "1e-5", BAD, BAD);
+        check("mrr", "1e+0000000000000000000000000000000000000000002", Got::Money(1_000_000), BAD);
+        check("mrr", "-0e5", Got::Money(0), BAD);
+        check("mrr", "-0e9223372036854775807", Got::Money(0), BAD);
+        check("mrr", "0e-9223372036854775808", Got::Money(0), BAD);
+        check("mrr", "-0.0000000", Got::Money(0), Got::Money(0));
+        check("mrr", "-0", Got::Money(0), Got::Money(0));
+        check("mrr", "-5e-1", NEGATIVE, BAD);
+        check("mrr", "-0.5", NEGATIVE, NEGATIVE);
+        check("mrr", "12.3450", Got::Money(123_450), Got::Money(123_450));
+    }
+
+    /// Rule 8 for `seats`: an integral value (9.0, 9e0) in Int64.
+    #[test]
+    fn seats_exponent_edges() {
+        check("seats", "9e18", Got::Seats(9_000_000_000_000_000_000), Got::Seats(9_000_000_000_000_000_000));
+        check("seats", "1e19", BAD, BAD);
+        check("seats", "9223372036854775807", Got::Seats(i64::MAX), Got::Seats(i64::MAX));
+        check("seats", "922337203685477580.7e1", Got::Seats(i64::MAX), Got::Seats(i64::MAX));
+        check("seats", "9223372036854775808", BAD, BAD);
+        check("seats", "-9223372036854775808", Got::Seats(i64::MIN), Got::Seats(i64::MIN));
+        check("seats", "-9223372036854775809", BAD, BAD);
+        check("seats", "1e9223372036854775807", BAD, BAD);
+        check("seats", "-1e9223372036854775807", BAD, BAD);
+        check("seats", "1e-9223372036854775808", BAD, BAD);
+        check("seats", HUGE_EXPONENT, BAD, BAD);
+        check("seats", "-0e5", Got::Seats(0), Got::Seats(0));
+        check("seats", "0e-9223372036854775808", Got::Seats(0), Got::Seats(0));
+        check("seats", "90e-1", Got::Seats(9), Got::Seats(9));
+        check("seats", "1.5e1", Got::Seats(15), Got::Seats(15));
+        check("seats", "1.55e1", BAD, BAD);
+        check("seats", "1E+1", Got::Seats(10), Got::Seats(10));
+    }
+
+    /// Rule 8 for `score`: a well-formed integral score outside its range,
+    /// however large, is `score_out_of_range` (see [`parse_integer`]); a
+    /// fraction is `bad_number` (rule 11: bad_number comes first).
+    #[test]
+    fn score_exponent_edges() {
+        check("score", "1e9223372036854775807", OUT_OF_RANGE, OUT_OF_RANGE);
+        check("score", "-1e9223372036854775807", OUT_OF_RANGE, OUT_OF_RANGE);
+        check("score", HUGE_EXPONENT, OUT_OF_RANGE, OUT_OF_RANGE);
+        check("score", "1e-9223372036854775808", BAD, BAD);
+        check("score", "1e34", OUT_OF_RANGE, OUT_OF_RANGE);
+        check("score", "1e19", OUT_OF_RANGE, OUT_OF_RANGE);
+        check("score", "9e18", OUT_OF_RANGE, OUT_OF_RANGE);
+        check("score", "1e1", Got::Score(10), Got::Score(10));
+        check("score", "0.1e2", Got::Score(10), Got::Score(10));
+        check("score", "100e-1", Got::Score(10), Got::Score(10));
+        check("score", "1.1e1", OUT_OF_RANGE, OUT_OF_RANGE);
+        check("score", "1.05e1", BAD, BAD);
+        check("score", "-0e5", Got::Score(0), Got::Score(0));
+        check("score", "-1", OUT_OF_RANGE, OUT_OF_RANGE);
+    }
+
+    /// Rule 8 for `quantity`: any finite number as the nearest Float64; too
+    /// large for Float64 is not finite (`bad_number`), too small is zero.
+    #[test]
+    fn quantity_exponent_edges() {
+        let q = Got::Quantity;
+        check("quantity", "1e9223372036854775807", BAD, BAD);
+        check("quantity", "-1e9223372036854775807", BAD, BAD);
+        check("quantity", HUGE_EXPONENT, BAD, BAD);
+        check("quantity", "1e400", BAD, BAD);
+        check("quantity", "1.8e308", BAD, BAD);
+        check("quantity", "1.7976931348623157e308", q(f64::MAX), q(f64::MAX));
+        check("quantity", "1e-9223372036854775808", q(0.0), q(0.0));
+        check("quantity", "-1e-9223372036854775808", q(0.0), q(0.0));
+        check("quantity", "1e-400", q(0.0), q(0.0));
+        check("quantity", "5e-324", q(5e-324), q(5e-324));
+        check("quantity", "1e34", q(1e34), q(1e34));
+        check("quantity", "-0e5", q(0.0), q(0.0));
+        check("quantity", "2.5e-3", q(0.0025), q(0.0025));
+        let tiny_digits = format!("0.{}1e501", "0".repeat(499));
+        check("quantity", &tiny_digits, q(10.0), q(10.0));
+        let long = format!("1{}e-100000", "0".repeat(100_000));
+        check("quantity", &long, q(1.0), q(1.0));
+        check("seats", &long, Got::Seats(1), Got::Seats(1));
+    }
+
+    /// An independent reading of rules 7 and 8 for the property test below:
+    /// the exact value as digits and an exponent (no bound on either: the
+    /// inputs are short), and for moderate exponents the value written out
+    /// in plain decimal, as Python's `Decimal` would hold it.
+    mod reference {
+        use super::{Got, Reason};
+
+        /// `-?\d+(\.\d+)?([eE][+-]?\d+)?`, the exponent only when allowed.
+        fn well_formed(s: &str, exponent: bool) -> bool {
+            let all_digits = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit());
+            let body = s.strip_prefix('-').unwrap_or(s);
+            let (mantissa, exp) = match body.split_once(['e', 'E']) {
+                Some((m, e)) => (m, Some(e)),
+                None => (body, None),
+            };
+            let mantissa_ok = match mantissa.split_once('.') {
+                Some((i, f)) => all_digits(i) && all_digits(f),
+                None => all_digits(mantissa),
+            };
+            let exp_ok = match exp {
+                None => true,
+                Some(e) => exponent && all_digits(e.strip_prefix(['+', '-']).unwrap_or(e)),
+            };
+            mantissa_ok && exp_ok
+        }
+
+        /// The exact value: sign, significant digits (no leading or
+        /// trailing zeros) and the power of ten of the last one.
+        struct Exact {
+            negative: bool,
+            digits: String,
+            exponent: i128,
+        }
+
+        fn exact(s: &str) -> Exact {
+            let negative = s.starts_with('-');
+            let body = s.trim_start_matches('-');
+            let (mantissa, exp) = body.split_once(['e', 'E']).unwrap_or((body, "0"));
+            let exp: i128 = exp.parse().expect("short exponents fit an i128");
+            let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+            let mut digits = format!("{int}{frac}").trim_start_matches('0').to_string();
+            let mut exponent = exp - frac.len() as i128;
+            while digits.ends_with('0') {
+                digits.pop();
+                exponent += 1;
+            }
+            Exact { negative, digits, exponent }
+        }
+
+        /// The value written out: integer digits (no leading zeros) and
+        /// fraction digits (no trailing zeros), for |exponent| <= 200.
+        fn plain(e: &Exact) -> Option<(String, String)> {
+            if e.exponent.abs() > 200 {
+                return None;
+            }
+            let written = if e.exponent >= 0 {
+                format!("{}{}.", e.digits, "0".repeat(e.exponent as usize))
+            } else {
+                let shift = (-e.exponent) as usize;
+                let padded = format!("{}{}", "0".repeat(shift + 1), e.digits);
+                let point = padded.len() - shift;
+                format!("{}.{}", &padded[..point], &padded[point..])
+            };
+            let (int, frac) = written.split_once('.').expect("a point");
+            Some((int.trim_start_matches('0').to_string(), frac.trim_end_matches('0').to_string()))
+        }
+
+        pub fn money(s: &str, exponent_allowed: bool) -> Got {
+            if !well_formed(s, exponent_allowed) {
+                return Got::Rejected(Reason::BadNumber);
+            }
+            let e = exact(s);
+            if e.digits.is_empty() {
+                return Got::Money(0);
+            }
+            // Far exponents: the value has at most 40 digits, so it is either
+            // at least 10^160 or below 10^-160.
+            let Some((int, frac)) = plain(&e) else { return Got::Rejected(Reason::BadNumber) };
+            if frac.len() > 4 || int.len() > 34 {
+                return Got::Rejected(Reason::BadNumber);
+            }
+            let scaled: i128 = format!("{int}{frac:0<4}").parse().expect("at most 38 digits");
+            if e.negative {
+                Got::Rejected(Reason::NegativeAmount)
+            } else {
+                Got::Money(scaled)
+            }
+        }
+
+        /// `Ok(Some(v))` an Int64, `Ok(None)` integral beyond Int64, `Err`
+        /// not an integer.
+        fn integer(s: &str) -> Result<Option<i64>, ()> {
+            if !well_formed(s, true) {
+                return Err(());
+            }
+            let e = exact(s);
+            if e.digits.is_empty() {
+                return Ok(Some(0));
+            }
+            match plain(&e) {
+                None if e.exponent > 0 => Ok(None),
+                None => Err(()),
+                Some((_, frac)) if !frac.is_empty() => Err(()),
+                Some((int, _)) if int.len() > 19 => Ok(None),
+                Some((int, _)) => {
+                    let v: i128 = int.parse().expect("19 digits");
+                    Ok(i64::try_from(if e.negative { -v } else { v }).ok())
+                }
+            }
+        }
+
+        pub fn seats(s: &str) -> Got {
+            match integer(s) {
+                Ok(Some(v)) => Got::Seats(v),
+                _ => Got::Rejected(Reason::BadNumber),
+            }
+        }
+
+        pub fn nps_score(s: &str) -> Got {
+            match integer(s) {
+                Ok(Some(v)) if (0..=10).contains(&v) => Got::Score(v),
+                Ok(_) => Got::Rejected(Reason::ScoreOutOfRange),
+                Err(()) => Got::Rejected(Reason::BadNumber),
+            }
+        }
+
+        pub fn quantity(s: &str) -> Got {
+            if !well_formed(s, true) {
+                return Got::Rejected(Reason::BadNumber);
+            }
+            match s.parse::<f64>() {
+                Ok(v) if v.is_finite() => Got::Quantity(if v == 0.0 { 0.0 } else { v }),
+                _ => Got::Rejected(Reason::BadNumber),
+            }
+        }
+    }
+
+    /// Every field of rules 7 and 8 given `s` as a number token and as a
+    /// string, through [`validate`], against the reference.
+    fn agrees_with_reference(s: &str) {
+        let outcome = |field: &str, value: Value<'_>| {
+            let (event_type, _) = template(field);
+            let mut pairs: Vec<(&str, Value<'_>)> = vec![
+                ("event_id", t("e1")),
+                ("event_type", Value::Text(Cow::Borrowed(event_type))),
+                ("customer_id", t("c1")),
+                ("occurred_at", t("2026-01-01T00:00:00Z")),
+                ("subscription_id", t("s1")),
+            ];
+            if field == "seats" {
+                pairs.push(("mrr", n("1")));
+            }
+            pairs.push((field, value));
+            let mut r = RawRecord::default();
+            for (k, v) in pairs {
+                r.set(Field::from_name(k).expect("known field"), v);
+            }
+            got(field, validate(&r, "USD"))
+        };
+        let text = || Value::Text(Cow::Borrowed(s));
+        let number = || Value::Number(Cow::Borrowed(s));
+        if s.is_empty() {
+            return; // a missing value, not a number (rule 4)
+        }
+        assert_eq!(outcome("mrr", text()), reference::money(s, false), "mrr {s:?}");
+        assert_eq!(outcome("mrr", number()), reference::money(s, true), "mrr {s}");
+        for value in [text(), number()] {
+            assert_eq!(outcome("seats", value.clone()), reference::seats(s), "seats {value:?}");
+            assert_eq!(outcome("score", value.clone()), reference::nps_score(s), "score {value:?}");
+            assert_eq!(outcome("quantity", value.clone()), reference::quantity(s), "quantity {value:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+        /// Any string of digits, signs, points and exponent letters.
+        #[test]
+        fn any_number_text_agrees_with_the_reference(s in "[0-9+.eE-]{0,24}") {
+            agrees_with_reference(&s);
+        }
+
+        /// Well-formed numbers, with leading and trailing zeros and
+        /// exponents up to 30 digits, near every bound of rules 7 and 8.
+        #[test]
+        fn well_formed_numbers_agree_with_the_reference(
+            s in "-?0{0,2}[0-9]{1,8}(\\.[0-9]{0,6}0{0,3})?([eE][+-]?(0{0,3}[0-9]{1,2}|3[0-9]|[0-9]{18,30}))?"
+        ) {
+            let s = s.replace(".e", ".0e").replace(".E", ".0E");
+            let s = if s.ends_with('.') { format!("{s}0") } else { s };
+            agrees_with_reference(&s);
+        }
     }
 }

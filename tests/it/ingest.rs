@@ -632,6 +632,105 @@ fn integers_floats_and_scores() {
     );
 }
 
+/// Issue 28, numbers: exponents at the ends of i64 and beyond once made a run
+/// spin forever (score 1e9223372036854775807) or accept money as 0.0005
+/// (mrr 5e9223372036854775807). The run must end, well within a minute, with
+/// each poison row rejected for its rule 7/8 reason and the edge values that
+/// are valid stored exactly. A huge well-formed integral score is
+/// `score_out_of_range` (it is an integer, and outside 0-10); a quantity too
+/// small for Float64 is its nearest Float64, 0.
+#[test]
+fn poison_numbers_end_the_run_with_their_reasons() {
+    let p = Project::from_fixture("poison");
+    let r = run_within(&p, std::time::Duration::from_secs(120));
+    let (j, c) = ("poison.jsonl", "poison.csv");
+    r.assert_totals(Totals { rows_read: 25, accepted: 10, rejected: 15, objects_ingested: 2, ..Default::default() });
+    r.assert_rejects_by_reason(&[("bad_number", 11), ("score_out_of_range", 4)]);
+    let (bn, oor) = ("bad_number", "score_out_of_range");
+    p.assert_rejects(
+        &r.run_id(),
+        &[
+            (j, 1, oor), // score 1e9223372036854775807
+            (j, 2, bn),  // mrr 5e9223372036854775807
+            (j, 3, bn),  // amount 1e-9223372036854775808: not 4 fractional digits
+            (j, 5, bn),  // seats 1e19 > i64::MAX
+            (j, 6, bn),  // amount 1e34
+            (j, 8, bn),  // quantity 1e9223372036854775807 is not finite in Float64
+            (j, 10, oor), // score "1e9223372036854775807"
+            (j, 11, bn), // score 1e-9223372036854775808 is not an integer
+            (j, 12, bn), // mrr -5e9223372036854775807: out of range before negative
+            (j, 17, oor), // score with an exponent beyond i128
+            (c, 1, oor), // score 1e9223372036854775807
+            (c, 2, bn),  // mrr "5e9223372036854775807": money strings have no exponent
+            (c, 4, bn),  // seats 1e19
+            (c, 6, bn),  // quantity 1e9223372036854775807
+            (c, 8, bn),  // score 1e-9223372036854775808
+        ],
+    );
+    let at = "2026-01-12T10:00:00Z";
+    let sub = |mrr: &str, seats: serde_json::Value| json!({"subscription_id": "s1", "mrr": mrr, "seats": seats, "currency": "USD"});
+    let pay = |amount: &str| json!({"amount": amount, "currency": "USD"});
+    let e = |id: &str, ty: &str, extra: serde_json::Value| event(id, ty, at, extra);
+    p.assert_events(
+        &r.run_id(),
+        vec![
+            ev(j, 4, e("p04", "subscription.started", sub("1.0000", json!(9_000_000_000_000_000_000i64)))), // 9e18
+            ev(j, 7, e("p07", "payment.succeeded", pay("0.0000"))),  // -0e5
+            ev(j, 9, e("p09", "usage.feature_used", json!({"quantity": 0.0}))), // 1e-9223372036854775808
+            ev(j, 13, e("p13", "payment.succeeded", pay("0.0001"))), // 10e-5
+            ev(j, 14, e("p14", "survey.nps", json!({"score": 0}))),   // -0e5
+            ev(j, 15, e("p15", "subscription.started", sub("1.0000", json!(9_000_000_000_000_000_000i64)))), // "9e18"
+            ev(j, 16, e("p16", "subscription.started", sub("1000000000000000000000000000000000.0000", json!(null)))), // 1e33
+            ev(c, 3, e("q03", "subscription.started", sub("1.0000", json!(9_000_000_000_000_000_000i64)))),
+            ev(c, 5, e("q05", "usage.feature_used", json!({"quantity": 0.0}))),
+            ev(c, 7, e("q07", "payment.succeeded", pay("0.0000"))), // -0
+        ],
+    );
+}
+
+/// `tenure run` on `p` with the default options, killed and failed if it
+/// has not ended within `limit`; the run must succeed and write one report.
+fn run_within(p: &Project, limit: std::time::Duration) -> Report {
+    use std::process::{Command, Stdio};
+    let log = p.dir.path().join("run.log");
+    let out = std::fs::File::create(&log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    let args = ["run", "--raw", &p.raw.display().to_string(), "--warehouse", &p.warehouse.display().to_string()]
+        .map(str::to_string);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(args)
+        .args(["--as-of", AS_OF, "--timezone", "UTC", "--currency", "USD"])
+        .current_dir(repo())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .expect("run the tenure binary");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for tenure") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tenure run did not end within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "tenure run failed ({status}):\n{text}");
+    let reports: Vec<_> = std::fs::read_dir(p.reports_dir())
+        .expect("reports folder")
+        .map(|e| e.expect("report entry").path())
+        .filter(|path| path.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(reports.len(), 1, "one run, one report: {reports:?}");
+    let report = Report::load(&reports[0]);
+    report.check_conservation();
+    report
+}
+
 /// Rule 10: currency and priority fold ASCII case (stored USD / lower-case);
 /// event types, ids, segments and features are exact; file extensions match
 /// case-insensitively (.JSONL.GZ, .Csv, .NdJson.ZST, .PARQUET).
