@@ -79,6 +79,7 @@ pub struct Config {
     pub currency: String,
     pub max_reject_rate: f64,
     pub parallelism: usize,
+    pub ingest_limits: crate::ingest::decode::Limits,
     pub activity_window_days: i64,
     pub health: Health,
     pub scheduler: SchedulerSettings,
@@ -550,6 +551,7 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
     if parallelism == 0 {
         p.push("ingest.parallelism", "must be at least 1");
     }
+    let ingest_limits = compile_ingest_limits(&raw.ingest, p);
     let activity_window_days = raw.metrics.activity_window_days.unwrap_or(90);
     if activity_window_days < 1 {
         p.push("metrics.activity_window_days", "must be at least 1");
@@ -625,10 +627,30 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
         currency,
         max_reject_rate,
         parallelism: parallelism.max(1),
+        ingest_limits,
         activity_window_days,
         health,
         scheduler,
         server,
+    }
+}
+
+/// `ingest.max_record_bytes` and `ingest.max_object_bytes`.
+fn compile_ingest_limits(raw: &raw::RawIngest, p: &mut Problems) -> crate::ingest::decode::Limits {
+    let default = crate::ingest::decode::Limits::default();
+    let mut bytes = |key: &str, value: Option<i64>, max: i64, default: u64| match value {
+        None => default,
+        Some(v) if (1..=max).contains(&v) => v as u64,
+        Some(v) => {
+            p.push(key, format!("{v} is not a number of bytes from 1 to {max}"));
+            default
+        }
+    };
+    crate::ingest::decode::Limits {
+        // A row is kept whole in one batch of rejects, whose text columns
+        // hold at most 2 GiB each.
+        max_record_bytes: bytes("ingest.max_record_bytes", raw.max_record_bytes, 1 << 30, default.max_record_bytes),
+        max_object_bytes: bytes("ingest.max_object_bytes", raw.max_object_bytes, i64::MAX, default.max_object_bytes),
     }
 }
 

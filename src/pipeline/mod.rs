@@ -416,6 +416,7 @@ impl Run<'_> {
                 currency: &config.currency,
                 max_reject_rate: config.max_reject_rate,
                 parallelism: config.parallelism,
+                limits: config.ingest_limits,
                 progress: stage.bar(),
                 late_before: history::latest_as_of(runs),
             },
