@@ -920,6 +920,35 @@ mod tests {
         assert_eq!(err.lines().count(), 5, "{err}");
     }
 
+    /// `ingest.max_record_bytes` and `ingest.max_object_bytes`: defaults,
+    /// values taken, and each bad value a problem on its line.
+    #[test]
+    fn ingest_limits_have_defaults_and_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = "[project]\npipelines_dir = \"../pipelines\"\nsql_dir = \"../sql\"\n\n[storage]\nraw = \"raw\"\nwarehouse = \"wh\"\n\n[ingest]\n";
+        write(dir.path(), "pipelines/daily.toml", "");
+        let config = write(dir.path(), "config/tenure.toml", base);
+        let limits = load(&config, &Overrides::default()).expect("loads").config.ingest_limits;
+        assert_eq!((limits.max_record_bytes, limits.max_object_bytes), (16 << 20, 16 << 30));
+
+        write(dir.path(), "config/tenure.toml", &format!("{base}max_record_bytes = 1000\nmax_object_bytes = 5000\n"));
+        let limits = load(&config, &Overrides::default()).expect("loads").config.ingest_limits;
+        assert_eq!((limits.max_record_bytes, limits.max_object_bytes), (1000, 5000));
+
+        write(dir.path(), "config/tenure.toml", &format!("{base}max_record_bytes = 0\nmax_object_bytes = -1\n"));
+        let file = config.display().to_string();
+        let shown = shown(&load_partial(&config, &Overrides::default()).problems);
+        assert_eq!(
+            shown,
+            [
+                format!("{file}:10: ingest.max_record_bytes: 0 is not a number of bytes from 1 to 1073741824"),
+                format!("{file}:11: ingest.max_object_bytes: -1 is not a number of bytes from 1 to 9223372036854775807"),
+            ]
+        );
+        write(dir.path(), "config/tenure.toml", &format!("{base}max_record_bytes = 1073741825\n"));
+        assert_eq!(load_partial(&config, &Overrides::default()).problems.len(), 1);
+    }
+
     #[test]
     fn load_partial_stops_where_the_folders_are_unknown() {
         let dir = tempfile::tempdir().expect("tempdir");
