@@ -35,3 +35,11 @@ pub fn failpoint(name: &str) {
         std::process::abort();
     }
 }
+
+/// Bug-test hook: when `TENURE_FAILPOINT` names this point, the calling
+/// thread panics here, as if a library under it had a bug.
+pub fn panic_point(name: &str) {
+    if std::env::var("TENURE_FAILPOINT").is_ok_and(|v| v == name) {
+        panic!("failpoint {name}: panicking");
+    }
+}

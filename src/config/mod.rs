@@ -79,6 +79,7 @@ pub struct Config {
     pub currency: String,
     pub max_reject_rate: f64,
     pub parallelism: usize,
+    pub ingest_limits: crate::ingest::decode::Limits,
     pub activity_window_days: i64,
     pub health: Health,
     pub scheduler: SchedulerSettings,
@@ -554,6 +555,7 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
     if parallelism == 0 {
         p.push("ingest.parallelism", "must be at least 1");
     }
+    let ingest_limits = compile_ingest_limits(&raw.ingest, p);
     let activity_window_days = raw.metrics.activity_window_days.unwrap_or(90);
     if activity_window_days < 1 {
         p.push("metrics.activity_window_days", "must be at least 1");
@@ -629,6 +631,7 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
         currency,
         max_reject_rate,
         parallelism: parallelism.max(1),
+        ingest_limits,
         activity_window_days,
         health,
         scheduler,
@@ -636,6 +639,25 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
         engine_memory: raw.engine.memory_mb.map_or_else(crate::engine::default_memory_limit, |mb| {
             (mb > 0).then(|| usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX))
         }),
+    }
+}
+
+/// `ingest.max_record_bytes` and `ingest.max_object_bytes`.
+fn compile_ingest_limits(raw: &raw::RawIngest, p: &mut Problems) -> crate::ingest::decode::Limits {
+    let default = crate::ingest::decode::Limits::default();
+    let mut bytes = |key: &str, value: Option<i64>, max: i64, default: u64| match value {
+        None => default,
+        Some(v) if (1..=max).contains(&v) => v as u64,
+        Some(v) => {
+            p.push(key, format!("{v} is not a number of bytes from 1 to {max}"));
+            default
+        }
+    };
+    crate::ingest::decode::Limits {
+        // A row is kept whole in one batch of rejects, whose text columns
+        // hold at most 2 GiB each.
+        max_record_bytes: bytes("ingest.max_record_bytes", raw.max_record_bytes, 1 << 30, default.max_record_bytes),
+        max_object_bytes: bytes("ingest.max_object_bytes", raw.max_object_bytes, i64::MAX, default.max_object_bytes),
     }
 }
 
@@ -914,6 +936,35 @@ mod tests {
         assert_eq!(project.pipelines.len(), 1);
         let err = load(&config, &Overrides::default()).expect_err("problems fail the load").to_string();
         assert_eq!(err.lines().count(), 5, "{err}");
+    }
+
+    /// `ingest.max_record_bytes` and `ingest.max_object_bytes`: defaults,
+    /// values taken, and each bad value a problem on its line.
+    #[test]
+    fn ingest_limits_have_defaults_and_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = "[project]\npipelines_dir = \"../pipelines\"\nsql_dir = \"../sql\"\n\n[storage]\nraw = \"raw\"\nwarehouse = \"wh\"\n\n[ingest]\n";
+        write(dir.path(), "pipelines/daily.toml", "");
+        let config = write(dir.path(), "config/tenure.toml", base);
+        let limits = load(&config, &Overrides::default()).expect("loads").config.ingest_limits;
+        assert_eq!((limits.max_record_bytes, limits.max_object_bytes), (16 << 20, 16 << 30));
+
+        write(dir.path(), "config/tenure.toml", &format!("{base}max_record_bytes = 1000\nmax_object_bytes = 5000\n"));
+        let limits = load(&config, &Overrides::default()).expect("loads").config.ingest_limits;
+        assert_eq!((limits.max_record_bytes, limits.max_object_bytes), (1000, 5000));
+
+        write(dir.path(), "config/tenure.toml", &format!("{base}max_record_bytes = 0\nmax_object_bytes = -1\n"));
+        let file = config.display().to_string();
+        let shown = shown(&load_partial(&config, &Overrides::default()).problems);
+        assert_eq!(
+            shown,
+            [
+                format!("{file}:10: ingest.max_record_bytes: 0 is not a number of bytes from 1 to 1073741824"),
+                format!("{file}:11: ingest.max_object_bytes: -1 is not a number of bytes from 1 to 9223372036854775807"),
+            ]
+        );
+        write(dir.path(), "config/tenure.toml", &format!("{base}max_record_bytes = 1073741825\n"));
+        assert_eq!(load_partial(&config, &Overrides::default()).problems.len(), 1);
     }
 
     #[test]

@@ -109,6 +109,17 @@ pub struct RawIngest {
     pub max_reject_rate: Option<f64>,
     /// Objects decoded in parallel. Default: the number of cores.
     pub parallelism: Option<usize>,
+    /// The longest JSON Lines line (line break excluded) or CSV record, in
+    /// bytes of input, and the most text one Parquet row may hold. A longer
+    /// one is rejected as `malformed`, its `raw` cut to its first 4 KiB and
+    /// its length in `detail`; it is never held in memory whole. 1 to 2^30;
+    /// default 16777216 (16 MiB).
+    pub max_record_bytes: Option<i64>,
+    /// The most bytes one object may hold once decompressed (for Parquet: its
+    /// data uncompressed, as its footer states). A larger object is
+    /// unreadable, with that reason, and is not read past the limit. At least
+    /// 1; default 17179869184 (16 GiB).
+    pub max_object_bytes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -133,7 +133,7 @@ fn tally(dir: &Path) -> Tally {
                 .to_string(),
         );
         let mut rows: Vec<Result<(String, String), Reason>> = Vec::new();
-        decode::decode(Bytes::from(bytes), format, compression, &mut |row| {
+        decode::decode(Bytes::from(bytes), format, compression, decode::Limits::default(), &mut |row| {
             let outcome = match row.record {
                 Err(_) => Err(Reason::Malformed),
                 Ok(record) => validate::validate(&record, CURRENCY)

@@ -262,13 +262,42 @@ pub struct RejectRow {
     pub detail: String,
 }
 
-pub fn rejects_batch(source_object: &str, rows: &[RejectRow], run_id: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
-    let mut object = StringBuilder::new();
-    let mut row = Int64Builder::new();
-    let mut raw = StringBuilder::new();
-    let mut reason = StringBuilder::new();
-    let mut detail = StringBuilder::new();
-    let mut run = StringBuilder::new();
+/// The most text (all text columns together) one rejects batch holds: well
+/// below the 2 GiB an Arrow string array can hold (its offsets are `i32`).
+pub const MAX_REJECTS_BATCH_TEXT: usize = 1 << 30;
+
+/// The rejects of one object as batches of the `rejects` schema, in row
+/// order, each holding at most `max_text` bytes of text (or a single row).
+pub fn rejects_batches(
+    source_object: &str,
+    rows: &[RejectRow],
+    run_id: &str,
+    max_text: usize,
+) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+    let text = |r: &RejectRow| source_object.len() + r.raw.len() + r.reason.len() + r.detail.len() + run_id.len();
+    let mut batches = Vec::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let mut end = start + 1;
+        let mut bytes = text(&rows[start]);
+        while end < rows.len() && bytes + text(&rows[end]) <= max_text {
+            bytes += text(&rows[end]);
+            end += 1;
+        }
+        batches.push(rejects_batch(source_object, &rows[start..end], run_id)?);
+        start = end;
+    }
+    Ok(batches)
+}
+
+fn rejects_batch(source_object: &str, rows: &[RejectRow], run_id: &str) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let text = |f: fn(&RejectRow) -> usize| rows.iter().map(f).sum::<usize>();
+    let mut object = StringBuilder::with_capacity(rows.len(), rows.len() * source_object.len());
+    let mut row = Int64Builder::with_capacity(rows.len());
+    let mut raw = StringBuilder::with_capacity(rows.len(), text(|r| r.raw.len()));
+    let mut reason = StringBuilder::with_capacity(rows.len(), text(|r| r.reason.len()));
+    let mut detail = StringBuilder::with_capacity(rows.len(), text(|r| r.detail.len()));
+    let mut run = StringBuilder::with_capacity(rows.len(), rows.len() * run_id.len());
     for r in rows {
         object.append_value(source_object);
         row.append_value(r.source_row);
@@ -446,5 +475,34 @@ mod tests {
         }
         let viewed = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch");
         assert_eq!(row_keys(&viewed).expect("keys"), together[..2].to_vec());
+    }
+
+    /// Rejects are split into batches of at most the given text each, in
+    /// row order; a row larger than that alone is a batch of its own.
+    #[test]
+    fn rejects_are_split_by_their_text() {
+        use arrow::array::AsArray;
+        let row = |n: i64, raw: usize| RejectRow {
+            source_row: n,
+            raw: "r".repeat(raw),
+            reason: "malformed",
+            detail: "d".into(),
+        };
+        let rows = vec![row(1, 10), row(2, 10), row(3, 100), row(4, 1), row(5, 1), row(6, 30)];
+        // Per row: "obj" 3 + raw + "malformed" 9 + detail 1 + "run" 3 = raw + 16.
+        let batches = rejects_batches("obj", &rows, "run", 60).expect("batches");
+        let rows_of = |b: &RecordBatch| {
+            b.column_by_name("source_row").expect("source_row").as_primitive::<arrow::datatypes::Int64Type>().values().to_vec()
+        };
+        let split: Vec<Vec<i64>> = batches.iter().map(rows_of).collect();
+        assert_eq!(split, vec![vec![1, 2], vec![3], vec![4, 5], vec![6]]);
+        for b in &batches {
+            let raw = b.column_by_name("raw").expect("raw").as_string::<i32>();
+            assert!(b.num_rows() == 1 || raw.value_data().len() + 16 * b.num_rows() <= 60);
+        }
+        let one = rejects_batches("obj", &rows, "run", MAX_REJECTS_BATCH_TEXT).expect("batches");
+        assert_eq!(one.len(), 1);
+        assert_eq!(rows_of(&one[0]), [1, 2, 3, 4, 5, 6]);
+        assert!(rejects_batches("obj", &[], "run", 60).expect("none").is_empty());
     }
 }

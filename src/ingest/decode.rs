@@ -3,6 +3,12 @@
 //! lines (precise rules 1-5, 14). A decoder hands every row to a sink, in row
 //! order, as a [`RawRecord`] or as malformed; it never validates values. An
 //! error returned from [`decode`] means the object is unreadable as a whole.
+//!
+//! Decoding is bounded by [`Limits`], whatever the input: compressed objects
+//! are read as a stream and counted, so one over `max_object_bytes` once
+//! decompressed stops there; a line or record over `max_record_bytes` is
+//! skipped without being held (only its first [`RAW_PREFIX_BYTES`] are kept)
+//! and handed on as malformed.
 
 use super::fields::{Field, RawRecord, Value, FIELD_COUNT};
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -53,16 +59,104 @@ pub fn detect(path: &str) -> Option<(Format, Compression)> {
     Some((format, compression))
 }
 
+/// The most one object may hold (`[ingest]` `max_record_bytes` and
+/// `max_object_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of one JSON Lines line (line break excluded) or one CSV record;
+    /// for Parquet, of the text of one row.
+    pub max_record_bytes: u64,
+    /// Bytes of one object once decompressed (for Parquet: of its data, as
+    /// its footer states them uncompressed).
+    pub max_object_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_record_bytes: 16 << 20,
+            max_object_bytes: 16 << 30,
+        }
+    }
+}
+
+impl Limits {
+    fn record(&self) -> usize {
+        usize::try_from(self.max_record_bytes).unwrap_or(usize::MAX)
+    }
+}
+
+/// The bytes of a row over `max_record_bytes` that its reject keeps as `raw`.
+pub const RAW_PREFIX_BYTES: usize = 4096;
+
+/// Parquet rows decoded at once, at most; fewer where rows are wide, so that
+/// one batch holds about [`PARQUET_BATCH_BYTES`].
+const PARQUET_BATCH_ROWS: usize = 8192;
+const PARQUET_BATCH_BYTES: u64 = 64 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("cannot decompress or read: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("cannot read csv: {0}")]
-    Csv(#[from] csv::Error),
+    Io(#[source] std::io::Error),
+    #[error("{what} is more than ingest.max_object_bytes ({limit} bytes)")]
+    TooLarge { what: String, limit: u64 },
+    #[error("the csv header is more than ingest.max_record_bytes ({limit} bytes)")]
+    HeaderTooLong { limit: u64 },
     #[error("cannot read parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("cannot read parquet: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+}
+
+impl From<std::io::Error> for DecodeError {
+    fn from(e: std::io::Error) -> DecodeError {
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<OverLimit>()) {
+            Some(over) => DecodeError::TooLarge {
+                what: "the decompressed object".to_string(),
+                limit: over.0,
+            },
+            None => DecodeError::Io(e),
+        }
+    }
+}
+
+/// The error a [`Capped`] reader returns past its limit.
+#[derive(Debug)]
+struct OverLimit(u64);
+
+impl fmt::Display for OverLimit {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "more than {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for OverLimit {}
+
+/// A reader that fails with [`OverLimit`] once more than `limit` bytes came
+/// through it.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Capped<R> {
+    fn new(inner: R, limit: u64) -> Self {
+        Capped { inner, left: limit, limit }
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Ask for at most one byte past the limit: enough to know it is crossed.
+        let want = buf.len().min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            return Err(std::io::Error::other(OverLimit(self.limit)));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// One decoded row, handed to the sink. `raw` renders the row's source text
@@ -78,10 +172,17 @@ pub fn decode(
     bytes: Bytes,
     format: Format,
     compression: Compression,
+    limits: Limits,
     sink: &mut dyn FnMut(Row<'_, '_>),
 ) -> Result<(), DecodeError> {
+    if compression == Compression::None && bytes.len() as u64 > limits.max_object_bytes {
+        return Err(DecodeError::TooLarge {
+            what: format!("the object ({} bytes)", bytes.len()),
+            limit: limits.max_object_bytes,
+        });
+    }
     if format == Format::JsonLines && compression == Compression::None {
-        decode_json_slice(&bytes, sink);
+        decode_json_slice(&bytes, limits, sink);
         return Ok(());
     }
     let reader: Box<dyn Read> = match compression {
@@ -93,36 +194,161 @@ pub fn decode(
             bytes.clone(),
         ))?),
     };
+    let reader = Capped::new(reader, limits.max_object_bytes);
     match format {
-        Format::JsonLines => decode_json_lines(BufReader::with_capacity(1 << 16, reader), sink),
-        Format::Csv => decode_csv(BufReader::with_capacity(1 << 16, reader), sink),
-        Format::Parquet => decode_parquet(bytes, sink),
+        Format::JsonLines => decode_json_lines(BufReader::with_capacity(1 << 16, reader), limits, sink),
+        Format::Csv => decode_csv(BufReader::with_capacity(1 << 16, BomSkipping::new(reader)), limits, sink),
+        Format::Parquet => decode_parquet(bytes, limits, sink),
     }
 }
 
-fn decode_json_lines(mut reader: impl BufRead, sink: &mut dyn FnMut(Row<'_, '_>)) -> Result<(), DecodeError> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut number = 0i64;
-    loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(());
+/// One line from a [`LineReader`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// The whole line, with its line break if it has one.
+    Whole(&'a [u8]),
+    /// A line longer than the limit, read past without being held.
+    TooLong {
+        /// Its first bytes (at most the prefix length the reader keeps).
+        prefix: &'a [u8],
+        /// Its length in bytes, line break excluded.
+        len: u64,
+        /// Whether it holds only ASCII whitespace (a blank line, rule 1).
+        blank: bool,
+    },
+}
+
+/// Reads lines of at most `max` bytes (line break excluded) from a stream; a
+/// longer one is read to its end, keeping only its first `prefix` bytes, so
+/// memory stays below `max` plus the inner reader's buffer whatever the input.
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    max: usize,
+    prefix: usize,
+}
+
+impl<R: BufRead> LineReader<R> {
+    pub fn new(inner: R, max: usize, prefix: usize) -> Self {
+        LineReader {
+            inner,
+            buf: Vec::with_capacity(1024),
+            max,
+            prefix: prefix.min(max),
         }
-        number += 1;
-        json_line(number, &buf, sink);
     }
+
+    /// The next line, or `None` at the end of the stream.
+    pub fn next_line(&mut self) -> std::io::Result<Option<Line<'_>>> {
+        self.buf.clear();
+        let mut len = 0u64;
+        let mut read_any = false;
+        let mut too_long = false;
+        let mut blank = true;
+        loop {
+            let chunk = match self.inner.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            read_any = true;
+            let newline = memchr::memchr(b'\n', chunk);
+            let take = newline.map_or(chunk.len(), |i| i + 1);
+            let content = &chunk[..newline.unwrap_or(take)];
+            len += content.len() as u64;
+            if too_long {
+                blank = blank && content.iter().all(u8::is_ascii_whitespace);
+            } else {
+                self.buf.extend_from_slice(&chunk[..take]);
+                if len > self.max as u64 {
+                    too_long = true;
+                    let line = &self.buf[..self.buf.len() - (take - content.len())];
+                    blank = line.iter().all(u8::is_ascii_whitespace);
+                    self.buf.truncate(self.prefix);
+                }
+            }
+            self.inner.consume(take);
+            if newline.is_some() {
+                break;
+            }
+        }
+        Ok(match (read_any, too_long) {
+            (false, _) => None,
+            (true, false) => Some(Line::Whole(&self.buf)),
+            (true, true) => Some(Line::TooLong {
+                prefix: &self.buf,
+                len,
+                blank,
+            }),
+        })
+    }
+}
+
+fn decode_json_lines(reader: impl BufRead, limits: Limits, sink: &mut dyn FnMut(Row<'_, '_>)) -> Result<(), DecodeError> {
+    let mut lines = LineReader::new(reader, limits.record(), RAW_PREFIX_BYTES);
+    let mut number = 0i64;
+    while let Some(line) = lines.next_line()? {
+        number += 1;
+        match line {
+            Line::Whole(line) => json_line(number, line, sink),
+            Line::TooLong { blank: true, .. } => {}
+            Line::TooLong { prefix, len, blank: false } => {
+                too_long(number, "line", len, limits.max_record_bytes, prefix, sink)
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The lines of an uncompressed object, straight from its bytes (no copy).
-fn decode_json_slice(bytes: &[u8], sink: &mut dyn FnMut(Row<'_, '_>)) {
+fn decode_json_slice(bytes: &[u8], limits: Limits, sink: &mut dyn FnMut(Row<'_, '_>)) {
     let mut number = 0i64;
     let mut rest = bytes;
     while !rest.is_empty() {
         let end = memchr::memchr(b'\n', rest).map_or(rest.len(), |i| i + 1);
         number += 1;
-        json_line(number, &rest[..end], sink);
+        let line = &rest[..end];
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        if content.len() as u64 > limits.max_record_bytes {
+            if !content.iter().all(u8::is_ascii_whitespace) {
+                too_long(number, "line", content.len() as u64, limits.max_record_bytes, &content[..RAW_PREFIX_BYTES.min(content.len())], sink);
+            }
+        } else {
+            json_line(number, line, sink);
+        }
         rest = &rest[end..];
     }
+}
+
+/// Hand on a row over `max_record_bytes` as malformed, its raw text cut to
+/// its first bytes.
+fn too_long(number: i64, what: &str, len: u64, max: u64, prefix: &[u8], sink: &mut dyn FnMut(Row<'_, '_>)) {
+    let kept = text_prefix(prefix, RAW_PREFIX_BYTES);
+    let detail = format!(
+        "{what} is {len} bytes, more than ingest.max_record_bytes ({max} bytes); raw holds its first {} bytes",
+        kept.len()
+    );
+    let mut raw = || kept.clone();
+    sink(Row {
+        number,
+        record: Err(detail),
+        raw: &mut raw,
+    });
+}
+
+/// At most the first `max` bytes of `bytes` as text, cut before a character
+/// that the cut would split.
+fn text_prefix(bytes: &[u8], max: usize) -> String {
+    let mut cut = &bytes[..max.min(bytes.len())];
+    if let Err(e) = std::str::from_utf8(cut) {
+        if e.error_len().is_none() {
+            cut = &cut[..e.valid_up_to()];
+        }
+    }
+    String::from_utf8_lossy(cut).into_owned()
 }
 
 /// One line (with its line break, if any) of a JSON Lines object.
@@ -359,21 +585,46 @@ impl<'de> de::Deserialize<'de> for Key {
     }
 }
 
-fn decode_csv(reader: impl Read, sink: &mut dyn FnMut(Row<'_, '_>)) -> Result<(), DecodeError> {
-    let mut reader = BomSkipping::new(reader);
-    let mut csv = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(&mut reader);
-    let headers = csv.byte_headers()?.clone();
+fn decode_csv(reader: impl BufRead, limits: Limits, sink: &mut dyn FnMut(Row<'_, '_>)) -> Result<(), DecodeError> {
+    let mut records = CsvRecords::new(reader, limits.record());
+    let mut record = csv::ByteRecord::new();
+    let headers = match records.next(&mut record)? {
+        None => return Ok(()),
+        Some(CsvRead::TooLong { .. }) => {
+            return Err(DecodeError::HeaderTooLong {
+                limit: limits.max_record_bytes,
+            })
+        }
+        Some(CsvRead::Record) => record.clone(),
+    };
     let columns: Vec<Option<Field>> = headers
         .iter()
         .map(|h| std::str::from_utf8(h).ok().and_then(Field::from_name))
         .collect();
-    let mut record = csv::ByteRecord::new();
     let mut number = 0i64;
-    while csv.read_byte_record(&mut record)? {
+    while let Some(read) = records.next(&mut record)? {
         number += 1;
+        if let CsvRead::TooLong { len, cells } = read {
+            let prefix = records.raw_prefix();
+            let prefix = prefix.trim_ascii();
+            match cells {
+                None => too_long(number, "record", len, limits.max_record_bytes, prefix, sink),
+                Some(cells) => {
+                    let kept = text_prefix(prefix, RAW_PREFIX_BYTES);
+                    let detail = format!(
+                        "record has more than {cells} cells, the header has {}; raw holds its first {} bytes",
+                        headers.len(),
+                        kept.len()
+                    );
+                    sink(Row {
+                        number,
+                        record: Err(detail),
+                        raw: &mut || kept.clone(),
+                    });
+                }
+            }
+            continue;
+        }
         let parsed = if record.len() != headers.len() {
             Err(format!(
                 "record has {} cells, the header has {}",
@@ -391,6 +642,120 @@ fn decode_csv(reader: impl Read, sink: &mut dyn FnMut(Row<'_, '_>)) -> Result<()
         });
     }
     Ok(())
+}
+
+/// What [`CsvRecords::next`] read.
+#[derive(Debug, PartialEq, Eq)]
+enum CsvRead {
+    /// A record, now in the caller's [`csv::ByteRecord`].
+    Record,
+    /// A record over the limit, read past without being held: its length in
+    /// bytes of input, and, where it is the number of its cells that is over
+    /// (each takes room of its own), how many it has at least.
+    TooLong { len: u64, cells: Option<usize> },
+}
+
+/// CSV records read with `csv_core` (the parser of the `csv` crate, with the
+/// same settings: comma, double quotes, any line break, blank lines skipped),
+/// bounded: a record over `max` bytes of input, a quoted cell spanning the
+/// rest of the object included, is read to its end without being held.
+struct CsvRecords<R> {
+    inner: R,
+    core: csv_core::Reader,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    raw: Vec<u8>,
+    max: usize,
+}
+
+impl<R: BufRead> CsvRecords<R> {
+    fn new(inner: R, max: usize) -> Self {
+        CsvRecords {
+            inner,
+            core: csv_core::Reader::new(),
+            out: vec![0; 1024],
+            ends: vec![0; 32],
+            raw: Vec::with_capacity(RAW_PREFIX_BYTES),
+            max,
+        }
+    }
+
+    /// The first bytes of input of the last record read.
+    fn raw_prefix(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// Read the next record into `record`; `None` at the end of the input.
+    fn next(&mut self, record: &mut csv::ByteRecord) -> std::io::Result<Option<CsvRead>> {
+        use csv_core::ReadRecordResult as R;
+        self.raw.clear();
+        let (mut out_len, mut ends_len) = (0usize, 0usize);
+        let mut len = 0u64;
+        let mut cells = 0usize;
+        let mut over: Option<Option<usize>> = None;
+        // Each cell's end takes room beside its bytes: a record of commas alone
+        // has as many cells as bytes.
+        let max_cells = (self.max / std::mem::size_of::<usize>()).max(1);
+        loop {
+            let input = match self.inner.fill_buf() {
+                Ok(input) => input,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let (result, nin, nout, nend) =
+                self.core.read_record(input, &mut self.out[out_len..], &mut self.ends[ends_len..]);
+            let keep = (RAW_PREFIX_BYTES - self.raw.len()).min(nin);
+            self.raw.extend_from_slice(&input[..keep]);
+            self.inner.consume(nin);
+            len += nin as u64;
+            cells += nend;
+            // The ends csv_core writes count from the start of the record.
+            out_len += nout;
+            ends_len += nend;
+            if over.is_none() {
+                if len > self.max as u64 {
+                    over = Some(None);
+                } else if cells > max_cells {
+                    over = Some(Some(cells));
+                }
+            }
+            if over.is_some() {
+                // Only count from here on.
+                out_len = 0;
+                ends_len = 0;
+            }
+            match result {
+                R::InputEmpty => {}
+                R::OutputFull => {
+                    if over.is_none() {
+                        let grown = self.out.len() * 2;
+                        self.out.resize(grown, 0);
+                    }
+                }
+                R::OutputEndsFull => {
+                    if over.is_none() {
+                        let grown = self.ends.len() * 2;
+                        self.ends.resize(grown, 0);
+                    }
+                }
+                R::Record => {
+                    return Ok(Some(match over {
+                        Some(cells) => CsvRead::TooLong { len, cells: cells.map(|_| max_cells) },
+                        None => {
+                            record.clear();
+                            let mut start = 0;
+                            for &end in &self.ends[..ends_len] {
+                                record.push_field(&self.out[start..end]);
+                                start = end;
+                            }
+                            CsvRead::Record
+                        }
+                    }))
+                }
+                R::End => return Ok(None),
+            }
+        }
+    }
 }
 
 fn csv_record<'a>(record: &'a csv::ByteRecord, columns: &[Option<Field>]) -> Result<RawRecord<'a>, String> {
@@ -464,10 +829,27 @@ impl<R: Read> Read for BomSkipping<R> {
     }
 }
 
-fn decode_parquet(bytes: Bytes, sink: &mut dyn FnMut(Row<'_, '_>)) -> Result<(), DecodeError> {
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?
-        .with_batch_size(8192)
-        .build()?;
+fn decode_parquet(bytes: Bytes, limits: Limits, sink: &mut dyn FnMut(Row<'_, '_>)) -> Result<(), DecodeError> {
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    // The footer states the size of the data uncompressed: an object over the
+    // limit is refused before any page is decompressed, and a batch holds
+    // about PARQUET_BATCH_BYTES of wide rows, not PARQUET_BATCH_ROWS of them.
+    let (data, rows) = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .fold((0u64, 0u64), |(data, rows), g| {
+            (data.saturating_add(g.total_byte_size().max(0) as u64), rows.saturating_add(g.num_rows().max(0) as u64))
+        });
+    if data > limits.max_object_bytes {
+        return Err(DecodeError::TooLarge {
+            what: format!("the data of the object ({data} bytes uncompressed)"),
+            limit: limits.max_object_bytes,
+        });
+    }
+    let row_bytes = (data / rows.max(1)).max(1);
+    let batch_rows = (PARQUET_BATCH_BYTES / row_bytes).clamp(1, PARQUET_BATCH_ROWS as u64) as usize;
+    let reader = builder.with_batch_size(batch_rows).build()?;
     let mut number = 0i64;
     for batch in reader {
         let batch = batch?;
@@ -481,8 +863,18 @@ fn decode_parquet(bytes: Bytes, sink: &mut dyn FnMut(Row<'_, '_>)) -> Result<(),
         for row in 0..batch.num_rows() {
             number += 1;
             let mut record = RawRecord::default();
+            let mut text = 0u64;
             for &(i, field) in &columns {
-                record.set(field, parquet_value(batch.column(i).as_ref(), row));
+                let value = parquet_value(batch.column(i).as_ref(), row);
+                if let Value::Text(s) | Value::Number(s) = &value {
+                    text += s.len() as u64;
+                }
+                record.set(field, value);
+            }
+            if text > limits.max_record_bytes {
+                let rendered = render_parquet_row(&batch, row);
+                too_long(number, "the text of the row", text, limits.max_record_bytes, rendered.as_bytes(), sink);
+                continue;
             }
             let mut raw = || render_parquet_row(&batch, row);
             sink(Row {
@@ -584,7 +976,7 @@ mod tests {
 
     fn rows_of(bytes: Bytes, format: Format, compression: Compression) -> Vec<(i64, Result<String, String>, String)> {
         let mut out = Vec::new();
-        decode(bytes, format, compression, &mut |row| {
+        decode(bytes, format, compression, Limits::default(), &mut |row| {
             let record = row
                 .record
                 .map(|r| format!("{:?}", r.get(Field::EventId)));
@@ -708,9 +1100,232 @@ mod tests {
         assert_eq!(got[2].2, "\"q,1\",d,e");
     }
 
+    /// Every line of `input` read by a [`LineReader`] with limit `max` over a
+    /// buffer of `capacity` bytes, as (whole line or prefix, length, too long, blank).
+    fn read_lines(input: &[u8], max: usize, prefix: usize, capacity: usize) -> Vec<(Vec<u8>, u64, bool, bool)> {
+        let mut lines = LineReader::new(BufReader::with_capacity(capacity, input), max, prefix);
+        let mut out = Vec::new();
+        while let Some(line) = lines.next_line().expect("reads") {
+            out.push(match line {
+                Line::Whole(l) => (l.to_vec(), l.strip_suffix(b"\n").unwrap_or(l).len() as u64, false, false),
+                Line::TooLong { prefix, len, blank } => (prefix.to_vec(), len, true, blank),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn line_reader_cuts_long_lines_and_keeps_their_length() {
+        let input = b"abc\n12345\n123456\n      \n\n1234567";
+        for capacity in [1, 2, 3, 7, 64] {
+            let got = read_lines(input, 5, 2, capacity);
+            let want: Vec<(Vec<u8>, u64, bool, bool)> = vec![
+                (b"abc\n".to_vec(), 3, false, false),
+                (b"12345\n".to_vec(), 5, false, false),
+                (b"12".to_vec(), 6, true, false),
+                (b"  ".to_vec(), 6, true, true),
+                (b"\n".to_vec(), 0, false, false),
+                (b"12".to_vec(), 7, true, false),
+            ];
+            assert_eq!(got, want, "buffer of {capacity} bytes");
+        }
+        assert!(read_lines(b"", 5, 2, 8).is_empty());
+        // The line break does not count: a line of exactly the limit is whole.
+        assert_eq!(read_lines(b"12345\r\n", 5, 2, 8)[0].2, true, "\\r counts, it is not the line break");
+        assert_eq!(read_lines(b"1234\r\n", 5, 2, 8)[0].2, false);
+    }
+
+    /// Random lines and limits: the reader yields the lines `split` yields,
+    /// whole where they fit and cut to their prefix where they do not.
+    #[test]
+    fn line_reader_agrees_with_splitting() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..2_000 {
+            let len = rng.usize(0..200);
+            let input: Vec<u8> = (0..len).map(|_| *rng.choice(b"ab \n\r").unwrap_or(&b'a')).collect();
+            let max = rng.usize(1..40);
+            let prefix = rng.usize(0..10);
+            let got = read_lines(&input, max, prefix, rng.usize(1..50));
+            let mut want = Vec::new();
+            let mut rest = &input[..];
+            while !rest.is_empty() {
+                let end = rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |i| i + 1);
+                let line = &rest[..end];
+                let content = line.strip_suffix(b"\n").unwrap_or(line);
+                want.push(if content.len() > max {
+                    (content[..prefix.min(max)].to_vec(), content.len() as u64, true, content.iter().all(u8::is_ascii_whitespace))
+                } else {
+                    (line.to_vec(), content.len() as u64, false, false)
+                });
+                rest = &rest[end..];
+            }
+            assert_eq!(got, want, "{:?} max {max} prefix {prefix}", String::from_utf8_lossy(&input));
+        }
+    }
+
+    fn limits(record: u64, object: u64) -> Limits {
+        Limits {
+            max_record_bytes: record,
+            max_object_bytes: object,
+        }
+    }
+
+    /// Rows as (number, malformed detail or event id, raw) under `limits`.
+    fn rows_within(bytes: Bytes, format: Format, compression: Compression, limits: Limits) -> Result<Vec<(i64, Result<String, String>, String)>, DecodeError> {
+        let mut out = Vec::new();
+        decode(bytes, format, compression, limits, &mut |row| {
+            let record = row.record.map(|r| format!("{:?}", r.get(Field::EventId)));
+            out.push((row.number, record, (row.raw)()));
+        })?;
+        Ok(out)
+    }
+
+    /// A decompression bomb: one 64 MiB line in a gzip of 64 KiB. It is one
+    /// malformed row with its length, its raw text cut; the lines around it
+    /// are read as usual, compressed or not.
+    #[test]
+    fn a_line_over_the_limit_is_malformed_and_cut() {
+        let mut input = b"{\"event_id\":\"a\"}\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 64 << 20));
+        input.extend(b"\n   \n{\"event_id\":\"b\"}\n");
+        let small = limits(1 << 20, 1 << 30);
+        let zipped = gzipped(&input);
+        assert!(zipped.len() < 1 << 20, "a bomb: {} bytes compressed", zipped.len());
+        for (bytes, compression) in [(zipped, Compression::Gzip), (Bytes::from(input), Compression::None)] {
+            let got = rows_within(bytes, Format::JsonLines, compression, small).expect("decodes");
+            assert_eq!(got.len(), 3, "{compression:?}");
+            assert_eq!((got[0].0, got[0].1.as_deref()), (1, Ok("Text(\"a\")")));
+            assert_eq!(got[1].0, 2);
+            let detail = got[1].1.as_ref().expect_err("malformed");
+            assert!(detail.contains("67108864 bytes") && detail.contains("max_record_bytes (1048576 bytes)"), "{detail}");
+            assert_eq!(got[1].2, "x".repeat(RAW_PREFIX_BYTES));
+            assert_eq!((got[2].0, got[2].1.as_deref()), (4, Ok("Text(\"b\")")));
+        }
+        // A blank line is skipped however long (rule 1).
+        let blank = gzipped(&[b' '; 5000]);
+        assert!(rows_within(blank, Format::JsonLines, Compression::Gzip, limits(100, 1 << 20)).expect("decodes").is_empty());
+    }
+
+    #[test]
+    fn a_cut_raw_text_ends_on_a_whole_character() {
+        assert_eq!(text_prefix("ab\u{e9}".as_bytes(), 3), "ab");
+        assert_eq!(text_prefix("ab\u{e9}".as_bytes(), 4), "ab\u{e9}");
+        assert_eq!(text_prefix(b"a\xffb", 3), "a\u{fffd}b");
+    }
+
+    /// An object larger than the limit once decompressed is unreadable, with
+    /// that reason; one of exactly the limit is read.
+    #[test]
+    fn an_object_over_the_limit_is_an_error() {
+        let line = b"{\"event_id\":\"a\"}\n";
+        let input = line.repeat(1000);
+        let exact = input.len() as u64;
+        for format in [Format::JsonLines, Format::Csv] {
+            let input = if format == Format::Csv { [b"event_id\n".as_slice(), &b"a\n".repeat(9000)].concat() } else { input.clone() };
+            let exact = if format == Format::Csv { input.len() as u64 } else { exact };
+            for compression in [Compression::Gzip, Compression::Zstd, Compression::None] {
+                let bytes = match compression {
+                    Compression::Gzip => gzipped(&input),
+                    Compression::Zstd => Bytes::from(zstd::encode_all(&input[..], 3).expect("zstd")),
+                    Compression::None => Bytes::from(input.clone()),
+                };
+                let rows = rows_within(bytes.clone(), format, compression, limits(1 << 20, exact)).expect("at the limit");
+                assert!(rows.len() >= 1000);
+                let err = rows_within(bytes, format, compression, limits(1 << 20, exact - 1)).expect_err("over the limit");
+                assert!(matches!(err, DecodeError::TooLarge { limit, .. } if limit == exact - 1), "{err}");
+                assert!(err.to_string().contains("max_object_bytes"), "{err}");
+            }
+        }
+    }
+
+    /// CSV records read with `csv_core` are the records the `csv` crate reads.
+    #[test]
+    fn csv_records_agree_with_the_csv_crate() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..2_000 {
+            let len = rng.usize(0..120);
+            let input: Vec<u8> = (0..len).map(|_| *rng.choice(b"ab,\"\n\r ").unwrap_or(&b'a')).collect();
+            let mut want = Vec::new();
+            let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(&input[..]);
+            let mut record = csv::ByteRecord::new();
+            while reader.read_byte_record(&mut record).expect("csv") {
+                want.push(record.iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+            }
+            let mut got = Vec::new();
+            let mut records = CsvRecords::new(BufReader::with_capacity(rng.usize(1..16), &input[..]), 1 << 20);
+            while let Some(read) = records.next(&mut record).expect("reads") {
+                assert_eq!(read, CsvRead::Record);
+                got.push(record.iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+            }
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&input));
+        }
+    }
+
+    /// A quoted cell spanning megabytes is one record over the limit, read
+    /// past; so is a record of too many cells. The records after them are read.
+    #[test]
+    fn csv_records_over_the_limit_are_malformed_and_cut() {
+        let mut input = b"event_id,customer_id\na,1\n\"".to_vec();
+        input.extend(b"q\nq,".repeat(1 << 20));
+        input.extend(b"\",2\n");
+        input.extend(b",".repeat(4000));
+        input.extend(b"\nb,3\n");
+        let got = rows_within(gzipped(&input), Format::Csv, Compression::Gzip, limits(10_000, 1 << 30)).expect("decodes");
+        assert_eq!(got.len(), 4);
+        assert_eq!((got[0].0, got[0].1.as_deref()), (1, Ok("Text(\"a\")")));
+        let detail = got[1].1.as_ref().expect_err("too long");
+        assert!(detail.contains(&format!("record is {} bytes", 4 * (1 << 20) + 5)), "{detail}");
+        assert_eq!(got[1].2.len(), RAW_PREFIX_BYTES);
+        assert!(got[1].2.starts_with("\"q\nq,q"), "{:?}", &got[1].2[..10]);
+        let detail = got[2].1.as_ref().expect_err("too many cells");
+        assert!(detail.contains("more than 1250 cells"), "{detail}");
+        assert_eq!((got[3].0, got[3].1.as_deref()), (4, Ok("Text(\"b\")")));
+        // A header over the limit leaves nothing to read the records by.
+        let header = [b"event_id".repeat(100), b"\na\n".to_vec()].concat();
+        let err = rows_within(Bytes::from(header), Format::Csv, Compression::None, limits(100, 1 << 30)).expect_err("header");
+        assert!(matches!(err, DecodeError::HeaderTooLong { limit: 100 }), "{err}");
+    }
+
+    fn parquet_object(ids: &[&str]) -> Bytes {
+        let batch = RecordBatch::try_from_iter([(
+            "event_id",
+            std::sync::Arc::new(arrow::array::StringArray::from(ids.to_vec())) as arrow::array::ArrayRef,
+        )])
+        .expect("batch");
+        let mut out = Vec::new();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+            .build();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+        Bytes::from(out)
+    }
+
+    /// Parquet: an object whose data is over the limit uncompressed is
+    /// refused by its footer; a row of more text than a record may hold is
+    /// malformed and cut.
+    #[test]
+    fn parquet_objects_and_rows_over_the_limit() {
+        let long = "y".repeat(10_000);
+        let bytes = parquet_object(&["a", &long, "b"]);
+        let got = rows_within(bytes.clone(), Format::Parquet, Compression::None, limits(1000, 1 << 30)).expect("decodes");
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].1.as_deref(), Ok("Text(\"a\")"));
+        let detail = got[1].1.as_ref().expect_err("too long");
+        assert!(detail.contains("10000 bytes"), "{detail}");
+        assert!(got[1].2.starts_with("{\"event_id\":\"yyy") && got[1].2.len() == RAW_PREFIX_BYTES, "{}", &got[1].2[..20]);
+        assert_eq!(got[2].1.as_deref(), Ok("Text(\"b\")"));
+        // Small on disk, 10 KB of data once decompressed.
+        let limit = bytes.len() as u64 + 100;
+        assert!(limit < 10_000, "{limit}");
+        let err = rows_within(bytes, Format::Parquet, Compression::None, limits(1 << 20, limit)).expect_err("too large");
+        assert!(err.to_string().contains("uncompressed") && err.to_string().contains(&format!("({limit} bytes)")), "{err}");
+    }
+
     #[test]
     fn corrupt_gzip_is_an_error() {
-        let result = decode(Bytes::from_static(b"\x1f\x8b\x08\x00garbage"), Format::JsonLines, Compression::Gzip, &mut |_| {});
+        let result = decode(Bytes::from_static(b"\x1f\x8b\x08\x00garbage"), Format::JsonLines, Compression::Gzip, Limits::default(), &mut |_| {});
         assert!(result.is_err());
     }
 }

@@ -131,6 +131,9 @@ pub struct IngestOptions<'a> {
     pub currency: &'a str,
     pub max_reject_rate: f64,
     pub parallelism: usize,
+    /// The most a row and an object may hold (`ingest.max_record_bytes`,
+    /// `ingest.max_object_bytes`).
+    pub limits: decode::Limits,
     pub progress: Option<&'a indicatif::ProgressBar>,
     /// The latest as-of date of earlier runs: accepted events dated before it
     /// are late, and counted as such.
@@ -565,6 +568,7 @@ struct Decoding {
 /// most `parallelism` objects decode at once; more are in flight.
 fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'_>) -> Decoding {
     let tz = opts.timezone;
+    let limits = opts.limits;
     let currency: Arc<str> = Arc::from(opts.currency);
     let run_id: Arc<str> = Arc::from(opts.run_id);
     let parallelism = opts.parallelism.max(1);
@@ -578,6 +582,14 @@ fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'
         let url = raw_url.clone();
         let decoders = decoders.clone();
         async move {
+            if obj.compression == Compression::None && obj.meta.size > limits.max_object_bytes {
+                // Not even fetched.
+                let error = decode::DecodeError::TooLarge {
+                    what: format!("the object ({} bytes)", obj.meta.size),
+                    limit: limits.max_object_bytes,
+                };
+                return Ok(Decoded::unreadable(ObjectId::of(&obj.relative, &obj.meta), ObjectReport::of(&obj), error.to_string()));
+            }
             let bytes = store
                 .get(&obj.meta.location)
                 .await
@@ -595,7 +607,7 @@ fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'
                 })?;
             let permit = decoders.acquire_owned().await.map_err(IngestError::DecodeSlot)?;
             let decoded = tokio::task::spawn_blocking(move || {
-                let decoded = decode_object(&obj, bytes, tz, &currency, &run_id);
+                let decoded = decode_object(&obj, bytes, tz, &currency, &run_id, limits);
                 drop(permit);
                 decoded
             })
@@ -697,11 +709,13 @@ impl<'a> Output<'a> {
                     self.events.push(kind, kept).await?;
                 }
             }
-            if !decoded.rejects.is_empty() {
-                let b = batch::rejects_batch(&path, &decoded.rejects, opts.run_id).map_err(|source| IngestError::Arrow {
+            let rejects = batch::rejects_batches(&path, &decoded.rejects, opts.run_id, batch::MAX_REJECTS_BATCH_TEXT)
+                .map_err(|source| IngestError::Arrow {
                     table: self.tables.rejects.display(),
                     source,
                 })?;
+            drop(std::mem::take(&mut decoded.rejects));
+            for b in rejects {
                 self.rejects.write(b).await.map_err(delta_err(&self.tables.rejects))?;
             }
             let meta = &decoded.report;
@@ -899,17 +913,57 @@ async fn discover(raw: &Location, report: &mut IngestReport) -> Result<Vec<Disco
     Ok(found)
 }
 
-/// Decode and validate one object (blocking; runs on the blocking pool).
-fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id: &str) -> Decoded {
+impl ObjectReport {
+    /// The report of `obj` before it is read.
+    fn of(obj: &Discovered) -> ObjectReport {
+        ObjectReport {
+            path: obj.relative.clone(),
+            format: Some(obj.format),
+            compression: Some(obj.compression),
+            status: ObjectStatus::Ingested,
+            bytes: obj.meta.size,
+            ..Default::default()
+        }
+    }
+}
+
+/// Decode and validate one object (blocking; runs on the blocking pool). A
+/// panic while doing so (a bug in a decoder, or in a library under it, set
+/// off by this object's bytes) makes the object unreadable; it never ends
+/// the run.
+fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id: &str, limits: decode::Limits) -> Decoded {
+    unreadable_on_panic(obj, || {
+        crate::panic_point(&format!("decode:{}", obj.relative));
+        decode_object_unguarded(obj, bytes, tz, currency, run_id, limits)
+    })
+}
+
+/// What `decode` returns, or `obj` unreadable with the message of the panic
+/// that stopped it. Whatever `decode` built is dropped with it, so nothing it
+/// left half done is used.
+fn unreadable_on_panic(obj: &Discovered, decode: impl FnOnce() -> Decoded) -> Decoded {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        let message = panic_message(panic.as_ref());
+        tracing::error!(object = %obj.relative, panic = %message, "a decoder panicked; the object is reported unreadable");
+        Decoded::unreadable(ObjectId::of(&obj.relative, &obj.meta), ObjectReport::of(obj), format!("the decoder panicked: {message}"))
+    })
+}
+
+/// The message of a panic's payload (a `&str` or a `String`, as `panic!`
+/// makes them).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+fn decode_object_unguarded(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id: &str, limits: decode::Limits) -> Decoded {
     let identity = ObjectId::of(&obj.relative, &obj.meta);
-    let mut report = ObjectReport {
-        path: obj.relative.clone(),
-        format: Some(obj.format),
-        compression: Some(obj.compression),
-        status: ObjectStatus::Ingested,
-        bytes: obj.meta.size,
-        ..Default::default()
-    };
+    let mut report = ObjectReport::of(obj);
     // Room for the events of an uncompressed object, most of them usage events.
     let rows = if obj.compression == Compression::None { (bytes.len() / BYTES_PER_EVENT).min(1 << 20) } else { 0 };
     let mut builders = [EventBuilder::new(&obj.relative, run_id, rows), EventBuilder::new(&obj.relative, run_id, rows / 8)];
@@ -918,7 +972,7 @@ fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id:
     let mut rows_read = 0u64;
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut local_days = LocalDays::new(tz);
-    let result = decode::decode(bytes, obj.format, obj.compression, &mut |row| {
+    let result = decode::decode(bytes, obj.format, obj.compression, limits, &mut |row| {
         rows_read += 1;
         let outcome = match row.record {
             Err(detail) => Err(validate::Rejection::new(validate::Reason::Malformed, detail)),
@@ -1050,7 +1104,7 @@ mod tests {
         let lines = [usage("x", 1), email("e1", 2), email("x", 3), usage("u2", 4), usage("e1", 2), email("e3", 5)];
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
         let (obj, bytes) = object(&lines);
-        let mut decoded = decode_object(&obj, bytes, chrono_tz::UTC, "USD", "run");
+        let mut decoded = decode_object(&obj, bytes, chrono_tz::UTC, "USD", "run", decode::Limits::default());
         assert_eq!(decoded.report.status, ObjectStatus::Ingested);
         assert_eq!(decoded.report.rows_read, 6);
         assert_eq!(decoded.report.rejected, 0, "{:?}", decoded.rejects);
@@ -1069,13 +1123,30 @@ mod tests {
         assert_eq!((decoded.report.accepted, decoded.report.duplicates, decoded.report.conflicting_duplicates), (4, 2, 2));
     }
 
+    /// A panic while an object is decoded makes it unreadable with the
+    /// panic's message; it does not reach the caller.
+    #[test]
+    fn a_decoder_panic_makes_the_object_unreadable() {
+        let (obj, bytes) = object(&[r#"{"event_id":"a"}"#]);
+        let decoded = unreadable_on_panic(&obj, || panic!("index out of bounds: the len is 3"));
+        assert_eq!(decoded.report.status, ObjectStatus::Unreadable);
+        assert_eq!(decoded.report.path, "a.jsonl");
+        let error = decoded.report.error.as_deref().unwrap_or("");
+        assert!(error.contains("panicked") && error.contains("the len is 3"), "{error}");
+        let formatted = unreadable_on_panic(&obj, || panic!("{} {}", "formatted", 7));
+        assert!(formatted.report.error.as_deref().unwrap_or("").contains("formatted 7"));
+        // Without a panic, the object is what decoding made of it.
+        let read = unreadable_on_panic(&obj, || decode_object_unguarded(&obj, bytes, chrono_tz::UTC, "USD", "run", decode::Limits::default()));
+        assert_eq!((read.report.status, read.report.rows_read), (ObjectStatus::Ingested, 1));
+    }
+
     /// An object that cannot be read counts none of its rows, and the run
     /// report writes each status as a lowercase word.
     #[test]
     fn object_status_is_written_as_lowercase_words() {
         let (mut obj, _) = object(&[]);
         obj.compression = Compression::Gzip;
-        let decoded = decode_object(&obj, Bytes::from_static(b"not gzip"), chrono_tz::UTC, "USD", "run");
+        let decoded = decode_object(&obj, Bytes::from_static(b"not gzip"), chrono_tz::UTC, "USD", "run", decode::Limits::default());
         assert_eq!(decoded.report.status, ObjectStatus::Unreadable);
         assert_eq!((decoded.report.rows_read, decoded.kinds.len()), (0, 0));
 

@@ -469,6 +469,7 @@ impl Run<'_> {
             currency: &config.currency,
             max_reject_rate: config.max_reject_rate,
             parallelism: config.parallelism,
+            limits: config.ingest_limits,
             progress: stage.bar(),
             late_before: history::latest_as_of(runs),
         };
@@ -985,6 +986,7 @@ mod tests {
                             max_reject_rate: 1.0,
                             parallelism: 2,
                             progress: None,
+                            limits: Default::default(),
                             late_before: None,
                         };
                         ingest_exclusively(&raw, &warehouse, &opts, Duration::from_secs(30), Arc::new(SystemClock)).await

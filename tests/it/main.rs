@@ -7,6 +7,8 @@
 //! - `metrics`: golden results of the marts (`spec/METRICS.md`) from
 //!   hand-computed fixtures, and the data checks.
 //! - `incremental`: incremental runs publish what a full rebuild publishes.
+//! - `bounded`: decompression bombs and decoder panics cost a row or an
+//!   object, never the run or unbounded memory.
 //! - `crash`: a run killed at every failpoint recovers to the same tables.
 //! - `cli`: `validate` (every problem with file and line), bad arguments,
 //!   plain piped logs, the run report.
@@ -18,6 +20,7 @@
 //! Needs `python3` with `deltalake` and `pyarrow` (`.ci/run` installs them;
 //! `TENURE_TEST_PYTHON` names another interpreter).
 
+mod bounded;
 mod cli;
 mod crash;
 mod common;
