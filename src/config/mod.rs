@@ -864,10 +864,10 @@ mod tests {
         assert_eq!(s.max_rows, None);
         assert_eq!(s.query_timeout, None);
         assert_eq!((s.login_timeout, s.idle_timeout, s.query_memory), (None, None, None));
-        let (s, _) = server("login_timeout_seconds = 2\nidle_timeout_seconds = 5\nquery_memory_mb = 64");
-        assert_eq!(s.login_timeout, Some(Duration::from_secs(2)));
-        assert_eq!(s.idle_timeout, Some(Duration::from_secs(5)));
-        assert_eq!(s.query_memory, Some(64 << 20));
+        let (set, _) = server("login_timeout_seconds = 2\nidle_timeout_seconds = 5\nquery_memory_mb = 64");
+        assert_eq!(set.login_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(set.idle_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(set.query_memory, Some(64 << 20));
         assert_eq!(s.tls.as_ref().map(|t| t.cert.clone()), Some(PathBuf::from("/etc/tenure/c.pem")));
         assert!(!format!("{s:?}").contains("hunter2"));
         for (text, key) in [
