@@ -224,6 +224,11 @@ impl Protocol {
                 }
                 _ => return Ok(false),
             }
+            // A failed login step pgwire did not end leaves the connection
+            // "ready for query" without a login: nothing can follow.
+            if matches!(socket.state(), PgWireConnectionState::ReadyForQuery) && !authenticated(socket) {
+                return Ok(false);
+            }
         }
         Ok(true)
     }
