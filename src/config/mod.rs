@@ -144,6 +144,12 @@ pub struct Server {
     /// `None`: no limit.
     pub max_rows: Option<u64>,
     pub max_connections: usize,
+    /// `None`: no limit.
+    pub login_timeout: Option<Duration>,
+    /// `None`: no limit.
+    pub idle_timeout: Option<Duration>,
+    /// Bytes of memory one query may hold; `None`: no limit.
+    pub query_memory: Option<usize>,
     /// Problems that stop `tenure serve` only: an unset password variable
     /// must not stop `tenure run` on a machine that never serves.
     pub problems: Vec<Problem>,
@@ -723,6 +729,17 @@ fn compile_server(base: &Path, raw: raw::RawServer, p: &mut Problems) -> Server 
     if max_connections == 0 {
         p.push("server.max_connections", "must be at least 1");
     }
+    let query_memory = match raw.query_memory_mb.unwrap_or(1024) {
+        0 => None,
+        mb => match usize::try_from(mb).ok().and_then(|mb| mb.checked_mul(1024 * 1024)) {
+            Some(bytes) => Some(bytes),
+            None => {
+                p.push("server.query_memory_mb", format!("{mb} MiB is more than this machine can address; use 0 for no limit"));
+                None
+            }
+        },
+    };
+    let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
     Server {
         listen,
         auth,
@@ -736,6 +753,9 @@ fn compile_server(base: &Path, raw: raw::RawServer, p: &mut Problems) -> Server 
             n => Some(n),
         },
         max_connections,
+        login_timeout: seconds(raw.login_timeout_seconds.unwrap_or(10)),
+        idle_timeout: seconds(raw.idle_timeout_seconds.unwrap_or(3600)),
+        query_memory,
         problems: deferred.list,
     }
 }
@@ -861,6 +881,9 @@ mod tests {
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.query_timeout, Some(Duration::from_secs(300)));
         assert_eq!(s.max_rows, Some(1_000_000));
+        assert_eq!(s.login_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(s.idle_timeout, Some(Duration::from_secs(3600)));
+        assert_eq!(s.query_memory, Some(1024 * 1024 * 1024));
         match &s.auth {
             ServerAuth::Password { user, .. } => assert_eq!(user, "tenure"),
             other => panic!("{other:?}"),
@@ -874,11 +897,17 @@ mod tests {
     #[test]
     fn server_settings_are_checked_and_the_password_never_printed() {
         let (s, problems) = server(
-            "listen = \"0.0.0.0:6000\"\npassword = \"hunter2\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nmax_rows = 0\nquery_timeout_seconds = 0",
+            "listen = \"0.0.0.0:6000\"\npassword = \"hunter2\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nmax_rows = 0\nquery_timeout_seconds = 0\n\
+             login_timeout_seconds = 0\nidle_timeout_seconds = 0\nquery_memory_mb = 0",
         );
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(s.max_rows, None);
         assert_eq!(s.query_timeout, None);
+        assert_eq!((s.login_timeout, s.idle_timeout, s.query_memory), (None, None, None));
+        let (set, _) = server("login_timeout_seconds = 2\nidle_timeout_seconds = 5\nquery_memory_mb = 64");
+        assert_eq!(set.login_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(set.idle_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(set.query_memory, Some(64 << 20));
         assert_eq!(s.tls.as_ref().map(|t| t.cert.clone()), Some(PathBuf::from("/etc/tenure/c.pem")));
         assert!(!format!("{s:?}").contains("hunter2"));
         for (text, key) in [
@@ -887,6 +916,7 @@ mod tests {
             ("tls_cert = \"c.pem\"", "server.tls_key"),
             ("auth = \"none\"\npassword = \"x\"", "server.password"),
             ("max_connections = 0", "server.max_connections"),
+            ("query_memory_mb = 9223372036854775807", "server.query_memory_mb"),
         ] {
             let (_, problems) = server(text);
             assert!(problems.iter().any(|p| p.key == key), "{text}: {problems:?}");

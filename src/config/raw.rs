@@ -189,8 +189,26 @@ pub struct RawServer {
     /// A query returning more rows than this fails (SQLSTATE 54000) instead
     /// of streaming them; add a `limit` or aggregate. 0: no limit. Default 1000000.
     pub max_rows: Option<u64>,
-    /// Clients connected at once; more are refused (SQLSTATE 53300). Default 64.
+    /// Clients logged in at once; a login beyond it is refused (SQLSTATE
+    /// 53300). Connections still logging in do not count: they have their
+    /// own bound (see `login_timeout_seconds`). Default 64.
     pub max_connections: Option<usize>,
+    /// A connection must complete its login (TLS, startup, password) within
+    /// this many seconds of connecting, or it is closed. At most 1024
+    /// connections may be logging in at once; when another arrives, the one
+    /// that has been logging in longest is closed, so idle or slow sockets
+    /// can delay but not lock out real clients. 0: no limit. Default 10.
+    pub login_timeout_seconds: Option<u64>,
+    /// A logged-in session that runs nothing for this many seconds is closed
+    /// (FATAL, SQLSTATE 57P05, as PostgreSQL's `idle_session_timeout`). A
+    /// query in progress is never idle. 0: no limit. Default 3600.
+    pub idle_timeout_seconds: Option<u64>,
+    /// Memory one query may hold, in MiB (each query has its own pool; the
+    /// server as a whole may use up to `max_connections` times this). Sorts,
+    /// joins and aggregates that can spill to temporary files do so within
+    /// it; a query that still needs more fails with SQLSTATE 53200
+    /// (out_of_memory) and the server keeps serving. 0: no limit. Default 1024.
+    pub query_memory_mb: Option<u64>,
 }
 
 /// `pipelines/<name>.toml`: what runs, and when.

@@ -1,9 +1,13 @@
-//! The scheduler's health endpoint: `GET /healthz` answers `200 ok`, `GET
-//! /metrics` the per-pipeline counters in the Prometheus text format. A
-//! small HTTP/1.1 responder on a tokio `TcpListener` (one request per
-//! connection, then close); it reads only metrics and never changes the
-//! scheduler.
+//! The scheduler's health endpoint: `GET /healthz` answers `200 ok` while
+//! every scheduled pipeline succeeded recently enough, else `503` naming the
+//! pipelines that did not ([`Health`]); `GET /metrics` the per-pipeline
+//! counters in the Prometheus text format. A small HTTP/1.1 responder on a
+//! tokio `TcpListener` (one request per connection, then close); it reads
+//! only metrics, schedules and the clock, and never changes the scheduler.
 
+use super::cron::CronSchedule;
+use crate::clock::Clock;
+use chrono::{DateTime, TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -27,7 +31,8 @@ pub struct PipelineMetrics {
     pub last_run_duration_seconds: Option<f64>,
     /// Rows accepted by ingest, summed over attempts.
     pub rows_ingested_total: u64,
-    /// Unix time of the last successful run's end.
+    /// Unix time of the last successful run's end: run here, by another
+    /// scheduler on the same warehouse, or found in the run history at start.
     pub last_success_timestamp_seconds: Option<f64>,
     /// 1 while a run of this pipeline is in progress here.
     pub running: bool,
@@ -70,7 +75,7 @@ impl Metrics {
             ("tenure_slots_skipped_total", "counter", "Schedule slots not run here: run by another scheduler, or missed under the catch-up policy.", |m| Some(m.skipped_total as f64)),
             ("tenure_last_run_duration_seconds", "gauge", "Duration of the last scheduled run.", |m| m.last_run_duration_seconds),
             ("tenure_rows_ingested_total", "counter", "Rows accepted by ingest in scheduled runs.", |m| Some(m.rows_ingested_total as f64)),
-            ("tenure_last_success_timestamp_seconds", "gauge", "Unix time the last successful scheduled run ended.", |m| m.last_success_timestamp_seconds),
+            ("tenure_last_success_timestamp_seconds", "gauge", "Unix time the last successful run of the pipeline ended (run here, by another scheduler, or in the run history at start).", |m| m.last_success_timestamp_seconds),
             ("tenure_run_in_progress", "gauge", "1 while a scheduled run is in progress in this process.", |m| Some(if m.running { 1.0 } else { 0.0 })),
         ];
         for (name, kind, help, field) in families {
@@ -98,6 +103,110 @@ fn format_value(v: f64) -> String {
     }
 }
 
+/// How many schedule intervals a pipeline's last success may be old before
+/// `/healthz` reports it.
+pub const STALE_AFTER_INTERVALS: i32 = 2;
+
+/// What `/healthz` judges: each scheduled pipeline's last success against
+/// its schedule, on the scheduler's clock.
+pub struct Health {
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    /// Every scheduled pipeline and its schedule.
+    pub schedules: Vec<(String, CronSchedule)>,
+    /// When the scheduler started: what a pipeline with no success on record
+    /// is measured from.
+    pub since: DateTime<Utc>,
+}
+
+/// A pipeline whose last success is too old.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stale {
+    pub pipeline: String,
+    pub last_success: Option<DateTime<Utc>>,
+    /// The schedule interval it was judged by.
+    pub interval: chrono::Duration,
+    pub now: DateTime<Utc>,
+}
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let limit = format_span(self.interval * STALE_AFTER_INTERVALS);
+        match self.last_success {
+            Some(t) => write!(
+                f,
+                "pipeline {}: last success at {} ({} ago), more than {limit} (twice its schedule interval of {})",
+                self.pipeline,
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                format_span(self.now - t),
+                format_span(self.interval)
+            ),
+            None => write!(
+                f,
+                "pipeline {}: no successful run on record, and none for more than {limit} (twice its schedule interval of {})",
+                self.pipeline,
+                format_span(self.interval)
+            ),
+        }
+    }
+}
+
+fn format_span(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60) {
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h{m:02}m"),
+        (d, h, m) => format!("{d}d{h:02}h{m:02}m"),
+    }
+}
+
+/// The interval `schedule` is judged by at `now`: the longer of the two
+/// gaps between consecutive fire times around now (the one that ended with
+/// the last fire, and the one in progress), so that a schedule with uneven
+/// gaps (weekdays only) is judged by the longer gap it is in.
+pub fn interval(schedule: &CronSchedule, now: DateTime<Utc>) -> Option<chrono::Duration> {
+    let gap = |a: DateTime<Utc>| schedule.next_after(a).map(|b| b - a);
+    match schedule.latest_at_or_before(now) {
+        Some(last) => {
+            let before = schedule.latest_at_or_before(last - chrono::Duration::seconds(1));
+            let ended = before.and_then(gap);
+            let current = gap(last);
+            ended.into_iter().chain(current).max()
+        }
+        // It never fired yet: the first gap ahead.
+        None => schedule.next_after(now).and_then(gap),
+    }
+}
+
+impl Health {
+    /// The pipelines whose last success (or, without one, the scheduler's
+    /// start) is older than twice their schedule interval.
+    pub fn stale(&self) -> Vec<Stale> {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        for (pipeline, schedule) in &self.schedules {
+            let Some(interval) = interval(schedule, now) else {
+                continue;
+            };
+            let last_success = self
+                .metrics
+                .get(pipeline)
+                .last_success_timestamp_seconds
+                .and_then(|s| Utc.timestamp_millis_opt((s * 1000.0) as i64).single());
+            let reference = last_success.unwrap_or(self.since);
+            if now - reference > interval * STALE_AFTER_INTERVALS {
+                out.push(Stale {
+                    pipeline: pipeline.clone(),
+                    last_success,
+                    interval,
+                    now,
+                });
+            }
+        }
+        out
+    }
+}
+
 /// Bind the endpoint (port 0 picks a free port); the address it got.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(addr).await?;
@@ -106,7 +215,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
 }
 
 /// Answer requests until the task is dropped or aborted.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+pub async fn serve(listener: TcpListener, health: Arc<Health>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -116,16 +225,16 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
                 continue;
             }
         };
-        let metrics = metrics.clone();
+        let health = health.clone();
         tokio::spawn(async move {
-            if let Err(e) = respond(stream, &metrics).await {
+            if let Err(e) = respond(stream, &health).await {
                 tracing::debug!(error = %e, "health endpoint: connection dropped");
             }
         });
     }
 }
 
-async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
+async fn respond(mut stream: TcpStream, health: &Health) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let head_end = loop {
@@ -149,9 +258,20 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     match (method, path) {
-        ("GET", "/healthz") => write(&mut stream, "200 OK", "text/plain; charset=utf-8", "ok\n").await,
+        ("GET", "/healthz") => {
+            let stale = health.stale();
+            if stale.is_empty() {
+                write(&mut stream, "200 OK", "text/plain; charset=utf-8", "ok\n").await
+            } else {
+                let mut body = String::from("unhealthy\n");
+                for s in &stale {
+                    let _ = writeln!(body, "{s}");
+                }
+                write(&mut stream, "503 Service Unavailable", "text/plain; charset=utf-8", &body).await
+            }
+        }
         ("GET", "/metrics") => {
-            write(&mut stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &metrics.render()).await
+            write(&mut stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &health.metrics.render()).await
         }
         ("GET", _) => write(&mut stream, "404 Not Found", "text/plain", "not found; try /healthz or /metrics\n").await,
         _ => write(&mut stream, "405 Method Not Allowed", "text/plain", "only GET\n").await,
@@ -190,7 +310,13 @@ mod tests {
             m.last_success_timestamp_seconds = Some(1_777_600_000.0);
         });
         let (listener, addr) = bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
-        let server = tokio::spawn(serve(listener, metrics.clone()));
+        let health = Health {
+            metrics: metrics.clone(),
+            clock: Arc::new(crate::clock::SystemClock),
+            schedules: Vec::new(),
+            since: Utc::now(),
+        };
+        let server = tokio::spawn(serve(listener, Arc::new(health)));
 
         let r = get(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");

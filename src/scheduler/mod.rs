@@ -22,7 +22,9 @@
 //! - **Stopping**: on SIGTERM/SIGINT no new run starts; a run in progress
 //!   gets the grace period to finish, else it is dropped (between Delta
 //!   commits, so nothing is half-published); the lease is released.
-//! - **Health**: `/healthz` and `/metrics` ([`health`]).
+//! - **Health**: `/healthz` and `/metrics` ([`health`]); `/healthz` turns
+//!   unhealthy when a pipeline's last success is older than twice its
+//!   schedule interval.
 //!
 //! The decisions are pure functions of times ([`plan`], [`cron`],
 //! [`lease::decide`]); this module wires them to the clock, the store and the
@@ -310,13 +312,24 @@ pub async fn run(
     let warehouse = Warehouse::of(&project.config)?;
     let history = pipeline::history::list(&warehouse).await?;
     let metrics = Arc::new(Metrics::new(jobs.iter().map(|(p, _)| p.name.as_str())));
+    for (p, _) in &jobs {
+        if let Some(t) = last_success(&history, &p.name) {
+            metrics.update(&p.name, |m| m.last_success_timestamp_seconds = Some(t.timestamp_millis() as f64 / 1000.0));
+        }
+    }
     let health = match options.health_listen {
         Some(addr) => {
             let (listener, local) = health::bind(addr)
                 .await
                 .map_err(|source| SchedulerError::Health { addr, source })?;
             tracing::info!(address = %local, "health endpoint listening (/healthz, /metrics)");
-            Some(tokio::spawn(health::serve(listener, metrics.clone())))
+            let judge = health::Health {
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+                schedules: jobs.iter().map(|(p, s)| (p.name.clone(), s.clone())).collect(),
+                since: clock.now(),
+            };
+            Some(tokio::spawn(health::serve(listener, Arc::new(judge))))
         }
         None => None,
     };
@@ -365,6 +378,21 @@ pub fn last_covered(history: &[RunReport], pipeline: &str, schedule: &CronSchedu
             let started = DateTime::parse_from_rfc3339(&r.started_at).ok()?.with_timezone(&Utc);
             let as_of = r.as_of.parse::<NaiveDate>().ok()?;
             plan::covered_fire(schedule, reporting_tz, started, as_of)
+        })
+        .max()
+}
+
+/// When the newest successful run of `pipeline` in the history ended.
+pub fn last_success(history: &[RunReport], pipeline: &str) -> Option<DateTime<Utc>> {
+    history
+        .iter()
+        .filter(|r| r.pipeline == pipeline && r.succeeded())
+        .filter_map(|r| {
+            let end = |t: &str| DateTime::parse_from_rfc3339(t).ok().map(|t| t.with_timezone(&Utc));
+            match r.finished_at.as_deref().and_then(end) {
+                Some(t) => Some(t),
+                None => Some(end(&r.started_at)? + chrono::Duration::milliseconds((r.seconds * 1000.0) as i64)),
+            }
         })
         .max()
 }
@@ -483,7 +511,15 @@ impl Worker<'_> {
         if let Some(last) = held.record.last_fire.filter(|l| *l >= slot.fire) {
             let by = held.record.holder.clone();
             tracing::info!(pipeline = %self.pipeline, fire = %slot.fire, last_fire = %last, "slot already handled by another scheduler; skipped");
-            self.metrics.update(&self.pipeline, |m| m.skipped_total += 1);
+            // Its success is the pipeline's too (for /healthz), seen now.
+            let succeeded = held.record.last_status.as_deref() == Some("succeeded");
+            let seen = self.clock.now().timestamp_millis() as f64 / 1000.0;
+            self.metrics.update(&self.pipeline, |m| {
+                m.skipped_total += 1;
+                if succeeded {
+                    m.last_success_timestamp_seconds = Some(m.last_success_timestamp_seconds.map_or(seen, |t| t.max(seen)));
+                }
+            });
             self.release(held, None, None).await;
             return SlotOutcome::Skipped { by };
         }

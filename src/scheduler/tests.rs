@@ -368,3 +368,109 @@ async fn a_holder_that_loses_its_lease_stops_its_run() {
     assert_eq!(lease.holder, "b", "a did not clobber b's lease");
     assert!(!lease.released);
 }
+
+fn health(clock: Arc<FakeClock>, metrics: Arc<Metrics>, expr: &str, since: &str) -> health::Health {
+    health::Health {
+        metrics,
+        clock,
+        schedules: vec![("daily".into(), CronSchedule::parse(expr, Tz::UTC).expect("schedule"))],
+        since: utc(since),
+    }
+}
+
+#[tokio::test]
+async fn healthz_turns_unhealthy_when_the_last_success_is_older_than_twice_the_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wh = warehouse(dir.path());
+    let clock = FakeClock::at("2026-05-02T06:00:01Z");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let shared = Arc::new(Shared::default());
+    let runner = FakeRunner::new("a", shared, stop_tx);
+    *runner.script.lock().expect("script") = vec![None, permanent()].into();
+    let w = worker("0 6 * * *", CatchUp::Latest, Tz::UTC, &runner, clock.clone(), &wh, "a", stop_rx);
+    let h = health(clock.clone(), w.metrics.clone(), "0 6 * * *", "2026-05-01T12:00:00Z");
+    assert_eq!(h.stale(), vec![]);
+
+    // The May 2nd run succeeds (its end: 06:00:01), May 3rd fails.
+    assert_eq!(w.handle_slot(Slot::new(utc("2026-05-02T06:00:00Z"), Tz::UTC)).await, SlotOutcome::Succeeded);
+    clock.set(utc("2026-05-03T06:00:01Z"));
+    assert_eq!(w.handle_slot(Slot::new(utc("2026-05-03T06:00:00Z"), Tz::UTC)).await, SlotOutcome::Failed);
+    // One failure is within twice the daily interval...
+    clock.set(utc("2026-05-04T06:00:01Z"));
+    assert_eq!(h.stale(), vec![]);
+    // ...a second one is not.
+    clock.set(utc("2026-05-04T06:00:02Z"));
+    let stale = h.stale();
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].pipeline, "daily");
+    assert_eq!(stale[0].last_success, Some(utc("2026-05-02T06:00:01Z")));
+    assert_eq!(stale[0].interval, chrono::Duration::days(1));
+    let text = stale[0].to_string();
+    assert!(text.contains("pipeline daily") && text.contains("2026-05-02T06:00:01Z") && text.contains("2d00h00m ago"), "{text}");
+
+    // Over HTTP: 503 naming the pipeline; 200 again after the next success.
+    let (listener, addr) = health::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let server = tokio::spawn(health::serve(listener, Arc::new(h)));
+    let get = || async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    };
+    let r = get().await;
+    assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
+    assert!(r.contains("\r\n\r\nunhealthy\npipeline daily: last success at 2026-05-02T06:00:01Z"), "{r}");
+    assert_eq!(w.handle_slot(Slot::new(utc("2026-05-04T06:00:00Z"), Tz::UTC)).await, SlotOutcome::Succeeded);
+    let r = get().await;
+    assert!(r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\nok\n"), "{r}");
+    server.abort();
+}
+
+#[test]
+fn healthz_judges_an_uneven_schedule_by_its_longer_gap_and_a_new_pipeline_from_the_start() {
+    let clock = FakeClock::at("2026-05-03T12:00:00Z");
+    let metrics = Arc::new(Metrics::new(["daily"]));
+    // Weekdays at 06:00; 2026-05-01 is a Friday. Its Friday run succeeded.
+    let friday = utc("2026-05-01T06:05:00Z").timestamp() as f64;
+    metrics.update("daily", |m| m.last_success_timestamp_seconds = Some(friday));
+    let h = health(clock.clone(), metrics.clone(), "0 6 * * MON-FRI", "2026-04-01T00:00:00Z");
+    // Sunday: the weekend gap is 3 days; Friday's success is fresh.
+    assert_eq!(h.stale(), vec![]);
+    // Monday's run failed: still within twice the 3-day gap it follows.
+    clock.set(utc("2026-05-04T12:00:00Z"));
+    assert_eq!(h.stale(), vec![]);
+    // Tuesday's failed too: the gaps around now are a day, Friday is 4 days ago.
+    clock.set(utc("2026-05-05T12:00:00Z"));
+    let stale = h.stale();
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].interval, chrono::Duration::days(1));
+
+    // Hourly, never succeeded: measured from the scheduler's start.
+    let clock = FakeClock::at("2026-05-01T10:30:00Z");
+    let h = health(clock.clone(), Arc::new(Metrics::new(["daily"])), "0 * * * *", "2026-05-01T10:30:00Z");
+    clock.set(utc("2026-05-01T12:29:00Z"));
+    assert_eq!(h.stale(), vec![]);
+    clock.set(utc("2026-05-01T12:31:00Z"));
+    let stale = h.stale();
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].last_success, None);
+    assert!(stale[0].to_string().contains("no successful run"), "{}", stale[0]);
+}
+
+#[test]
+fn the_last_success_comes_from_the_newest_successful_run_of_the_pipeline() {
+    let mut finished = success("daily", "2026-05-02T06:00:02+00:00", "2026-05-02", "succeeded");
+    finished.finished_at = Some("2026-05-02T06:10:00+00:00".into());
+    let history = vec![
+        success("daily", "2026-05-01T06:00:02+00:00", "2026-05-01", "succeeded"),
+        finished,
+        success("daily", "2026-05-03T06:00:02+00:00", "2026-05-03", "failed"),
+        success("other", "2026-05-04T06:00:02+00:00", "2026-05-04", "succeeded"),
+    ];
+    assert_eq!(last_success(&history, "daily"), Some(utc("2026-05-02T06:10:00Z")));
+    // Without an end time: its start plus its duration (1 s in these reports).
+    assert_eq!(last_success(&history[..1], "daily"), Some(utc("2026-05-01T06:00:03Z")));
+    assert_eq!(last_success(&history, "weekly"), None);
+}

@@ -5,6 +5,10 @@
 //! certificate configured the server speaks TLS and refuses plain
 //! connections. A connection is marked [`Authenticated`] only when its
 //! handshake succeeded; the policy refuses every statement on any other.
+//! The mark holds one of the `server.max_connections` places: a login step
+//! that could complete the handshake first takes a place, and a server that
+//! has none left refuses it (FATAL, SQLSTATE 53300), before "authentication
+//! ok", as PostgreSQL does; connections still logging in take none.
 //! The password is only ever held salted and hashed here, and never logged.
 
 use super::policy::Authenticated;
@@ -27,6 +31,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt::Debug;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// The one user and its SCRAM-salted password.
 pub struct Credentials {
@@ -89,6 +94,7 @@ enum Method {
 pub struct Startup {
     method: Method,
     tls_required: bool,
+    slots: Arc<Semaphore>,
 }
 
 /// What every connection's startup needs.
@@ -97,6 +103,8 @@ pub struct StartupConfig {
     /// The server's certificate (PEM), for SCRAM channel binding, when TLS is on.
     pub certificate: Option<Arc<Vec<u8>>>,
     pub manager: Arc<ConnectionManager>,
+    /// The places of logged-in connections (`server.max_connections`).
+    pub slots: Arc<Semaphore>,
 }
 
 impl Startup {
@@ -125,6 +133,7 @@ impl Startup {
         Startup {
             method,
             tls_required: config.certificate.is_some(),
+            slots: config.slots.clone(),
         }
     }
 }
@@ -147,13 +156,22 @@ impl StartupHandler for Startup {
         // Only a handshake that ends here, in this call, authenticates: after a
         // failed one pgwire also leaves the connection "ready for query".
         let before = client.state();
+        // The place it will hold if this step completes the login.
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            tracing::warn!(peer = %client.socket_addr(), "login refused: server.max_connections reached");
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "53300".into(), // too_many_connections
+                "sorry, too many clients already (server.max_connections)".into(),
+            ))));
+        };
         match &self.method {
             Method::Scram(h) => h.on_startup(client, message).await?,
             Method::Trust(h) => h.on_startup(client, message).await?,
         }
         let done = matches!(client.state(), PgWireConnectionState::ReadyForQuery);
         if done && !matches!(before, PgWireConnectionState::ReadyForQuery) {
-            client.session_extensions().insert(Authenticated);
+            client.session_extensions().insert(Authenticated::holding(slot));
             let user = client.metadata().get("user").cloned().unwrap_or_default();
             tracing::debug!(peer = %client.socket_addr(), user = %user, tls = client.is_secure(), "client authenticated");
         }

@@ -1,10 +1,20 @@
 //! The limits of one query on a shared server: a timeout, a cap on the rows
-//! returned, and cancellation when the client asks (a PostgreSQL cancel
-//! request, psql's Ctrl-C) or goes away. [`LimitedPlanner`] puts a
-//! [`LimitExec`] at the root of every physical plan of the server's session,
-//! so every way a query runs (simple or extended protocol, cursors, catalog
-//! queries) is covered, including the time spent computing before the first
-//! row. This module decides nothing about *what* may run.
+//! returned, a memory pool of its own, and cancellation when the client asks
+//! (a PostgreSQL cancel request, psql's Ctrl-C) or goes away.
+//! [`LimitedPlanner`] puts a [`LimitExec`] at the root of every physical
+//! plan of the server's session, so every way a query runs (simple or
+//! extended protocol, cursors, catalog queries) is covered, including the
+//! time spent computing before the first row. This module decides nothing
+//! about *what* may run.
+//!
+//! The memory limit is per query, not per server: [`LimitExec`] runs its
+//! plan with a fresh [`FairSpillPool`] of `server.query_memory_mb` (the
+//! server's disk manager, caches and stores otherwise), so one client's big
+//! sort cannot fail another client's small query, and the operators that
+//! can spill (sorts, grouped aggregates, sort-merge joins) do so to
+//! temporary files within their share. An operator that cannot get the
+//! memory it needs fails the query with DataFusion's "resources exhausted",
+//! which the client sees as SQLSTATE 53200.
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -14,6 +24,8 @@ use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
@@ -27,6 +39,7 @@ use datafusion_postgres::pgwire::api::cancel::CancelHandler;
 use datafusion_postgres::pgwire::api::ConnectionManager;
 use datafusion_postgres::pgwire::messages::cancel::CancelRequest;
 use datafusion_postgres::pgwire::messages::startup::SecretKey;
+use datafusion_postgres::pgwire::tokio::server::MaybeTls;
 use futures::{Stream, StreamExt};
 use std::collections::HashMap;
 use std::future::Future;
@@ -67,6 +80,8 @@ impl Stopped {
 pub struct Limits {
     pub timeout: Option<Duration>,
     pub max_rows: Option<u64>,
+    /// Bytes of memory the query may hold.
+    pub memory: Option<usize>,
 }
 
 tokio::task_local! {
@@ -77,21 +92,37 @@ tokio::task_local! {
 /// the connection carries it (a task-local), so a plan executed there finds it.
 pub struct Connection {
     /// A second handle on the client's socket, only ever watched for the
-    /// peer closing it (never read or written).
-    watch: Option<TcpStream>,
+    /// peer closing it (never read or written); made once the client logged
+    /// in, so that a connection logging in holds one file descriptor.
+    watch: OnceLock<TcpStream>,
     cancel: Notify,
     statement_timeout: Mutex<Option<Duration>>,
     key: OnceLock<(i32, Bytes)>,
 }
 
 impl Connection {
-    pub fn new(watch: Option<TcpStream>) -> Arc<Connection> {
+    pub fn new() -> Arc<Connection> {
         Arc::new(Connection {
-            watch,
+            watch: OnceLock::new(),
             cancel: Notify::new(),
             statement_timeout: Mutex::new(None),
             key: OnceLock::new(),
         })
+    }
+
+    /// Watch `socket` for the peer closing it, from now on.
+    pub fn watch(&self, socket: &MaybeTls) {
+        let tcp = match socket {
+            MaybeTls::Plain(tcp) => tcp,
+            MaybeTls::Tls(tls) => tls.get_ref().0,
+            _ => return,
+        };
+        match duplicate(tcp) {
+            Ok(watch) => {
+                let _ = self.watch.set(watch);
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot watch the connection; a query of a client that goes away runs to its end"),
+        }
     }
 
     /// The connection of the task running now, if it serves one.
@@ -121,7 +152,7 @@ impl Connection {
 
     /// Resolves when the peer closed its side of the socket (or it broke).
     async fn closed(&self) {
-        let Some(watch) = &self.watch else {
+        let Some(watch) = self.watch.get() else {
             return std::future::pending().await;
         };
         loop {
@@ -139,6 +170,20 @@ impl Connection {
             }
         }
     }
+}
+
+/// A second handle on the same socket.
+#[cfg(unix)]
+fn duplicate(socket: &TcpStream) -> std::io::Result<TcpStream> {
+    use std::os::fd::AsFd;
+    // The copy shares the socket's open file, non-blocking like it.
+    let fd = socket.as_fd().try_clone_to_owned()?;
+    TcpStream::from_std(std::net::TcpStream::from(fd))
+}
+
+#[cfg(not(unix))]
+fn duplicate(_socket: &TcpStream) -> std::io::Result<TcpStream> {
+    Err(std::io::ErrorKind::Unsupported.into())
 }
 
 /// Every open connection, for cancel requests (which arrive on a new one).
@@ -255,8 +300,8 @@ impl DisplayAs for LimitExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "LimitExec: timeout={:?}, max_rows={:?}",
-            self.limits.timeout, self.limits.max_rows
+            "LimitExec: timeout={:?}, max_rows={:?}, memory={:?}",
+            self.limits.timeout, self.limits.max_rows, self.limits.memory
         )
     }
 }
@@ -293,6 +338,11 @@ impl ExecutionPlan for LimitExec {
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        // The plan has one output partition (see `new`): one execution per query.
+        let context = match self.limits.memory {
+            Some(bytes) => own_memory_pool(&context, bytes),
+            None => context,
+        };
         let inner = self.input.execute(partition, context)?;
         let connection = Connection::current();
         let client_timeout = connection
@@ -320,6 +370,31 @@ impl ExecutionPlan for LimitExec {
             max_rows: self.limits.max_rows,
         }))
     }
+}
+
+/// `context` with a memory pool of its own, of `bytes`.
+fn own_memory_pool(context: &TaskContext, bytes: usize) -> Arc<TaskContext> {
+    // The error of a query over its limit names its three biggest consumers.
+    let top = std::num::NonZeroUsize::new(3).unwrap_or(std::num::NonZeroUsize::MIN);
+    let runtime = RuntimeEnv {
+        memory_pool: Arc::new(TrackConsumersPool::new(FairSpillPool::new(bytes), top)),
+        ..context.runtime_env().as_ref().clone()
+    };
+    // What a sort sets aside to merge its spilled runs must fit the pool with
+    // room to sort, or a small limit would fail every sort that spills.
+    let mut config = context.session_config().clone();
+    let execution = &mut config.options_mut().execution;
+    execution.sort_spill_reservation_bytes = execution.sort_spill_reservation_bytes.min(bytes / 4);
+    Arc::new(TaskContext::new(
+        context.task_id(),
+        context.session_id(),
+        config,
+        context.scalar_functions().clone(),
+        context.higher_order_functions().clone(),
+        context.aggregate_functions().clone(),
+        context.window_functions().clone(),
+        Arc::new(runtime),
+    ))
 }
 
 struct LimitStream {
@@ -400,6 +475,7 @@ mod tests {
             Limits {
                 timeout: Some(Duration::from_millis(300)),
                 max_rows: Some(10),
+                memory: None,
             },
         );
         assert_eq!(count(&ctx, "select * from generate_series(1, 10)").await, Ok(10));
@@ -410,5 +486,38 @@ mod tests {
         let slow = "select count(*) from generate_series(1, 100000000000) a";
         let e = count(&ctx, slow).await.expect_err("slow");
         assert!(e.contains("statement timeout"), "{e}");
+    }
+
+    async fn run(ctx: &SessionContext, sql: &str) -> Result<usize> {
+        let batches = ctx.sql(sql).await?.collect().await?;
+        Ok(batches.iter().map(|b| b.num_rows()).sum())
+    }
+
+    #[tokio::test]
+    async fn each_query_has_its_own_memory_pool_and_spills_within_it() {
+        let ctx = SessionContext::new();
+        install(
+            &ctx,
+            Limits {
+                memory: Some(8 << 20),
+                ..Limits::default()
+            },
+        );
+        // Holds every value at once (80 MB): nothing to spill, so it fails, as out_of_memory.
+        let hungry = "select array_agg(value) from generate_series(1, 10000000)";
+        let e = run(&ctx, hungry).await.expect_err("over the limit");
+        assert_eq!(super::super::errors::sqlstate(&e), "53200", "{e}");
+        // A sort of 24 MB spills to disk within the 8 MB and returns every row.
+        let sort = "select value from generate_series(1, 3000000) order by value desc";
+        assert_eq!(run(&ctx, sort).await.expect("the sort spills"), 3_000_000);
+        // The failed query's memory is not kept: the next one gets it all.
+        let small = "select array_agg(value) from generate_series(1, 200000)";
+        for _ in 0..3 {
+            assert_eq!(run(&ctx, small).await.expect("within the limit"), 1);
+        }
+        // Without a limit the hungry query runs.
+        let unlimited = SessionContext::new();
+        install(&unlimited, Limits::default());
+        assert_eq!(run(&unlimited, hungry).await.expect("no limit"), 1);
     }
 }

@@ -8,11 +8,13 @@
 //! provides `pg_catalog`; the query service owns the tables (always the
 //! latest published versions, or earlier ones by name) and read-only
 //! planning. This module adds only what a shared server needs: who may
-//! connect ([`auth`]), what may run ([`policy`]), how long and how much
+//! connect ([`auth`]), how long a connection may take to log in and stay
+//! idle ([`connection`]), what may run ([`policy`]), how long and how much
 //! ([`limits`]), and PostgreSQL error codes ([`errors`]). It never writes to
 //! the warehouse, and nothing a client sends reaches a file or URL.
 
 mod auth;
+mod connection;
 mod errors;
 mod limits;
 mod policy;
@@ -26,18 +28,14 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
-use datafusion_postgres::pgwire::api::auth::StartupHandler;
-use datafusion_postgres::pgwire::api::cancel::CancelHandler;
-use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use datafusion_postgres::pgwire::api::{ConnectionManager, ErrorHandler, PgWireServerHandlers};
-use datafusion_postgres::pgwire::tokio::{process_socket, TlsAcceptor};
+use datafusion_postgres::pgwire::api::ConnectionManager;
+use datafusion_postgres::pgwire::tokio::TlsAcceptor;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,33 +63,13 @@ pub enum ServeError {
     Catalog(#[source] Box<datafusion::error::DataFusionError>),
 }
 
-/// The protocol handlers of every connection.
+/// What every connection shares.
 struct Handlers {
     session: Arc<DfSessionService>,
     startup: auth::StartupConfig,
     cancel: Arc<limits::Cancel>,
-}
-
-impl PgWireServerHandlers for Handlers {
-    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.session.clone()
-    }
-
-    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.session.clone()
-    }
-
-    fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(auth::Startup::new(&self.startup))
-    }
-
-    fn error_handler(&self) -> Arc<impl ErrorHandler> {
-        Arc::new(errors::ErrorCodes)
-    }
-
-    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
-        self.cancel.clone()
-    }
+    login_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 /// A bound server, ready to [`run`](Server::run).
@@ -101,7 +79,6 @@ pub struct Server {
     handlers: Arc<Handlers>,
     tls: Option<TlsAcceptor>,
     connections: Arc<limits::Connections>,
-    max_connections: usize,
 }
 
 impl Server {
@@ -135,6 +112,7 @@ impl Server {
             limits::Limits {
                 timeout: settings.query_timeout,
                 max_rows: settings.max_rows,
+                memory: settings.query_memory,
             },
         );
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
@@ -156,11 +134,14 @@ impl Server {
                 credentials,
                 certificate,
                 manager: manager.clone(),
+                slots: Arc::new(Semaphore::new(settings.max_connections)),
             },
             cancel: Arc::new(limits::Cancel {
                 manager,
                 connections: connections.clone(),
             }),
+            login_timeout: settings.login_timeout,
+            idle_timeout: settings.idle_timeout,
         });
 
         let listener = TcpListener::bind(listen)
@@ -189,7 +170,6 @@ impl Server {
             handlers,
             tls,
             connections,
-            max_connections: settings.max_connections,
         })
     }
 
@@ -201,48 +181,54 @@ impl Server {
     /// Serve connections until `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         tokio::pin!(shutdown);
-        let limiter = Arc::new(Semaphore::new(self.max_connections));
+        let logins = Arc::new(connection::Logins::new(connection::MAX_LOGINS));
         loop {
             let (socket, peer) = tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot accept a connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        // Out of file descriptors: make room at the expense of
+                        // the oldest connection still logging in.
+                        let evicted = out_of_descriptors(&e) && logins.evict_oldest();
+                        tracing::warn!(error = %e, evicted, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(if evicted { 10 } else { 100 })).await;
                         continue;
                     }
                 },
             };
-            let Ok(permit) = limiter.clone().try_acquire_owned() else {
-                tracing::warn!(peer = %peer, max = self.max_connections, "connection refused: server.max_connections reached");
-                tokio::spawn(refuse(socket));
-                continue;
-            };
+            let login = logins.admit();
             let handlers = self.handlers.clone();
             let tls = self.tls.clone();
             let connections = self.connections.clone();
             tokio::spawn(async move {
-                let (socket, watch) = match watchable(socket) {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!(peer = %peer, error = %e, "cannot set up the connection");
-                        return;
-                    }
+                let protocol = connection::Protocol {
+                    session: handlers.session.clone(),
+                    startup: Arc::new(auth::Startup::new(&handlers.startup)),
+                    cancel: handlers.cancel.clone(),
+                    tls,
+                    login_timeout: handlers.login_timeout,
+                    idle_timeout: handlers.idle_timeout,
                 };
-                let connection = limits::Connection::new(watch);
+                let connection = limits::Connection::new();
                 let id = connections.insert(&connection);
                 tracing::debug!(peer = %peer, "client connected");
-                if let Err(e) = connection.scope(process_socket(socket, tls, handlers)).await {
-                    tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                match connection.clone().scope(protocol.serve(socket, login, &connection)).await {
+                    Ok(connection::End::Closed) => tracing::debug!(peer = %peer, "connection closed"),
+                    Ok(end) => tracing::debug!(peer = %peer, reason = ?end, "connection closed by the server"),
+                    Err(e) => tracing::debug!(peer = %peer, error = %e, "connection ended with an error"),
                 }
                 connections.remove(id);
-                drop(permit);
             });
         }
         tracing::info!("server stopped");
         Ok(())
     }
+}
+
+/// EMFILE or ENFILE: the process or the system has no file descriptor left.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// `version()` as PostgreSQL words it: drivers and SQLAlchemy (Superset)
@@ -263,35 +249,6 @@ fn version_udf() -> datafusion::logical_expr::ScalarUDF {
         Volatility::Immutable,
         Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(text.clone()))))),
     )
-}
-
-/// The socket, and a second handle on it that only watches for the peer
-/// closing it (a query of a client that went away is stopped).
-fn watchable(socket: TcpStream) -> std::io::Result<(TcpStream, Option<TcpStream>)> {
-    let socket = socket.into_std()?;
-    let watch = socket.try_clone().ok().and_then(|w| TcpStream::from_std(w).ok());
-    Ok((TcpStream::from_std(socket)?, watch))
-}
-
-/// Answer a connection over `max_connections` with PostgreSQL's error.
-async fn refuse(mut socket: TcpStream) {
-    let mut body = Vec::new();
-    for (field, value) in [
-        (b'S', "FATAL"),
-        (b'V', "FATAL"),
-        (b'C', "53300"), // too_many_connections
-        (b'M', "sorry, too many clients already (server.max_connections)"),
-    ] {
-        body.push(field);
-        body.extend_from_slice(value.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut message = vec![b'E'];
-    message.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    message.extend_from_slice(&body);
-    let _ = socket.write_all(&message).await;
-    let _ = socket.shutdown().await;
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -32,8 +32,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Marks a connection whose authentication succeeded (a session extension,
-/// which a client cannot set, unlike startup parameters).
-pub struct Authenticated;
+/// which a client cannot set, unlike startup parameters), and holds its
+/// place among `server.max_connections` until the connection closes.
+pub struct Authenticated {
+    _place: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Authenticated {
+    pub fn holding(place: tokio::sync::OwnedSemaphorePermit) -> Authenticated {
+        Authenticated { _place: place }
+    }
+}
 
 /// `SET` variables datafusion-postgres keeps per client.
 const CLIENT_SETTINGS: &[&str] = &[

@@ -385,6 +385,8 @@ fn writes_file_reads_and_bad_logins_are_refused_and_the_server_keeps_serving() {
 
     // Regression: after a failed login pgwire leaves the connection "ready
     // for query"; a client that ignores the error must still not run SQL.
+    // (The server closes the connection after a FATAL error, as PostgreSQL
+    // does; the policy refuses statements of unauthenticated clients besides.)
     let mut s = TcpStream::connect(server.addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let params = b"user\0tenure\0database\0tenure\0\0";
@@ -408,12 +410,16 @@ fn writes_file_reads_and_bad_logins_are_refused_and_the_server_keeps_serving() {
     msg.extend_from_slice(q);
     let _ = s.write_all(&msg);
     let mut rest = Vec::new();
-    let _ = s.read_to_end(&mut rest);
+    let end = s.read_to_end(&mut rest);
     assert!(
         !rest.contains(&b'D'),
         "rows were sent to an unauthenticated client: {rest:?}"
     );
-    server.wait_for_log("28000, not authenticated", 10);
+    assert!(
+        !matches!(&end, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the connection stayed open after a failed login"
+    );
+    server.wait_for_log("Unsupported SASL authentication method BOGUS", 10);
 
     assert_eq!(server.query(&["select count(*) from events"]), EVENTS);
     assert!(
@@ -596,4 +602,179 @@ fn serve_refuses_unsafe_or_incomplete_settings() {
     let out = server.psql("", None, &["select count(*) from events"]);
     assert!(out.status.success(), "{}", output_text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), EVENTS);
+}
+
+/// A raw connection that sends `bytes` (if any) and then nothing more.
+fn idle_socket(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    if !bytes.is_empty() {
+        s.write_all(bytes).expect("write");
+    }
+    s
+}
+
+/// PostgreSQL's SSLRequest: what libpq sends first by default (sslmode=prefer).
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// A startup message for user tenure, database tenure.
+fn startup_message() -> Vec<u8> {
+    let params = b"user\0tenure\0database\0tenure\0\0";
+    let mut startup = ((params.len() + 8) as i32).to_be_bytes().to_vec();
+    startup.extend_from_slice(&196608i32.to_be_bytes());
+    startup.extend_from_slice(params);
+    startup
+}
+
+/// Whether the server closed `s` (EOF or reset) within `secs`, after
+/// whatever it sent first; what it sent.
+fn closed_within(s: &mut TcpStream, secs: f64) -> (bool, Vec<u8>) {
+    s.set_read_timeout(Some(Duration::from_secs_f64(secs))).expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (true, got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return (false, got)
+            }
+            Err(_) => return (true, got),
+        }
+    }
+}
+
+/// Regression (issue 28): 64 sockets that never logged in took every
+/// `max_connections` place and locked every user out ("server sent an error
+/// response during SSL exchange"). Only logged-in clients count; logins in
+/// progress have a bound of their own that closes the oldest.
+#[test]
+fn idle_sockets_that_never_log_in_do_not_lock_users_out() {
+    let p = published();
+    let config = config_with(p.dir.path(), |t| {
+        set(t, &["server", "max_connections"], toml::Value::Integer(2));
+        // No deadline: the sockets stay for as long as the test holds them.
+        set(t, &["server", "login_timeout_seconds"], toml::Value::Integer(0));
+    });
+    let server = Server::start(&p, Some(&config), Some(PASSWORD));
+    let startup = startup_message();
+    let mut idle: Vec<TcpStream> = (0..200)
+        .map(|i| match i % 3 {
+            0 => idle_socket(server.addr, &[]),
+            1 => idle_socket(server.addr, &SSL_REQUEST),
+            _ => idle_socket(server.addr, &startup),
+        })
+        .collect();
+    assert_eq!(server.query(&["select count(*) from events"]), EVENTS);
+    let out = server.psql("sslmode=prefer", Some(PASSWORD), &["select count(*) from events"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    // max_connections still counts the clients that logged in.
+    let port = server.addr.port().to_string();
+    let held = python_client(&["hold", &port, PASSWORD, "3"]);
+    assert_eq!(held[0], "ok", "{held}");
+    assert_eq!(held[1], "ok", "{held}");
+    assert!(
+        held[2].as_str().unwrap_or("").contains("too many clients"),
+        "the third session should be refused: {held}"
+    );
+    // Their places are given back as the server sees them leave.
+    std::thread::sleep(Duration::from_millis(500));
+
+    // A flood past the bound of logins in progress (1024): the oldest
+    // sockets are closed to make room, and a real client still logs in.
+    idle.extend((0..1000).map(|_| idle_socket(server.addr, &[])));
+    assert_eq!(server.query(&["select count(*) from events"]), EVENTS);
+    let closed = idle.iter_mut().take(200).map(|s| closed_within(s, 0.05).0).filter(|c| *c).count();
+    assert!(closed >= 170, "only {closed} of the 200 oldest logins were closed");
+    let open = idle[1100..].iter_mut().map(|s| closed_within(s, 0.01).0).filter(|c| !*c).count();
+    assert_eq!(open, 100, "the newest logins were closed");
+}
+
+#[test]
+fn a_login_that_does_not_finish_in_time_is_closed() {
+    let p = published();
+    let config = config_with(p.dir.path(), |t| {
+        set(t, &["server", "login_timeout_seconds"], toml::Value::Integer(1));
+    });
+    let server = Server::start(&p, Some(&config), Some(PASSWORD));
+    let start = Instant::now();
+    let mut silent = idle_socket(server.addr, &[]);
+    let mut stalled = idle_socket(server.addr, &startup_message());
+    let (closed, _) = closed_within(&mut silent, 10.0);
+    assert!(closed, "a socket that sent nothing was kept");
+    let (closed, got) = closed_within(&mut stalled, 10.0);
+    assert!(closed, "a login stalled after its startup message was kept");
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "closed before the login timeout: {:?}",
+        start.elapsed()
+    );
+    // An authentication request, then FATAL 57014 saying why.
+    assert_eq!(got.first(), Some(&b'R'), "{got:?}");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.contains("C57014") && text.contains("authentication due to timeout"),
+        "{text:?}"
+    );
+    // A real client logs in well within the second.
+    assert_eq!(server.query(&["select count(*) from events"]), EVENTS);
+}
+
+#[test]
+fn an_idle_session_is_closed_a_busy_one_is_not() {
+    let p = published();
+    let config = config_with(p.dir.path(), |t| {
+        set(t, &["server", "idle_timeout_seconds"], toml::Value::Integer(2));
+    });
+    let server = Server::start(&p, Some(&config), Some(PASSWORD));
+    // Queries every half second for longer than the idle timeout.
+    let mut busy = vec!["select 1"];
+    for _ in 0..7 {
+        busy.extend(["\\! sleep 0.5", "select 1"]);
+    }
+    let start = Instant::now();
+    let out = server.query(&busy);
+    assert!(start.elapsed() > Duration::from_secs(3), "{:?}", start.elapsed());
+    assert_eq!(out, vec!["1"; 8].join("\n"));
+    // Nothing for longer than it: the next query finds the session closed.
+    let out = server.psql(
+        "",
+        Some(PASSWORD),
+        &["select 1", "\\! sleep 4", "select count(*) from events"],
+    );
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("57P05") && err.contains("idle-session timeout"),
+        "{}",
+        output_text(&out)
+    );
+    server.wait_for_log("IdleTimeout", 10);
+}
+
+#[test]
+fn a_query_over_its_memory_limit_fails_with_53200_and_the_server_keeps_serving() {
+    let p = published();
+    let config = config_with(p.dir.path(), |t| {
+        set(t, &["server", "query_memory_mb"], toml::Value::Integer(16));
+    });
+    let server = Server::start(&p, Some(&config), Some(PASSWORD));
+    // 10 million values held at once (80 MB), with nothing to spill.
+    server.refused(
+        "select cardinality(array_agg(value)) from generate_series(1, 10000000)",
+        "53200",
+    );
+    // A sort of 3 million rows (24 MB) spills to disk within the 16 MB.
+    assert_eq!(
+        server.query(&[
+            "select max(r) from (select row_number() over (order by value desc) as r from generate_series(1, 3000000))"
+        ]),
+        "3000000"
+    );
+    // The next queries, on this and on new connections, run.
+    assert_eq!(
+        server.query(&["select cardinality(array_agg(value)) from generate_series(1, 100000)"]),
+        "100000"
+    );
+    assert_eq!(server.query(&["select count(*) from events"]), EVENTS);
 }

@@ -2,6 +2,9 @@
 
     serve_client.py psycopg PORT PASSWORD   parameterised queries with psycopg 3
                                             (extended protocol), printed as JSON
+    serve_client.py hold PORT PASSWORD N    N psycopg sessions opened one after another
+                                            and kept open, each running a query;
+                                            prints "ok" or the error of each
     serve_client.py scram PORT USER PASSWORD
                                             a SCRAM-SHA-256 login by hand, printing
                                             the SQLSTATE the server answers with
@@ -74,6 +77,23 @@ def run_psycopg(port, password):
     print(json.dumps(out))
 
 
+def run_hold(port, password, n):
+    import psycopg
+
+    held, out = [], []
+    for _ in range(n):
+        try:
+            conn = psycopg.connect(host="127.0.0.1", port=port, user="tenure", password=password, dbname="tenure", connect_timeout=10)
+            conn.execute("select 1").fetchone()
+            held.append(conn)
+            out.append("ok")
+        except psycopg.Error as e:
+            out.append(str(e))
+    for conn in held:
+        conn.close()
+    print(json.dumps(out))
+
+
 def message(kind, body):
     return kind + struct.pack("!i", len(body) + 4) + body
 
@@ -142,7 +162,9 @@ def run_scram(port, user, password):
 if __name__ == "__main__":
     if sys.argv[1] == "psycopg":
         run_psycopg(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "hold":
+        run_hold(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "scram":
         run_scram(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     else:
-        sys.exit("usage: serve_client.py psycopg PORT PASSWORD | scram PORT USER PASSWORD")
+        sys.exit("usage: serve_client.py psycopg PORT PASSWORD | hold PORT PASSWORD N | scram PORT USER PASSWORD")
