@@ -50,7 +50,7 @@ fn decoded(name: &str, bytes: Bytes, format: Format, compression: Compression) -
         format,
         compression,
     };
-    decode_object(&obj, bytes, chrono_tz::UTC, "USD", "run")
+    decode_object(&obj, bytes, chrono_tz::UTC, "USD", "run", Default::default())
 }
 
 /// Rows read add up: each is accepted, a duplicate or rejected, once; the

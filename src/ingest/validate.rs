@@ -795,7 +795,7 @@ mod tests {
             "event_id,event_type,customer_id,occurred_at,subscription_id{mrr_header},{field}\ne1,{event_type},c1,2026-01-01T00:00:00Z,s1{mrr_cell},{cell}\n"
         );
         let mut out = Vec::new();
-        decode(bytes::Bytes::from(text), Format::Csv, Compression::None, &mut |row| {
+        decode(bytes::Bytes::from(text), Format::Csv, Compression::None, Default::default(), &mut |row| {
             let record = row.record.expect("a CSV record");
             out.push(got(field, validate(&record, "USD")));
         })
