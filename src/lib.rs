@@ -23,6 +23,7 @@ pub mod query;
 pub mod scheduler;
 pub mod serve;
 pub mod storage;
+pub mod vacuum;
 pub mod validate;
 pub mod warehouse;
 

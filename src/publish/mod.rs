@@ -18,7 +18,7 @@ use crate::storage::{open_delta_table, Location, StorageError};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use deltalake::kernel::schema::cast::normalize_for_delta;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
+use deltalake::kernel::transaction::{CommitBuilder, TableReference};
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::{Action, Add, StructType};
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -492,9 +492,10 @@ pub async fn commit(staged: Staged, run_id: &str) -> Result<Published, PublishEr
             .with_log_store(table.log_store())
             .with_columns(delta_columns(&schema).map_err(&err)?.fields().cloned())
             .with_table_name(name.as_str())
+            .with_configuration(crate::warehouse::TABLE_PROPERTIES.map(|(k, v)| (k, Some(v))))
             .with_save_mode(SaveMode::Overwrite)
             .with_actions(adds.into_iter().map(Action::Add))
-            .with_commit_properties(CommitProperties::default().with_metadata(metadata))
+            .with_commit_properties(crate::warehouse::commit_properties().with_metadata(metadata))
             .await
             .map_err(&err)?;
         return Ok(Published {
@@ -526,12 +527,15 @@ pub async fn commit(staged: Staged, run_id: &str) -> Result<Published, PublishEr
     metadata.push(operation_metrics(&adds, removed.len()));
     let mut actions = removed;
     actions.extend(adds.into_iter().map(Action::Add));
+    // A table published by an earlier build gets the warehouse's table
+    // properties (its checkpoint interval) with this version.
+    actions.extend(crate::warehouse::missing_properties(snapshot.metadata()).map_err(&err)?);
     let operation = DeltaOperation::Write {
         mode: SaveMode::Overwrite,
         partition_by: None,
         predicate: None,
     };
-    let done = CommitBuilder::from(CommitProperties::default().with_metadata(metadata))
+    let done = CommitBuilder::from(crate::warehouse::commit_properties().with_metadata(metadata))
         .with_actions(actions)
         .build(Some(snapshot as &dyn TableReference), table.log_store(), operation)
         .await

@@ -159,6 +159,7 @@ fn worker<'a>(
         clock,
         metrics: Arc::new(Metrics::new(["daily"])),
         stop,
+        vacuum: None,
     }
 }
 
