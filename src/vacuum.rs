@@ -187,6 +187,7 @@ pub enum VacuumError {
 
 /// Vacuum `warehouse` as of `now` (the caller's clock).
 pub async fn vacuum(warehouse: &Warehouse, opts: &VacuumOptions, now: DateTime<Utc>) -> Result<VacuumReport, VacuumError> {
+    let started = std::time::Instant::now();
     let retain = chrono::Duration::from_std(opts.retain).unwrap_or(chrono::Duration::MAX);
     let window_start = now.checked_sub_signed(retain).unwrap_or(DateTime::<Utc>::MIN_UTC);
     let runs_retain = chrono::Duration::from_std(opts.runs_retain).unwrap_or(chrono::Duration::MAX);
@@ -229,7 +230,8 @@ pub async fn vacuum(warehouse: &Warehouse, opts: &VacuumOptions, now: DateTime<U
     report.state = prune_state(warehouse, &runs, &cutoff).await?;
     report.run_reports = prune_reports(warehouse, &runs, runs_before, opts.dry_run).await?;
 
-    report.finished_at = Utc::now().max(now).to_rfc3339();
+    let took = chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+    report.finished_at = (now + took).to_rfc3339();
     if !opts.dry_run {
         for part in [&mut report.state, &mut report.key_segments, &mut report.run_reports] {
             part.paths.clear();

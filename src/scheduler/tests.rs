@@ -369,3 +369,26 @@ async fn a_holder_that_loses_its_lease_stops_its_run() {
     assert_eq!(lease.holder, "b", "a did not clobber b's lease");
     assert!(!lease.released);
 }
+
+/// Vacuum is due after a success once a fire time of `vacuum.schedule` has
+/// passed since the last vacuum on record, and not before.
+#[tokio::test]
+async fn vacuum_is_due_once_a_fire_time_passed_since_the_last() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = crate::storage::Storage::new(Default::default());
+    let warehouse = Warehouse::open(&storage, &dir.path().display().to_string()).expect("warehouse");
+    let job = VacuumJob {
+        warehouse: warehouse.clone(),
+        schedule: CronSchedule::parse("0 4 * * *", Tz::UTC).expect("schedule"),
+        options: crate::vacuum::VacuumOptions::default(),
+        busy: tokio::sync::Mutex::new(()),
+    };
+    let at = |t: &str| DateTime::parse_from_rfc3339(t).expect("time").with_timezone(&Utc);
+    let first = job.run_if_due(at("2026-11-10T06:00:00Z")).await;
+    assert!(first.is_some_and(|r| r.is_ok()), "no vacuum on record: due");
+    let recorded = crate::vacuum::last(&warehouse).await.expect("a record");
+    assert!(recorded.finished_at.starts_with("2026-11-10T06:00"), "{}", recorded.finished_at);
+    assert!(job.run_if_due(at("2026-11-11T03:59:00Z")).await.is_none(), "no fire time since the last vacuum");
+    assert!(job.run_if_due(at("2026-11-11T04:30:00Z")).await.is_some(), "04:00 passed");
+    assert!(job.run_if_due(at("2026-11-11T05:00:00Z")).await.is_none(), "done for the day");
+}
