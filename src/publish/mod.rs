@@ -718,6 +718,34 @@ mod tests {
         assert_eq!(table_rows(&location).await, vec![(10, 3), (20, 3), (30, 3)], "the rows before day 25 as this run has them");
     }
 
+    /// A mart made by a build without checkpoint settings gets them with its
+    /// next version, and from then on every 10th commit writes a checkpoint.
+    #[tokio::test]
+    async fn an_older_table_gets_the_checkpoint_interval_and_checkpoints() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = crate::storage::Storage::new(Default::default());
+        let location = storage.location(&dir.path().join("m").display().to_string()).expect("location");
+        let batch = dated(&[10, 20], 1);
+        let table = open_delta_table(&location).await.expect("open");
+        table
+            .create()
+            .with_columns(delta_columns(&batch.schema()).expect("columns").fields().cloned())
+            .await
+            .expect("an older build's table");
+        let interval = |t: &DeltaTable| t.snapshot().expect("snapshot").metadata().configuration().get("delta.checkpointInterval").cloned();
+        assert_eq!(interval(&open_delta_table(&location).await.expect("open")), None);
+        for n in 1..=10 {
+            assert_eq!(publish(&location, dated(&[10, 20], n), None).await.version, n);
+        }
+        let table = open_delta_table(&location).await.expect("open");
+        assert_eq!(interval(&table).as_deref(), Some("10"));
+        let log = dir.path().join("m/_delta_log");
+        assert!(log.join("00000000000000000009.checkpoint.parquet").is_file(), "the 10th version is checkpointed");
+        assert!(!log.join("00000000000000000010.checkpoint.parquet").exists());
+        assert!(log.join("00000000000000000000.json").is_file(), "commits never clean the log themselves");
+        assert_eq!(table_rows(&location).await, vec![(10, 10), (20, 10)]);
+    }
+
     #[tokio::test]
     async fn a_table_whose_columns_change_is_replaced_in_one_version() {
         let dir = tempfile::tempdir().expect("tempdir");
