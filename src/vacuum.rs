@@ -97,7 +97,9 @@ pub struct TableVacuum {
     /// The current version (untouched); `None`: a folder with data files of
     /// a first publish that never committed.
     pub version: Option<i64>,
-    /// The oldest version still readable after vacuum.
+    /// The oldest version the log still holds after vacuum (the data files
+    /// of versions older than the window are gone even where their commits
+    /// stay, down to a checkpoint).
     pub oldest_version: Option<i64>,
     /// Data files no version of the window refers to.
     pub data: Removed,
@@ -381,7 +383,12 @@ async fn vacuum_table(warehouse: &Warehouse, name: &str, location: &Location, ke
     // The window reaches back to the version current at its start.
     let first_kept = commits.range(..=version).filter(|(_, at)| **at < cutoff.window_start).map(|(v, _)| *v).next_back();
     let log_cutoff = first_kept.and_then(|v| commits.get(&v).copied()).unwrap_or(cutoff.window_start).min(cutoff.window_start);
-    let kept_versions: Vec<u64> = commits.range(first_kept.unwrap_or(i64::MIN)..=version).map(|(v, _)| *v as u64).collect();
+    // Versions a snapshot can be built of: from the oldest checkpoint on,
+    // or from 0 while its commit is there.
+    let checkpoints = listed.iter().filter_map(|m| log_file(&relative(m))).filter(|(_, c)| *c).map(|(v, _)| v);
+    let loadable = if commits.contains_key(&0) { 0 } else { checkpoints.clone().min().unwrap_or(version) };
+    let from = first_kept.unwrap_or(i64::MIN).max(loadable);
+    let kept_versions: Vec<u64> = commits.range(from..=version).map(|(v, _)| *v as u64).collect();
 
     let retention = cutoff.now.signed_duration_since(cutoff.window_start).max(chrono::Duration::zero());
     let (table, plan) = table
@@ -407,7 +414,7 @@ async fn vacuum_table(warehouse: &Warehouse, name: &str, location: &Location, ke
     done.data = delete_all(warehouse, location, orphans, cutoff.dry_run).await?;
 
     // The log: a checkpoint in the last 10 versions lets it be cleaned.
-    let newest_checkpoint = listed.iter().filter_map(|m| log_file(&relative(m))).filter(|(_, c)| *c).map(|(v, _)| v).max();
+    let newest_checkpoint = checkpoints.max();
     let interval: i64 = crate::warehouse::TABLE_PROPERTIES[0].1.parse().unwrap_or(10);
     let checkpoint = version > 0 && newest_checkpoint.is_none_or(|c| c + interval <= version);
     if checkpoint && !cutoff.dry_run {
