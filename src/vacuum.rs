@@ -595,6 +595,40 @@ mod tests {
         (meta, Some(r))
     }
 
+    /// A mart of 13 versions: a dry run lists exactly what the vacuum then
+    /// deletes (the checkpoint it writes first included), and deletes nothing.
+    #[tokio::test]
+    async fn a_dry_run_lists_what_the_vacuum_deletes() {
+        use arrow::array::{Int64Array, RecordBatch};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = crate::storage::Storage::new(Default::default());
+        let warehouse = Warehouse::open(&storage, &dir.path().display().to_string()).expect("warehouse");
+        for n in 0..13 {
+            let batch = RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from(vec![n])) as arrow::array::ArrayRef)]).expect("batch");
+            let staged = crate::publish::stage(warehouse.mart("m"), "m".into(), 0, batch.schema(), vec![batch], None).await.expect("stage");
+            crate::publish::commit(staged, "r").await.expect("commit");
+        }
+        let mart = dir.path().join("marts/m");
+        let files = |p: &std::path::Path| std::fs::read_dir(p).expect("dir").count();
+        let (data_before, log_before) = (files(&mart), files(&mart.join("_delta_log")));
+        assert_eq!(log_before, 13 + 2, "13 commits, a checkpoint of version 9 and _last_checkpoint");
+
+        let now = Utc::now() + chrono::Duration::seconds(5);
+        let opts = VacuumOptions { retain: std::time::Duration::ZERO, dry_run: true, ..Default::default() };
+        let dry = vacuum(&warehouse, &opts, now).await.expect("dry run");
+        assert_eq!((files(&mart), files(&mart.join("_delta_log"))), (data_before, log_before), "a dry run deletes nothing");
+        assert!(!dir.path().join(warehouse.vacuum_record()).exists(), "nor records itself");
+        let real = vacuum(&warehouse, &VacuumOptions { dry_run: false, ..opts }, now).await.expect("vacuum");
+        let table = |r: &VacuumReport| r.tables.iter().find(|t| t.name == "m").cloned().expect("the mart");
+        let (dry, real) = (table(&dry), table(&real));
+        assert_eq!((dry.data.files, dry.log.files), (real.data.files, real.log.files), "{dry:?}\n{real:?}");
+        assert_eq!((real.data.files, real.log.files, real.version, real.oldest_version), (12, 9, Some(12), Some(9)));
+        assert_eq!(dry.data.paths.len(), 12, "a dry run lists the files");
+        assert_eq!(files(&mart), data_before - 12);
+        assert!(real.data.bytes > 0 && real.data.bytes == dry.data.bytes);
+        assert!(last(&warehouse).await.is_some_and(|r| r.retain_hours == 0.0));
+    }
+
     #[test]
     fn the_latest_success_and_publish_of_each_pipeline_are_kept() {
         let runs = vec![
