@@ -52,6 +52,8 @@ pub enum Command {
     Schedule(ScheduleArgs),
     /// Serve the published tables, read-only, over the PostgreSQL protocol (psql, BI tools) until SIGTERM/SIGINT.
     Serve(ServeArgs),
+    /// Delete data files, log entries, state, key segments and run reports that no table version of the retention window and no later run needs.
+    Vacuum(VacuumArgs),
     /// Measure speed and memory of full runs on a generated dataset (optionally against a DuckDB peer); prints figures.
     Bench(crate::bench::BenchArgs),
 }
@@ -64,6 +66,22 @@ pub struct ServeArgs {
     /// Address and port to listen on (port 0: any free port); overrides server.listen.
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct VacuumArgs {
+    /// Warehouse (URL or local path); overrides storage.warehouse.
+    #[arg(long)]
+    pub warehouse: Option<String>,
+    /// The retention window in hours: nothing younger is deleted, and time
+    /// travel within it keeps working; overrides vacuum.retain_hours. Keep it
+    /// above the longest run: vacuum takes no lease, the window is the margin
+    /// for runs in progress.
+    #[arg(long)]
+    pub retain_hours: Option<f64>,
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -260,7 +278,70 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("listening on {}", server.local_addr());
             Ok(server.run(crate::serve::shutdown_signal()).await?)
         }
+        Command::Vacuum(args) => vacuum(&cli, args).await,
         Command::Bench(args) => crate::bench::run(&config_file(&cli.config), args).await,
+    }
+}
+
+async fn vacuum(cli: &Cli, args: &VacuumArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        warehouse: args.warehouse.clone(),
+        raw: Some(String::new()),
+        ..Default::default()
+    };
+    let project = load(cli, &overrides)?;
+    let mut opts = project.config.vacuum.options();
+    opts.dry_run = args.dry_run;
+    if let Some(hours) = args.retain_hours {
+        if !hours.is_finite() || hours < 0.0 {
+            bail!("--retain-hours {hours}: give a number of hours >= 0");
+        }
+        opts.retain = std::time::Duration::from_secs_f64(hours * 3600.0);
+    }
+    let warehouse = Warehouse::of(&project.config)?;
+    let report = crate::vacuum::vacuum(&warehouse, &opts, chrono::Utc::now()).await?;
+    print_vacuum(&report);
+    Ok(())
+}
+
+fn print_vacuum(r: &crate::vacuum::VacuumReport) {
+    use crate::vacuum::Removed;
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    let size = |bytes: u64| match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    };
+    let files = |removed: &Removed| format!("{} ({})", removed.files, size(removed.bytes));
+    println!(
+        "vacuum   {}  retain {} h (since {})  run reports {} days{}",
+        r.warehouse,
+        r.retain_hours,
+        r.window_start,
+        r.runs_retain_days,
+        if r.dry_run { "  (dry run: nothing deleted)" } else { "" }
+    );
+    for t in &r.tables {
+        let version = t.version.map_or("none".to_string(), |v| v.to_string());
+        let oldest = t.oldest_version.map_or(String::new(), |v| format!(" (from {v})"));
+        let checkpoint = if t.checkpointed { "  checkpoint written" } else { "" };
+        println!(
+            "table    {:<24} version {:<4}{oldest}  {verb} data files {}  log files {}{checkpoint}",
+            t.name,
+            version,
+            files(&t.data),
+            files(&t.log)
+        );
+    }
+    println!("state    {verb} {}", files(&r.state));
+    println!("keys     {verb} {}", files(&r.key_segments));
+    println!("runs     {verb} {}", files(&r.run_reports));
+    println!("total    {verb} {} files, {}", r.files_deleted(), size(r.bytes_freed()));
+    if r.dry_run {
+        let parts = r.tables.iter().flat_map(|t| [&t.data, &t.log]).chain([&r.state, &r.key_segments, &r.run_reports]);
+        for path in parts.flat_map(|p| &p.paths) {
+            println!("         {path}");
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod scheduler;
 pub mod serve;
 pub mod settle;
 pub mod storage;
+pub mod vacuum;
 pub mod validate;
 pub mod warehouse;
 

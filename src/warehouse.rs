@@ -12,10 +12,13 @@
 //! <warehouse>/_state/<model>/     kept rows of incremental models (incremental)
 //! <warehouse>/_tenure/ingest/     the ingest manifest (ingest)
 //! <warehouse>/_tenure/leases/     one lease per pipeline (scheduler)
+//! <warehouse>/_tenure/vacuum.json  the report of the last vacuum (vacuum)
 //! ```
 //!
 //! It must not decide what is in those places: each owner reads and writes
-//! its own part.
+//! its own part. It does say how every Delta table of the warehouse is
+//! configured ([`TABLE_PROPERTIES`]), so that `events`, `rejects` and the
+//! marts get the same properties whoever creates them.
 
 use crate::storage::{open_delta_table, Location, Storage, StorageError};
 use deltalake::protocol::SaveMode;
@@ -25,6 +28,39 @@ use deltalake::DeltaTable;
 pub const EVENTS: &str = "events";
 /// The SQL name and folder of the rejected rows table.
 pub const REJECTS: &str = "rejects";
+
+/// The Delta table properties of every table of the warehouse: a checkpoint
+/// every 10 commits (Delta's default is 100), so that opening a table
+/// replays at most 10 commit files after its last checkpoint. Checkpoints are
+/// written by the commits themselves (delta-rs's post-commit hook), and the
+/// log before the newest checkpoint is cleaned by `tenure vacuum` only, after
+/// its retention window (see [`commit_properties`]).
+pub const TABLE_PROPERTIES: [(&str, &str); 1] = [("delta.checkpointInterval", "10")];
+
+/// The commit properties of every commit to a table of the warehouse: the
+/// post-commit hook writes a checkpoint when the table's interval is reached,
+/// and does not clean the log by itself (delta-rs would, after 30 days,
+/// whatever the vacuum window is).
+pub fn commit_properties() -> deltalake::kernel::transaction::CommitProperties {
+    deltalake::kernel::transaction::CommitProperties::default()
+        .with_create_checkpoint(true)
+        .with_cleanup_expired_logs(Some(false))
+}
+
+/// The metadata action that gives a table made by an earlier build the
+/// [`TABLE_PROPERTIES`] it lacks, for its next commit; `None` when it has them.
+pub fn missing_properties(metadata: &deltalake::kernel::Metadata) -> Result<Option<deltalake::kernel::Action>, deltalake::DeltaTableError> {
+    use deltalake::kernel::MetadataExt;
+    let config = metadata.configuration();
+    if TABLE_PROPERTIES.iter().all(|(k, v)| config.get(*k).map(String::as_str) == Some(*v)) {
+        return Ok(None);
+    }
+    let mut updated = metadata.clone();
+    for (k, v) in TABLE_PROPERTIES {
+        updated = updated.add_config_key(k.to_string(), v.to_string())?;
+    }
+    Ok(Some(deltalake::kernel::Action::Metadata(updated)))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
@@ -122,6 +158,11 @@ impl Warehouse {
         self.root.join("_tenure/leases")
     }
 
+    /// The report of the last vacuum, relative to [`Warehouse::root`].
+    pub fn vacuum_record(&self) -> &'static str {
+        "_tenure/vacuum.json"
+    }
+
     /// Open `events`, creating it empty when no run has ingested yet. Not
     /// partitioned: partitions by day made thousands of small files, while
     /// whole files of consecutive objects carry date statistics.
@@ -154,6 +195,7 @@ async fn open_or_create(location: &Location, schema: &arrow::datatypes::Schema) 
         let created = deltalake::operations::create::CreateBuilder::default()
             .with_log_store(table.log_store())
             .with_columns(struct_type.fields().cloned())
+            .with_configuration(TABLE_PROPERTIES.map(|(k, v)| (k, Some(v))))
             .with_save_mode(SaveMode::Ignore)
             .await;
         match created {
@@ -188,6 +230,8 @@ mod tests {
         assert_eq!(reopened.version(), Some(0), "a second open creates nothing");
         let snapshot = reopened.snapshot().expect("snapshot");
         assert!(snapshot.metadata().partition_columns().is_empty());
+        assert_eq!(snapshot.metadata().configuration().get("delta.checkpointInterval").map(String::as_str), Some("10"));
+        assert!(missing_properties(snapshot.metadata()).expect("metadata").is_none(), "nothing to add to a new table");
         assert!(dir.path().join("events/_delta_log").is_dir());
         assert_eq!(warehouse.mart("mrr_monthly").display(), format!("{}/marts/mrr_monthly", warehouse.display().trim_end_matches('/')));
     }

@@ -86,7 +86,33 @@ pub struct Config {
     pub server: Server,
     /// Bytes the models of one run may hold at once (`engine.memory_mb`).
     pub engine_memory: Option<usize>,
+    pub vacuum: VacuumSettings,
 }
+
+/// `[vacuum]` and `[runs]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VacuumSettings {
+    /// The cron expression `tenure schedule` vacuums by; `None`: never.
+    pub schedule: Option<String>,
+    /// The retention window.
+    pub retain: Duration,
+    /// How long run reports are kept.
+    pub runs_retain: Duration,
+}
+
+impl VacuumSettings {
+    /// What a vacuum with these settings does (`dry_run` off).
+    pub fn options(&self) -> crate::vacuum::VacuumOptions {
+        crate::vacuum::VacuumOptions {
+            retain: self.retain,
+            runs_retain: self.runs_retain,
+            dry_run: false,
+        }
+    }
+}
+
+/// The vacuum schedule unless the config says otherwise: daily at 04:00.
+pub const DEFAULT_VACUUM_SCHEDULE: &str = "0 4 * * *";
 
 /// `[scheduler]`, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -625,6 +651,7 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
 
     let scheduler = compile_scheduler(&raw.scheduler, p);
     let server = compile_server(&base, raw.server, p);
+    let vacuum = compile_vacuum(&raw.vacuum, &raw.runs, p);
 
     Config {
         file: file.to_path_buf(),
@@ -645,6 +672,7 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
         engine_memory: raw.engine.memory_mb.map_or_else(crate::engine::default_memory_limit, |mb| {
             (mb > 0).then(|| usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX))
         }),
+        vacuum,
     }
 }
 
@@ -665,6 +693,36 @@ fn compile_ingest_limits(raw: &raw::RawIngest, p: &mut Problems) -> crate::inges
         max_record_bytes: bytes("ingest.max_record_bytes", raw.max_record_bytes, 1 << 30, default.max_record_bytes),
         max_object_bytes: bytes("ingest.max_object_bytes", raw.max_object_bytes, i64::MAX, default.max_object_bytes),
     }
+}
+
+fn compile_vacuum(raw: &raw::RawVacuum, runs: &raw::RawRuns, p: &mut Problems) -> VacuumSettings {
+    let schedule = match raw.schedule.as_deref().unwrap_or(DEFAULT_VACUUM_SCHEDULE) {
+        "off" => None,
+        expr => {
+            if let Err(e) = check_cron(expr) {
+                p.push("vacuum.schedule", format!("{e}; or \"off\" to never vacuum on schedule"));
+            }
+            Some(expr.to_string())
+        }
+    };
+    let default_hours = crate::vacuum::DEFAULT_RETAIN_HOURS as f64;
+    let hours = raw.retain_hours.unwrap_or(default_hours);
+    // At least an hour: the window is also the margin for runs in progress.
+    let retain = if hours.is_finite() && (1.0..=1e6).contains(&hours) {
+        Duration::from_secs_f64(hours * 3600.0)
+    } else {
+        p.push("vacuum.retain_hours", "must be a number of hours from 1 to 1000000 (it must exceed the longest run)");
+        Duration::from_secs_f64(default_hours * 3600.0)
+    };
+    let default_days = crate::vacuum::DEFAULT_RUNS_RETAIN_DAYS as f64;
+    let days = runs.retain_days.unwrap_or(default_days);
+    let runs_retain = if days.is_finite() && (1.0..=1e6).contains(&days) {
+        Duration::from_secs_f64(days * 86_400.0)
+    } else {
+        p.push("runs.retain_days", "must be a number of days from 1 to 1000000");
+        Duration::from_secs_f64(default_days * 86_400.0)
+    };
+    VacuumSettings { schedule, retain, runs_retain }
 }
 
 fn compile_server(base: &Path, raw: raw::RawServer, p: &mut Problems) -> Server {
@@ -1011,6 +1069,36 @@ mod tests {
         assert!(partial.project.is_none(), "a typo in [project] leaves the SQL folder unknown");
         assert_eq!(shown(&partial.problems).len(), 1, "{:?}", partial.problems);
         assert_eq!((partial.problems[0].line, partial.problems[0].key.as_str()), (Some(6), "project.sql_dri"));
+    }
+
+    #[test]
+    fn vacuum_settings_have_defaults_and_bad_values_name_their_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "pipelines/daily.toml", "schedule = \"0 6 * * *\"\n");
+        let storage = "[storage]\nraw = \"raw\"\nwarehouse = \"wh\"\n";
+        let config = write(dir.path(), "config/tenure.toml", storage);
+        let project = load(&config, &Overrides::default()).expect("defaults load");
+        let v = &project.config.vacuum;
+        assert_eq!(v.schedule.as_deref(), Some(DEFAULT_VACUUM_SCHEDULE));
+        assert_eq!((v.retain, v.runs_retain), (Duration::from_secs(168 * 3600), Duration::from_secs(400 * 86_400)));
+
+        let text = format!("{storage}\n[vacuum]\nschedule = \"off\"\nretain_hours = 2.5\n\n[runs]\nretain_days = 30\n");
+        let config = write(dir.path(), "config/tenure.toml", &text);
+        let v = load(&config, &Overrides::default()).expect("load").config.vacuum;
+        assert_eq!((v.schedule, v.retain, v.runs_retain), (None, Duration::from_secs(9000), Duration::from_secs(30 * 86_400)));
+
+        let text = format!("{storage}\n[vacuum]\nschedule = \"0 4 * *\"\nretain_hours = 0\n\n[runs]\nretain_days = -1\n");
+        let config = write(dir.path(), "config/tenure.toml", &text);
+        let file = config.display().to_string();
+        let shown = shown(&load_partial(&config, &Overrides::default()).problems);
+        for expected in [
+            format!("{file}:6: vacuum.schedule: cron expression \"0 4 * *\" has 4 field(s)"),
+            format!("{file}:7: vacuum.retain_hours: must be a number of hours from 1"),
+            format!("{file}:10: runs.retain_days: must be a number of days from 1"),
+        ] {
+            assert!(shown.iter().any(|p| p.starts_with(&expected)), "{expected}\nnot in\n{}", shown.join("\n"));
+        }
+        assert_eq!(shown.len(), 3, "{}", shown.join("\n"));
     }
 
     #[test]

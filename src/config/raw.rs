@@ -26,6 +26,10 @@ pub struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub engine: RawEngine,
+    #[serde(default)]
+    pub vacuum: RawVacuum,
+    #[serde(default)]
+    pub runs: RawRuns,
 }
 
 /// `[engine]`: how the SQL models of a run are executed.
@@ -38,6 +42,35 @@ pub struct RawEngine {
     /// a clear error instead of the process being killed. Default: 80 % of
     /// the machine's (or the container's) memory. 0: no limit.
     pub memory_mb: Option<u64>,
+}
+
+/// `[vacuum]`: `tenure vacuum` deletes data files, log entries, state, key
+/// segments and run reports that no table version of the retention window
+/// and no later run needs; `tenure schedule` runs it after a successful run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVacuum {
+    /// When `tenure schedule` vacuums: after the first successful run once a
+    /// fire time of this cron expression (5 fields, read in the reporting
+    /// timezone) has passed since the last vacuum; `"off"`: never. Default
+    /// `"0 4 * * *"` (daily).
+    pub schedule: Option<String>,
+    /// The retention window in hours: nothing younger is deleted, and time
+    /// travel to any instant of the window keeps working. It is also the
+    /// safety margin for runs in progress, so keep it above the longest run.
+    /// At least 1; `--retain-hours` overrides it. Default 168 (a week).
+    pub retain_hours: Option<f64>,
+}
+
+/// `[runs]`: the run reports under `<warehouse>/_runs/`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuns {
+    /// `tenure vacuum` deletes run reports older than this many days, except
+    /// the latest succeeded and the latest publishing run of each pipeline
+    /// (and, once months can be closed, the reports of closed months).
+    /// Default 400.
+    pub retain_days: Option<f64>,
 }
 
 /// `[scheduler]`: how `tenure schedule` runs the pipelines.

@@ -54,6 +54,23 @@ impl KeysFile {
     }
 }
 
+/// The segments a run that starts at sequence `committed` follows (newest
+/// first, as [`SeenKeys::load`] does), by their names in the manifest folder;
+/// the chain ends early where an entry has no segment.
+pub(super) fn chain(committed: i64, files: &HashMap<i64, Option<KeysFile>>) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut sequence = committed;
+    while sequence >= 1 {
+        let Some(Some(file)) = files.get(&sequence) else { break };
+        names.push(file.file.clone());
+        if file.covers_from <= 1 || file.covers_from > sequence {
+            break;
+        }
+        sequence = file.covers_from - 1;
+    }
+    names
+}
+
 /// One segment of the chain: its records, and the first sequence it covers.
 #[derive(Clone)]
 struct Segment {
@@ -602,6 +619,18 @@ mod tests {
                 assert_eq!(got, want, "{threads} threads");
             }
         }
+    }
+
+    #[test]
+    fn a_chain_is_followed_down_to_the_segment_covering_all() {
+        let file = |sequence: i64, covers_from: i64| Some(KeysFile { file: KeysFile::name(sequence, "r"), covers_from, count: 1 });
+        // 1 covers itself, 2 and 3 alone, 4 merged 2..=4, 5 alone; 6 has none.
+        let files: HashMap<i64, Option<KeysFile>> =
+            [(1, file(1, 1)), (2, file(2, 2)), (3, file(3, 3)), (4, file(4, 2)), (5, file(5, 5)), (6, None)].into_iter().collect();
+        assert_eq!(chain(5, &files), [KeysFile::name(5, "r"), KeysFile::name(4, "r"), KeysFile::name(1, "r")]);
+        assert_eq!(chain(3, &files), [KeysFile::name(3, "r"), KeysFile::name(2, "r"), KeysFile::name(1, "r")]);
+        assert_eq!(chain(6, &files), Vec::<String>::new(), "an entry without a segment: the events are read back");
+        assert_eq!(chain(0, &files), Vec::<String>::new());
     }
 
     #[test]

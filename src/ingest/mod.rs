@@ -294,6 +294,9 @@ async fn commit(
         crate::settle::token_entry(&token),
     ]);
     let snapshot = table.snapshot().map_err(delta_err(location))?;
+    // A table made by an earlier build gets the warehouse's table properties
+    // (its checkpoint interval) with this commit.
+    actions.extend(crate::warehouse::missing_properties(snapshot.metadata()).map_err(delta_err(location))?);
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by,
@@ -301,7 +304,7 @@ async fn commit(
     };
     let after = table.version().map(|v| v as i64);
     let settled = crate::settle::commit(&table.log_store(), after, &token, || async {
-        let done = CommitBuilder::default()
+        let done = CommitBuilder::from(crate::warehouse::commit_properties())
             .with_actions(actions.clone())
             .with_app_metadata(metadata.clone())
             .build(Some(snapshot), table.log_store(), operation.clone())
@@ -311,6 +314,73 @@ async fn commit(
     .await
         .map_err(delta_err(location))?;
     Ok(settled.version())
+}
+
+/// What of the ingest manifest folder a run may still read, for `tenure
+/// vacuum` (which decides what is old enough to delete).
+#[derive(Debug, Default)]
+pub struct InUse {
+    /// The key segments no run needs: on no chain a run follows from the
+    /// committed sequence, nor from any sequence that was the committed one
+    /// at or after `window_start` (a run that started then may still read it).
+    /// Segments of sequences never committed (a failed run's) are here too.
+    pub unused_segments: Vec<object_store::ObjectMeta>,
+    /// Data files of `rejects` (relative to the table) that the next run
+    /// commits to repair a run interrupted between its two commits: no
+    /// version refers to them yet, and they must stay.
+    pub pending_rejects: std::collections::HashSet<String>,
+}
+
+/// What [`InUse`] says of `warehouse`, for a window that starts at
+/// `window_start`. Reads only; creates nothing.
+pub async fn in_use(warehouse: &Warehouse, window_start: chrono::DateTime<chrono::Utc>) -> Result<InUse, IngestError> {
+    let tables = Tables::of(warehouse);
+    let events = open_delta_table(&tables.events).await?;
+    if events.version().is_none() {
+        return Ok(InUse::default());
+    }
+    let committed = committed_sequence(&events, &tables.events).await?;
+    let manifest = Manifest::new(tables.manifest.clone());
+    let listed: Vec<object_store::ObjectMeta> = match tables.manifest.store.list(Some(&tables.manifest.prefix)).try_collect().await {
+        Ok(listed) => listed,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(manifest.err("", ManifestError::List(e))),
+    };
+    // The sequence committed at the window's start: the newest whose entry
+    // was written before it (an entry is written just before its commit).
+    let entry_sequence = |m: &object_store::ObjectMeta| -> Option<i64> { m.location.filename()?.strip_suffix(".json")?.parse().ok() };
+    let at_start = listed
+        .iter()
+        .filter(|m| m.last_modified < window_start)
+        .filter_map(entry_sequence)
+        .filter(|s| *s <= committed)
+        .max()
+        .unwrap_or(1);
+    let prior = manifest.load_committed(committed).await?;
+    let mut needed = std::collections::HashSet::new();
+    for sequence in at_start.max(1)..=committed {
+        needed.extend(keys::chain(sequence, &prior.keys));
+    }
+    let unused_segments = listed
+        .into_iter()
+        .filter(|m| {
+            let name = tables.manifest.relative(&m.location).unwrap_or_default();
+            name.starts_with("keys/") && !needed.contains(&name)
+        })
+        .collect();
+    let rejects = open_delta_table(&tables.rejects).await?;
+    let mut pending_rejects = std::collections::HashSet::new();
+    let rejects_sequence = match rejects.version() {
+        Some(_) => committed_sequence(&rejects, &tables.rejects).await?,
+        None => 0,
+    };
+    if rejects_sequence < committed {
+        pending_rejects.extend(manifest.read_entry(committed).await?.rejects_files.into_iter().map(|a| a.path));
+    }
+    Ok(InUse {
+        unused_segments,
+        pending_rejects,
+    })
 }
 
 /// One discovered raw object.

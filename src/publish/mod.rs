@@ -18,7 +18,7 @@ use crate::storage::{open_delta_table, Location, StorageError};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use deltalake::kernel::schema::cast::normalize_for_delta;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TableReference};
+use deltalake::kernel::transaction::{CommitBuilder, TableReference};
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::{Action, Add, StructType};
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -498,9 +498,10 @@ pub async fn commit(staged: Staged, run_id: &str) -> Result<Published, PublishEr
                 .with_log_store(log_store.clone())
                 .with_columns(columns.fields().cloned())
                 .with_table_name(name.as_str())
+                .with_configuration(crate::warehouse::TABLE_PROPERTIES.map(|(k, v)| (k, Some(v))))
                 .with_save_mode(SaveMode::Overwrite)
                 .with_actions(adds.iter().cloned().map(Action::Add))
-                .with_commit_properties(CommitProperties::default().with_metadata(metadata.clone()))
+                .with_commit_properties(crate::warehouse::commit_properties().with_metadata(metadata.clone()))
                 .await?;
             Ok(created.version().unwrap_or(0) as i64)
         })
@@ -535,6 +536,9 @@ pub async fn commit(staged: Staged, run_id: &str) -> Result<Published, PublishEr
     metadata.push(operation_metrics(&adds, removed.len()));
     let mut actions = removed;
     actions.extend(adds.into_iter().map(Action::Add));
+    // A table published by an earlier build gets the warehouse's table
+    // properties (its checkpoint interval) with this version.
+    actions.extend(crate::warehouse::missing_properties(snapshot.metadata()).map_err(&err)?);
     let operation = DeltaOperation::Write {
         mode: SaveMode::Overwrite,
         partition_by: None,
@@ -542,7 +546,7 @@ pub async fn commit(staged: Staged, run_id: &str) -> Result<Published, PublishEr
     };
     let after = table.version().map(|v| v as i64);
     let settled = crate::settle::commit(&table.log_store(), after, &token, || async {
-        let done = CommitBuilder::from(CommitProperties::default().with_metadata(metadata.clone()))
+        let done = CommitBuilder::from(crate::warehouse::commit_properties().with_metadata(metadata.clone()))
             .with_actions(actions.clone())
             .build(Some(snapshot as &dyn TableReference), table.log_store(), operation.clone())
             .await?;
@@ -726,6 +730,34 @@ mod tests {
         let third = commit(staged, "r").await.expect("commit");
         assert_eq!(third.version, 3);
         assert_eq!(table_rows(&location).await, vec![(10, 3), (20, 3), (30, 3)], "the rows before day 25 as this run has them");
+    }
+
+    /// A mart made by a build without checkpoint settings gets them with its
+    /// next version, and from then on every 10th commit writes a checkpoint.
+    #[tokio::test]
+    async fn an_older_table_gets_the_checkpoint_interval_and_checkpoints() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = crate::storage::Storage::new(Default::default());
+        let location = storage.location(&dir.path().join("m").display().to_string()).expect("location");
+        let batch = dated(&[10, 20], 1);
+        let table = open_delta_table(&location).await.expect("open");
+        table
+            .create()
+            .with_columns(delta_columns(&batch.schema()).expect("columns").fields().cloned())
+            .await
+            .expect("an older build's table");
+        let interval = |t: &DeltaTable| t.snapshot().expect("snapshot").metadata().configuration().get("delta.checkpointInterval").cloned();
+        assert_eq!(interval(&open_delta_table(&location).await.expect("open")), None);
+        for n in 1..=10 {
+            assert_eq!(publish(&location, dated(&[10, 20], n), None).await.version, n);
+        }
+        let table = open_delta_table(&location).await.expect("open");
+        assert_eq!(interval(&table).as_deref(), Some("10"));
+        let log = dir.path().join("m/_delta_log");
+        assert!(log.join("00000000000000000009.checkpoint.parquet").is_file(), "the 10th version is checkpointed");
+        assert!(!log.join("00000000000000000010.checkpoint.parquet").exists());
+        assert!(log.join("00000000000000000000.json").is_file(), "commits never clean the log themselves");
+        assert_eq!(table_rows(&location).await, vec![(10, 10), (20, 10)]);
     }
 
     #[tokio::test]

@@ -25,6 +25,11 @@
 //! - **Health**: `/healthz` and `/metrics` ([`health`]); `/healthz` turns
 //!   unhealthy when a pipeline's last success is older than twice its
 //!   schedule interval.
+//! - **Vacuum**: after a successful run, once a fire time of `vacuum.schedule`
+//!   has passed since the last vacuum recorded in the warehouse, the worker
+//!   vacuums ([`VacuumJob`]) after releasing its lease. Vacuum takes no
+//!   lease: it deletes only what is older than its retention window, which
+//!   no run in progress (of this or another pipeline) writes or reads.
 //!
 //! The decisions are pure functions of times ([`plan`], [`cron`],
 //! [`lease::decide`]); this module wires them to the clock, the store and the
@@ -280,6 +285,44 @@ async fn wait_for_signal() {
     }
 }
 
+/// `vacuum.schedule` for the daemon: vacuum after a successful run when a
+/// fire time has passed since the last vacuum (one at a time per process).
+pub struct VacuumJob {
+    warehouse: Warehouse,
+    schedule: CronSchedule,
+    options: crate::vacuum::VacuumOptions,
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl VacuumJob {
+    /// The job of `config`'s `[vacuum]`; `None` when its schedule is `off`.
+    pub fn of(config: &Config, warehouse: &Warehouse) -> Result<Option<VacuumJob>, SchedulerError> {
+        let Some(expr) = &config.vacuum.schedule else { return Ok(None) };
+        let schedule = CronSchedule::parse(expr, config.timezone).map_err(|message| SchedulerError::Schedule {
+            file: config.file.display().to_string(),
+            message: format!("vacuum.schedule: {message}"),
+        })?;
+        Ok(Some(VacuumJob {
+            warehouse: warehouse.clone(),
+            schedule,
+            options: config.vacuum.options(),
+            busy: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// Vacuum if a fire time of the schedule is at or before `now` and after
+    /// the last vacuum (or no vacuum is on record); `None` when not due.
+    pub async fn run_if_due(&self, now: DateTime<Utc>) -> Option<Result<crate::vacuum::VacuumReport, crate::vacuum::VacuumError>> {
+        let _one = self.busy.lock().await;
+        let last = crate::vacuum::last(&self.warehouse).await;
+        let since = last.as_ref().and_then(|r| DateTime::parse_from_rfc3339(&r.finished_at).ok()).map(|t| t.with_timezone(&Utc));
+        if since.is_some_and(|t| self.schedule.next_after(t).is_none_or(|fire| fire > now)) {
+            return None;
+        }
+        Some(crate::vacuum::vacuum(&self.warehouse, &self.options, now).await)
+    }
+}
+
 /// The pipelines with a schedule, each with its parsed schedule.
 pub fn scheduled(project: &Project) -> Result<Vec<(&Pipeline, CronSchedule)>, SchedulerError> {
     let mut out = Vec::new();
@@ -333,6 +376,7 @@ pub async fn run(
         }
         None => None,
     };
+    let vacuum = VacuumJob::of(&project.config, &warehouse)?.map(Arc::new);
     let waker = CronJobs::start(clock.clone()).await?;
     let runner = PipelineRunner {
         project,
@@ -355,6 +399,7 @@ pub async fn run(
                 clock: clock.clone(),
                 metrics: metrics.clone(),
                 stop: stop.clone(),
+                vacuum: vacuum.clone(),
             }
         })
         .collect();
@@ -425,6 +470,8 @@ pub struct Worker<'a> {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub stop: watch::Receiver<bool>,
+    /// Vacuum after a successful run, when due; `None`: never.
+    pub vacuum: Option<Arc<VacuumJob>>,
 }
 
 /// Resolves once `stop` is (or turns) true; never if its sender is gone.
@@ -482,7 +529,9 @@ impl Worker<'_> {
                 if self.is_stopped() {
                     break;
                 }
-                self.handle_slot(Slot::new(fire, self.reporting_tz)).await;
+                if self.handle_slot(Slot::new(fire, self.reporting_tz)).await == SlotOutcome::Succeeded {
+                    self.vacuum_if_due().await;
+                }
             }
             if self.is_stopped() {
                 break;
@@ -499,6 +548,19 @@ impl Worker<'_> {
             }
         }
         tracing::info!(pipeline = %self.pipeline, "worker stopped");
+    }
+
+    /// Vacuum when [`VacuumJob::run_if_due`] says so; a failed vacuum is
+    /// logged (the next one tries again) and never fails the pipeline.
+    async fn vacuum_if_due(&self) {
+        let Some(job) = &self.vacuum else { return };
+        match job.run_if_due(self.clock.now()).await {
+            None => {}
+            Some(Ok(report)) => {
+                tracing::info!(pipeline = %self.pipeline, files = report.files_deleted(), bytes = report.bytes_freed(), "vacuum after the run done")
+            }
+            Some(Err(e)) => tracing::warn!(pipeline = %self.pipeline, error = %e, "vacuum after the run failed; the next one tries again"),
+        }
     }
 
     /// Run one slot under the lease: wait for the lease, skip the slot if

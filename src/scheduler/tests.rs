@@ -159,6 +159,7 @@ fn worker<'a>(
         clock,
         metrics: Arc::new(Metrics::new(["daily"])),
         stop,
+        vacuum: None,
     }
 }
 
@@ -473,4 +474,27 @@ fn the_last_success_comes_from_the_newest_successful_run_of_the_pipeline() {
     // Without an end time: its start plus its duration (1 s in these reports).
     assert_eq!(last_success(&history[..1], "daily"), Some(utc("2026-05-01T06:00:03Z")));
     assert_eq!(last_success(&history, "weekly"), None);
+}
+
+/// Vacuum is due after a success once a fire time of `vacuum.schedule` has
+/// passed since the last vacuum on record, and not before.
+#[tokio::test]
+async fn vacuum_is_due_once_a_fire_time_passed_since_the_last() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = crate::storage::Storage::new(Default::default());
+    let warehouse = Warehouse::open(&storage, &dir.path().display().to_string()).expect("warehouse");
+    let job = VacuumJob {
+        warehouse: warehouse.clone(),
+        schedule: CronSchedule::parse("0 4 * * *", Tz::UTC).expect("schedule"),
+        options: crate::vacuum::VacuumOptions::default(),
+        busy: tokio::sync::Mutex::new(()),
+    };
+    let at = |t: &str| DateTime::parse_from_rfc3339(t).expect("time").with_timezone(&Utc);
+    let first = job.run_if_due(at("2026-11-10T06:00:00Z")).await;
+    assert!(first.is_some_and(|r| r.is_ok()), "no vacuum on record: due");
+    let recorded = crate::vacuum::last(&warehouse).await.expect("a record");
+    assert!(recorded.finished_at.starts_with("2026-11-10T06:00"), "{}", recorded.finished_at);
+    assert!(job.run_if_due(at("2026-11-11T03:59:00Z")).await.is_none(), "no fire time since the last vacuum");
+    assert!(job.run_if_due(at("2026-11-11T04:30:00Z")).await.is_some(), "04:00 passed");
+    assert!(job.run_if_due(at("2026-11-11T05:00:00Z")).await.is_none(), "done for the day");
 }

@@ -9,7 +9,7 @@ use crate::common::{copy_tree, output_text, read_table, tenure, Project};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-const MARTS: &[&str] = &[
+pub(crate) const MARTS: &[&str] = &[
     "at_risk_customers",
     "cohort_retention",
     "customer_health",
@@ -24,7 +24,7 @@ const MARTS: &[&str] = &[
 
 /// The demo's raw objects, relative paths, with the date of their folder
 /// (`events/YYYY/MM/DD/...`); objects outside dated folders have none.
-fn demo_objects(raw: &Path) -> Vec<(PathBuf, Option<String>)> {
+pub(crate) fn demo_objects(raw: &Path) -> Vec<(PathBuf, Option<String>)> {
     let mut out = Vec::new();
     let mut stack = vec![raw.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -46,7 +46,7 @@ fn demo_objects(raw: &Path) -> Vec<(PathBuf, Option<String>)> {
 
 /// Copy one object into the raw prefix, unless it is there already (a copy
 /// would be a changed object).
-fn place(from: &Path, to: &Path, rel: &Path) {
+pub(crate) fn place(from: &Path, to: &Path, rel: &Path) {
     let dst = to.join(rel);
     if dst.exists() {
         return;
@@ -55,7 +55,7 @@ fn place(from: &Path, to: &Path, rel: &Path) {
     std::fs::copy(from.join(rel), &dst).expect("copy object");
 }
 
-fn run(p: &Project, warehouse: &Path, as_of: &str, extra: &[&str]) -> Value {
+pub(crate) fn run(p: &Project, warehouse: &Path, as_of: &str, extra: &[&str]) -> Value {
     let mut args: Vec<String> = vec!["run".into(), "--raw".into(), p.raw.display().to_string(), "--warehouse".into()];
     args.extend([warehouse.display().to_string(), "--as-of".into(), as_of.into(), "--timezone".into(), "America/New_York".into()]);
     args.extend(["--currency".into(), "USD".into()]);
@@ -66,19 +66,19 @@ fn run(p: &Project, warehouse: &Path, as_of: &str, extra: &[&str]) -> Value {
 }
 
 /// The fields of a run report that say what the run recomputed.
-fn plan_of(report: &Value) -> String {
+pub(crate) fn plan_of(report: &Value) -> String {
     format!(
         "run {} as of {}: rebuild_from {} (by day {}), kept rows of {}, full rebuild because {}; ingest {}",
         report["run_id"], report["as_of"], report["rebuild_from"], report["rebuild_from_day"], report["kept_rows_of"], report["full_rebuild_because"], report["ingest"]["totals"]
     )
 }
 
-fn latest_report(warehouse: &Path) -> Value {
+pub(crate) fn latest_report(warehouse: &Path) -> Value {
     reports(warehouse).pop().expect("a report")
 }
 
 /// The run reports of a warehouse, oldest first.
-fn reports(warehouse: &Path) -> Vec<Value> {
+pub(crate) fn reports(warehouse: &Path) -> Vec<Value> {
     let mut reports: Vec<Value> = std::fs::read_dir(warehouse.join("_runs"))
         .expect("runs")
         .map(|e| serde_json::from_slice(&std::fs::read(e.expect("entry").path()).expect("read report")).expect("json"))
@@ -100,7 +100,7 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn sorted_rows(warehouse: &Path, mart: &str) -> Vec<Value> {
+pub(crate) fn sorted_rows(warehouse: &Path, mart: &str) -> Vec<Value> {
     let mut rows = read_table(&warehouse.join("marts").join(mart)).rows;
     rows.sort_by_key(|r| r.to_string());
     rows
@@ -190,7 +190,7 @@ fn assert_keeps_files_before(p: &Project, step: &str, rebuild_from: &str) {
 }
 
 /// Check the step's incremental warehouse against a full rebuild of a copy.
-fn check_step(p: &Project, step: &str, as_of: &str) {
+pub(crate) fn check_step(p: &Project, step: &str, as_of: &str) {
     let copy = p.dir.path().join(format!("full-{step}"));
     copy_tree(&p.warehouse, &copy);
     let report = run(p, &copy, as_of, &["--full-refresh"]);

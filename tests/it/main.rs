@@ -16,6 +16,8 @@
 //!   127.0.0.1.
 //! - `serve`: `tenure serve` queried by `psql` and `psycopg` over the
 //!   PostgreSQL protocol.
+//! - `vacuum`: `tenure vacuum` after many runs: checkpoints, time travel in
+//!   the window, nothing the next incremental run needs deleted.
 //!
 //! Needs `python3` with `deltalake` and `pyarrow` (`.ci/run` installs them;
 //! `TENURE_TEST_PYTHON` names another interpreter).
@@ -29,3 +31,4 @@ mod ingest;
 mod metrics;
 mod s3;
 mod serve;
+mod vacuum;
