@@ -158,14 +158,27 @@ pub struct ObjectReport {
     pub error: Option<String>,
 }
 
-/// Whether an object was read (EVENTS.md rule 14): an unreadable object
-/// counts none of its rows and is retried next run.
+/// Whether an object was read (EVENTS.md rule 14): an object not read
+/// counts none of its rows and is retried next run. Objects that vanished
+/// (deleted or renamed) or changed between listing and reading count as
+/// unreadable in the totals and the reject threshold.
 #[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ObjectStatus {
     #[default]
     Ingested,
     Unreadable,
+    /// Gone when it was read.
+    Vanished,
+    /// Another ETag or version when it was read than when it was listed.
+    Changed,
+}
+
+impl ObjectStatus {
+    /// Whether the object's rows were read.
+    pub fn is_read(self) -> bool {
+        self == ObjectStatus::Ingested
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
@@ -660,21 +673,38 @@ fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'
                 };
                 return Ok(Decoded::unreadable(ObjectId::of(&obj.relative, &obj.meta), ObjectReport::of(&obj), error.to_string()));
             }
-            let bytes = store
-                .get(&obj.meta.location)
-                .await
-                .map_err(|source| IngestError::Read {
-                    url: url.clone(),
-                    path: obj.relative.clone(),
-                    source,
-                })?
-                .bytes()
-                .await
-                .map_err(|source| IngestError::Read {
-                    url,
-                    path: obj.relative.clone(),
-                    source,
-                })?;
+            // Read the object as listed: another ETag or version now is a
+            // changed object, read again next run.
+            let conditional = object_store::GetOptions {
+                if_match: obj.meta.e_tag.clone(),
+                version: obj.meta.version.clone(),
+                ..Default::default()
+            };
+            let read_err = |source| IngestError::Read {
+                url: url.clone(),
+                path: obj.relative.clone(),
+                source,
+            };
+            let not_read = |status: ObjectStatus, why: String| {
+                tracing::warn!(object = %obj.relative, reason = %why, "object not read; it is tried again next run");
+                let mut decoded = Decoded::unreadable(ObjectId::of(&obj.relative, &obj.meta), ObjectReport::of(&obj), why);
+                decoded.report.status = status;
+                Ok(decoded)
+            };
+            let got = match store.get_opts(&obj.meta.location, conditional).await {
+                Ok(got) => got.bytes().await,
+                Err(e) => Err(e),
+            };
+            let bytes = match got {
+                Ok(bytes) => bytes,
+                Err(object_store::Error::NotFound { .. }) => {
+                    return not_read(ObjectStatus::Vanished, "vanished between listing and reading (deleted or renamed)".into())
+                }
+                Err(object_store::Error::Precondition { .. }) => {
+                    return not_read(ObjectStatus::Changed, "changed between listing and reading (another ETag or version)".into())
+                }
+                Err(e) => return Err(read_err(e)),
+            };
             let permit = decoders.acquire_owned().await.map_err(IngestError::DecodeSlot)?;
             let decoded = tokio::task::spawn_blocking(move || {
                 let decoded = decode_object(&obj, bytes, tz, &currency, &run_id, limits);
@@ -746,7 +776,7 @@ impl<'a> Output<'a> {
         while let Some(result) = decoding.decoded.recv().await {
             let mut decoded = result?;
             let path = decoded.report.path.clone();
-            if decoded.report.status == ObjectStatus::Unreadable {
+            if !decoded.report.status.is_read() {
                 tracing::warn!(object = %path, error = decoded.report.error.as_deref().unwrap_or(""), "object is unreadable; none of its rows are counted");
                 report.unreadable_objects.push(Unreadable {
                     path: path.clone(),
@@ -824,7 +854,7 @@ impl<'a> Output<'a> {
 fn sum_totals(report: &mut IngestReport) {
     for o in &report.objects {
         let t = &mut report.totals;
-        if o.status == ObjectStatus::Unreadable {
+        if !o.status.is_read() {
             t.objects_unreadable += 1;
             continue;
         }
@@ -1225,5 +1255,107 @@ mod tests {
         assert_eq!(status(ObjectStatus::Unreadable), "unreadable");
         let read: ObjectReport = serde_json::from_str(r#"{"status":"unreadable"}"#).expect("report");
         assert_eq!(read.status, ObjectStatus::Unreadable);
+    }
+
+    /// A raw store where, right after each listing, one object is deleted
+    /// and another rewritten: what a producer does at the wrong moment.
+    #[derive(Debug)]
+    struct Moving {
+        inner: object_store::memory::InMemory,
+        armed: std::sync::atomic::AtomicBool,
+    }
+
+    impl std::fmt::Display for Moving {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Moving")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for Moving {
+        async fn put_opts(&self, p: &object_store::path::Path, v: object_store::PutPayload, o: object_store::PutOptions) -> object_store::Result<object_store::PutResult> {
+            self.inner.put_opts(p, v, o).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            p: &object_store::path::Path,
+            o: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(p, o).await
+        }
+        async fn get_opts(&self, p: &object_store::path::Path, o: object_store::GetOptions) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(p, o).await
+        }
+        fn delete_stream(
+            &self,
+            paths: futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+            self.inner.delete_stream(paths)
+        }
+        fn list(&self, prefix: Option<&object_store::path::Path>) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            let listed = futures::executor::block_on(self.inner.list(prefix).try_collect::<Vec<_>>());
+            if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                futures::executor::block_on(async {
+                    self.inner.delete(&"raw/b.jsonl".into()).await.expect("delete");
+                    let changed = line("c2", 3).into_bytes();
+                    self.inner.put(&"raw/c.jsonl".into(), changed.into()).await.expect("rewrite");
+                });
+            }
+            futures::stream::iter(listed.map_or_else(|e| vec![Err(e)], |l| l.into_iter().map(Ok).collect())).boxed()
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&object_store::path::Path>) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, from: &object_store::path::Path, to: &object_store::path::Path, o: object_store::CopyOptions) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, o).await
+        }
+    }
+
+    fn line(id: &str, day: u32) -> String {
+        format!(r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"c1","occurred_at":"2026-03-{day:02}T10:00:00Z","user_id":"u1"}}"#)
+    }
+
+    /// An object deleted or rewritten between listing and reading is
+    /// reported (vanished, changed), does not fail the run, and is read as
+    /// it is next run; the others are ingested.
+    #[tokio::test]
+    async fn objects_that_vanish_or_change_after_listing_are_reported_and_retried() {
+        let moving = Arc::new(Moving {
+            inner: object_store::memory::InMemory::new(),
+            armed: std::sync::atomic::AtomicBool::new(true),
+        });
+        for (name, id) in [("a", "a1"), ("b", "b1"), ("c", "c1")] {
+            moving.inner.put(&format!("raw/{name}.jsonl").as_str().into(), line(id, 1).into_bytes().into()).await.expect("put");
+        }
+        let raw = Location {
+            url: url::Url::parse("memory:///raw").expect("url"),
+            store: moving.clone(),
+            prefix: "raw".into(),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = crate::storage::Storage::new(Default::default());
+        let warehouse = Warehouse::open(&storage, &dir.path().display().to_string()).expect("warehouse");
+        let opts = IngestOptions {
+            run_id: "r1",
+            timezone: chrono_tz::UTC,
+            currency: "USD",
+            max_reject_rate: 1.0,
+            parallelism: 2,
+            limits: Default::default(),
+            progress: None,
+            late_before: None,
+        };
+        let first = ingest(&raw, &warehouse, &opts).await.expect("first ingest");
+        let status = |r: &IngestReport, path: &str| r.objects.iter().find(|o| o.path == path).map(|o| o.status);
+        assert_eq!(status(&first, "a.jsonl"), Some(ObjectStatus::Ingested));
+        assert_eq!(status(&first, "b.jsonl"), Some(ObjectStatus::Vanished));
+        assert_eq!(status(&first, "c.jsonl"), Some(ObjectStatus::Changed));
+        assert_eq!((first.totals.objects_ingested, first.totals.objects_unreadable, first.totals.accepted), (1, 2, 1));
+        assert!(first.unreadable_objects.iter().any(|u| u.error.contains("vanished")), "{:?}", first.unreadable_objects);
+
+        let second = ingest(&raw, &warehouse, &IngestOptions { run_id: "r2", ..opts }).await.expect("second ingest");
+        assert_eq!(status(&second, "c.jsonl"), Some(ObjectStatus::Ingested), "the changed object is read as it is now");
+        assert_eq!(status(&second, "b.jsonl"), None, "a vanished object is not listed again");
+        assert_eq!(second.totals.accepted, 1);
     }
 }

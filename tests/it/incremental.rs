@@ -223,7 +223,7 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
     // 1. History through 2026-09-20: nothing to keep yet.
     add_through("2026-09-20");
     let report = run(&p, &p.warehouse, "2026-09-20", &[]);
-    assert_eq!(report["full_rebuild_because"], "no earlier run published tables");
+    assert_eq!(report["full_rebuild_because"], "no earlier run of this pipeline published tables");
     assert!(report.get("rebuild_from").is_none(), "{}", plan_of(&report));
 
     // 2. Through 2026-10-31: September was not final yet, so it is recomputed.

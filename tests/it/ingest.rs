@@ -875,7 +875,12 @@ fn objects_are_ingested_once_across_runs() {
     // A key index segment of the previous index version (another payload
     // hash): run 2 reads the keys back from `events` instead and still tells
     // duplicates from conflicting ones.
-    let segment = p.warehouse.join("_tenure/ingest/keys/00000000000000000001.bin");
+    let keys = p.warehouse.join("_tenure/ingest/keys");
+    let segment = std::fs::read_dir(&keys)
+        .expect("run 1 wrote key segments")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("00000000000000000001.")))
+        .expect("the segment of sequence 1");
     let mut bytes = std::fs::read(&segment).expect("run 1 wrote a key segment");
     assert_eq!(&bytes[..8], b"TNKEYS02");
     bytes[..8].copy_from_slice(b"TNKEYS01");
