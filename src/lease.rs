@@ -590,16 +590,53 @@ pub async fn hold_when_free<T>(
 }
 
 /// Run `work` under the lease `held` while [`keep_alive`] renews it, then
-/// release it; `work` is dropped if the lease is lost.
+/// release it; `work` is dropped if the lease is lost. If this future is
+/// dropped first (a run stopped by its timeout), the lease is released all
+/// the same, by a task of its own.
 async fn keep_during<T>(store: &LeaseStore, held: Lease, clock: Arc<dyn Clock>, work: impl std::future::Future<Output = T>) -> Result<T, HoldError> {
     let (done_tx, done_rx) = watch::channel(false);
     let (lost_tx, mut lost_rx) = watch::channel(false);
     let keeper = tokio::spawn(keep_alive(store.clone(), held, clock.clone(), done_rx, lost_tx));
+    let mut releasing = Releasing {
+        store: store.clone(),
+        clock,
+        done: done_tx,
+        keeper: Some(keeper),
+    };
     let out = tokio::select! {
         out = work => Some(out),
         _ = lost_rx.wait_for(|lost| *lost) => None,
     };
-    let _ = done_tx.send(true);
+    if let Some(keeper) = releasing.keeper.take() {
+        let _ = releasing.done.send(true);
+        release_when_kept(&releasing.store, releasing.clock.as_ref(), keeper).await;
+    }
+    out.ok_or_else(|| HoldError::Lost {
+        pipeline: store.pipeline.clone(),
+    })
+}
+
+/// A lease being kept: released when its work ends, or when dropped.
+struct Releasing {
+    store: LeaseStore,
+    clock: Arc<dyn Clock>,
+    done: watch::Sender<bool>,
+    keeper: Option<tokio::task::JoinHandle<Option<Lease>>>,
+}
+
+impl Drop for Releasing {
+    fn drop(&mut self) {
+        let Some(keeper) = self.keeper.take() else { return };
+        let _ = self.done.send(true);
+        let (store, clock) = (self.store.clone(), self.clock.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { release_when_kept(&store, clock.as_ref(), keeper).await });
+        }
+    }
+}
+
+/// Wait for the keeper to stop and release the lease it still holds.
+async fn release_when_kept(store: &LeaseStore, clock: &dyn Clock, keeper: tokio::task::JoinHandle<Option<Lease>>) {
     match keeper.await {
         Ok(Some(held)) => {
             if let Err(e) = store.release(held, clock.now(), None, None).await {
@@ -609,9 +646,6 @@ async fn keep_during<T>(store: &LeaseStore, held: Lease, clock: Arc<dyn Clock>, 
         Ok(None) => {}
         Err(e) => tracing::warn!(lease = %store.display(), error = %e, "lease keeper failed; the lease will expire"),
     }
-    out.ok_or_else(|| HoldError::Lost {
-        pipeline: store.pipeline.clone(),
-    })
 }
 
 /// A holder id for this process: host, process id and a random suffix, so
@@ -768,6 +802,54 @@ mod tests {
         a.release(la, t0, None, None).await.expect("release");
         assert!(dir.path().join("_tenure/leases/daily.json").is_file());
         assert!(dir.path().join("_tenure/leases/daily.json.lock").is_file());
+    }
+}
+
+#[cfg(test)]
+mod hold_tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::config::StorageSettings;
+    use crate::storage::Storage;
+
+    /// Work waits for a held lease, and a holder whose work is dropped (a
+    /// run stopped by its timeout) releases the lease instead of leaving it
+    /// to expire.
+    #[tokio::test]
+    async fn a_waiting_holder_gets_the_lease_and_a_dropped_one_releases_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::new(StorageSettings::default());
+        let wh = Warehouse::open(&storage, &dir.path().display().to_string()).expect("local");
+        let ttl = Duration::from_secs(60);
+        let (a, b) = (LeaseStore::new(&wh, "ingest.x", "a", ttl), LeaseStore::new(&wh, "ingest.x", "b", ttl));
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+        let stopped = tokio::time::timeout(Duration::from_millis(300), hold(&a, clock.clone(), std::future::pending::<()>())).await;
+        assert!(stopped.is_err(), "the work never ends; the timeout drops it");
+        let released = async {
+            loop {
+                if a.current().await.expect("read").is_some_and(|r| r.released) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), released).await.expect("released soon after the drop");
+
+        // b waits while a holds it, and gets it when a is done.
+        let order = std::sync::Mutex::new(Vec::new());
+        let first = hold(&a, clock.clone(), async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            order.lock().expect("lock").push("a");
+        });
+        let second = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            hold_when_free(&b, clock.clone(), Duration::from_millis(50), async { order.lock().expect("lock").push("b") }).await
+        };
+        let (x, y) = tokio::join!(first, second);
+        x.expect("a held");
+        y.expect("b waited and held");
+        assert_eq!(*order.lock().expect("lock"), ["a", "b"]);
     }
 }
 

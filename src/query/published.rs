@@ -475,4 +475,61 @@ mod tests {
             assert!(e.contains("after '@'"), "{e}");
         }
     }
+
+    /// Marts are read at the versions a run report records: the marts of a
+    /// run publishing now (committed, report not written yet) are not read
+    /// beside the previous run's, and all of them switch when its report is.
+    #[tokio::test]
+    async fn the_marts_of_one_run_are_read_together() {
+        use arrow::array::{Int64Array, RecordBatch};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = crate::storage::Storage::new(Default::default());
+        let warehouse = Warehouse::open(&storage, &dir.path().display().to_string()).expect("warehouse");
+        let publish = |value: i64| {
+            let warehouse = warehouse.clone();
+            async move {
+                let mut versions = Vec::new();
+                for (order, name) in ["a", "b"].into_iter().enumerate() {
+                    let batch = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![value])) as arrow::array::ArrayRef)]).expect("batch");
+                    let staged = crate::publish::stage(warehouse.mart(name), name.to_string(), order, batch.schema(), vec![batch], None)
+                        .await
+                        .expect("stage");
+                    versions.push(crate::publish::commit(staged, "run").await.expect("commit").version);
+                }
+                versions
+            }
+        };
+        let report = |run: &str, versions: &[i64]| {
+            let tables: Vec<serde_json::Value> = ["a", "b"]
+                .iter()
+                .zip(versions)
+                .map(|(name, version)| serde_json::json!({"name": name, "location": "", "version": version, "rows": 1}))
+                .collect();
+            let body = serde_json::json!({"run_id": run, "pipeline": "daily", "status": "succeeded", "tables": tables});
+            let runs = dir.path().join("_runs");
+            std::fs::create_dir_all(&runs).expect("mkdir");
+            std::fs::write(runs.join(format!("{run}.json")), body.to_string()).expect("report");
+        };
+        async fn read(service: &crate::query::QueryService) -> (i64, i64) {
+            let sql = "select a.v as a, b.v as b from a cross join b";
+            let batches = service.sql(sql).await.expect("plan").collect().await.expect("read");
+            let column = |i: usize| batches[0].column(i).as_any().downcast_ref::<Int64Array>().expect("int").value(0);
+            (column(0), column(1))
+        }
+
+        let first = publish(1).await;
+        report("r1", &first);
+        let service = crate::query::QueryService::open(warehouse.clone()).await.expect("open");
+        assert_eq!(read(&service).await, (1, 1));
+        // Run 2 has committed both marts; its report is not written yet.
+        let second = publish(2).await;
+        tokio::time::sleep(FRESHNESS).await;
+        assert_eq!(read(&service).await, (1, 1), "the marts of run 1 until run 2's report is written");
+        report("r2", &second);
+        tokio::time::sleep(FRESHNESS).await;
+        assert_eq!(read(&service).await, (2, 2), "every mart of run 2 once it is");
+        // Time travel by name still reads any version.
+        let travelled = service.sql("select v from \"a@v0\"").await.expect("plan").collect().await.expect("read");
+        assert_eq!(travelled[0].column(0).as_any().downcast_ref::<Int64Array>().expect("int").value(0), 1);
+    }
 }

@@ -189,3 +189,28 @@ fn run_report_describes_the_run() {
         assert_eq!(row["run_id"], run_id.as_str(), "run_id of {row}");
     }
 }
+
+/// A run past its pipeline's `run_timeout_seconds` stops before publishing,
+/// says why in its report, and leaves no lease behind: the next run goes.
+#[test]
+fn a_run_past_its_timeout_publishes_nothing_and_the_next_run_goes() {
+    let p = Project::from_fixture("runs/run1");
+    let pipelines = p.dir.path().join("pipelines");
+    let config = config_with(p.dir.path(), |t| {
+        set(t, &["project", "pipelines_dir"], toml::Value::String(pipelines.display().to_string()));
+    });
+    write(&pipelines, "daily.toml", "name = \"daily\"\nrun_timeout_seconds = 0.001\n");
+    let (out, report) = p.try_run(&RunOpts::default().config(&config));
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let report = report.expect("a failed run writes its report");
+    assert_eq!(report.json["status"], "failed");
+    let error = report.json["error"].to_string();
+    assert!(error.contains("run_timeout_seconds") && error.contains("before it published anything"), "{error}");
+    assert!(report.json["tables"].as_array().is_none_or(|t| t.is_empty()), "{}", report.json["tables"]);
+    assert!(!table_exists(&p.warehouse.join("marts/mrr_monthly")), "nothing published");
+
+    write(&pipelines, "daily.toml", "name = \"daily\"\n");
+    let next = p.run_with(&RunOpts::default().config(&config));
+    assert_eq!(next.json["status"], "succeeded");
+    assert!(table_exists(&p.warehouse.join("marts/mrr_monthly")));
+}

@@ -188,3 +188,106 @@ fn s3_errors_name_the_url_and_hide_the_secret() {
     assert!(started.elapsed() < Duration::from_secs(120), "gave up in bounded time");
     let _ = tenure::<&str>(&[]);
 }
+
+/// A TCP proxy in front of the S3 server that breaks every `every`-th
+/// connection it accepts: alternately closed at once, and closed when the
+/// server's answer starts (the request landed, its answer is lost: what a
+/// reset mid-transfer does to a conditional put).
+struct FaultProxy {
+    port: u16,
+}
+
+impl FaultProxy {
+    fn start(target: u16, every: usize) -> FaultProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            for (i, accepted) in listener.incoming().enumerate() {
+                let Ok(client) = accepted else { continue };
+                let fault = (i % every == every - 1).then_some(i / every % 2);
+                if fault == Some(0) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let (Ok(mut client_in), Ok(mut server_out)) = (client.try_clone(), server.try_clone()) else { continue };
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_in, &mut server_out);
+                    let _ = server_out.shutdown(Shutdown::Write);
+                });
+                let (mut server_in, mut client_out) = (server, client);
+                std::thread::spawn(move || {
+                    if fault.is_some() {
+                        let mut first = [0u8; 1];
+                        let _ = server_in.read(&mut first);
+                        let _ = client_out.shutdown(Shutdown::Both);
+                        let _ = server_in.shutdown(Shutdown::Both);
+                        return;
+                    }
+                    let mut buf = [0u8; 64 * 1024];
+                    while let Ok(n) = server_in.read(&mut buf) {
+                        if n == 0 || client_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client_out.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        FaultProxy { port }
+    }
+}
+
+/// Through a link that breaks one connection in 4 (some before the
+/// request, some after it landed, with its answer lost), a run succeeds and
+/// publishes exactly what a run over a clean link publishes: retried
+/// requests, settled commits and conditional writes read back.
+#[test]
+fn a_run_over_a_faulty_link_publishes_what_a_clean_run_does() {
+    let moto = Moto::start();
+    moto.boto("s3.create_bucket(Bucket='lake')");
+    moto.upload_dir("lake", "raw", &crate::common::fixture("reasons"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clean_config = s3_config(dir.path(), &moto);
+    let out = run_s3(&clean_config, "s3://lake/raw", "s3://lake/clean");
+    assert!(out.status.success(), "clean run failed:\n{}", output_text(&out));
+
+    let proxy = FaultProxy::start(moto.port, 4);
+    let faulty_dir = tempfile::tempdir().expect("tempdir");
+    let faulty_config = config_with(faulty_dir.path(), |t| {
+        set(t, &["storage", "endpoint"], toml::Value::String(format!("http://127.0.0.1:{}", proxy.port)));
+        set(t, &["storage", "region"], toml::Value::String("us-east-1".into()));
+        set(t, &["storage", "allow_http"], toml::Value::Boolean(true));
+        set(t, &["storage", "options", "aws_access_key_id"], toml::Value::String("${TENURE_TEST_S3_KEY}".into()));
+        set(t, &["storage", "options", "aws_secret_access_key"], toml::Value::String("${TENURE_TEST_S3_SECRET}".into()));
+    });
+    let out = run_s3(&faulty_config, "s3://lake/raw", "s3://lake/faulty");
+    assert!(out.status.success(), "a run over a faulty link failed:\n{}", output_text(&out));
+
+    let sorted = |uri: &str| {
+        let mut rows: Vec<String> = moto.read_delta(uri)["rows"].as_array().expect("rows").iter().map(|r| r.to_string()).collect();
+        rows.sort();
+        rows
+    };
+    for table in ["events", "rejects", "marts/mrr_monthly", "marts/mrr_bridge_monthly", "marts/customer_health"] {
+        let (clean, faulty) = (sorted(&format!("s3://lake/clean/{table}")), sorted(&format!("s3://lake/faulty/{table}")));
+        let ignore_run = |rows: Vec<String>| -> Vec<String> {
+            rows.into_iter()
+                .map(|r| {
+                    let mut v: Value = serde_json::from_str(&r).expect("row");
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("ingest_run_id");
+                        o.remove("run_id");
+                        o.remove("ingested_at");
+                    }
+                    v.to_string()
+                })
+                .collect::<std::collections::BTreeSet<String>>()
+                .into_iter()
+                .collect()
+        };
+        assert_eq!(ignore_run(clean), ignore_run(faulty), "{table} differs over the faulty link");
+    }
+}
