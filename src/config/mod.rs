@@ -1029,6 +1029,33 @@ mod tests {
     /// `ingest.max_record_bytes` and `ingest.max_object_bytes`: defaults,
     /// values taken, and each bad value a problem on its line.
     #[test]
+    fn run_timeouts_and_the_engine_memory_have_defaults_and_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = "[project]\npipelines_dir = \"../pipelines\"\nsql_dir = \"../sql\"\n\n[storage]\nraw = \"raw\"\nwarehouse = \"wh\"\n";
+        let config = write(dir.path(), "config/tenure.toml", base);
+        write(dir.path(), "pipelines/daily.toml", "");
+        let project = load(&config, &Overrides::default()).expect("loads");
+        assert_eq!(project.pipelines[0].run_timeout, Some(Duration::from_secs(21_600)));
+        assert_eq!(project.config.engine_memory, crate::engine::default_memory_limit());
+
+        write(dir.path(), "pipelines/daily.toml", "run_timeout_seconds = 0\n");
+        write(dir.path(), "config/tenure.toml", &format!("{base}\n[engine]\nmemory_mb = 0\n"));
+        let project = load(&config, &Overrides::default()).expect("loads");
+        assert_eq!((project.pipelines[0].run_timeout, project.config.engine_memory), (None, None), "0 turns both off");
+
+        write(dir.path(), "pipelines/daily.toml", "run_timeout_seconds = 90.5\n");
+        write(dir.path(), "config/tenure.toml", &format!("{base}\n[engine]\nmemory_mb = 512\n"));
+        let project = load(&config, &Overrides::default()).expect("loads");
+        assert_eq!(project.pipelines[0].run_timeout, Some(Duration::from_secs_f64(90.5)));
+        assert_eq!(project.config.engine_memory, Some(512 << 20));
+
+        write(dir.path(), "pipelines/daily.toml", "run_timeout_seconds = -1\n");
+        let shown = shown(&load_partial(&config, &Overrides::default()).problems);
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(shown[0].ends_with("pipelines/daily.toml:1: run_timeout_seconds: must be a number of seconds from 0 (no limit) to 31536000"), "{shown:?}");
+    }
+
+    #[test]
     fn ingest_limits_have_defaults_and_are_checked() {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = "[project]\npipelines_dir = \"../pipelines\"\nsql_dir = \"../sql\"\n\n[storage]\nraw = \"raw\"\nwarehouse = \"wh\"\n\n[ingest]\n";

@@ -23,6 +23,8 @@ pub struct PipelineMetrics {
     pub runs_total: u64,
     /// Attempts that failed.
     pub failures_total: u64,
+    /// Attempts stopped by the pipeline's `run_timeout_seconds` (failures too).
+    pub timeouts_total: u64,
     /// Retries scheduled after a transient failure.
     pub retries_total: u64,
     /// Slots skipped: already run by another scheduler, or missed under the
@@ -68,9 +70,10 @@ impl Metrics {
         let map = self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut out = String::new();
         type Field = fn(&PipelineMetrics) -> Option<f64>;
-        let families: [(&str, &str, &str, Field); 8] = [
+        let families: [(&str, &str, &str, Field); 9] = [
             ("tenure_runs_total", "counter", "Pipeline runs started by the scheduler (each retry counts).", |m| Some(m.runs_total as f64)),
             ("tenure_run_failures_total", "counter", "Scheduled runs that failed.", |m| Some(m.failures_total as f64)),
+            ("tenure_run_timeouts_total", "counter", "Scheduled runs stopped by their run_timeout_seconds (counted as failures too).", |m| Some(m.timeouts_total as f64)),
             ("tenure_run_retries_total", "counter", "Retries after a transient failure.", |m| Some(m.retries_total as f64)),
             ("tenure_slots_skipped_total", "counter", "Schedule slots not run here: run by another scheduler, or missed under the catch-up policy.", |m| Some(m.skipped_total as f64)),
             ("tenure_last_run_duration_seconds", "gauge", "Duration of the last scheduled run.", |m| m.last_run_duration_seconds),
@@ -305,6 +308,7 @@ mod tests {
         metrics.update("daily", |m| {
             m.runs_total = 3;
             m.failures_total = 1;
+            m.timeouts_total = 1;
             m.rows_ingested_total = 1200;
             m.last_run_duration_seconds = Some(1.5);
             m.last_success_timestamp_seconds = Some(1_777_600_000.0);
@@ -329,6 +333,7 @@ mod tests {
             "# TYPE tenure_runs_total counter",
             "tenure_runs_total{pipeline=\"daily\"} 3",
             "tenure_run_failures_total{pipeline=\"daily\"} 1",
+            "tenure_run_timeouts_total{pipeline=\"daily\"} 1",
             "tenure_last_run_duration_seconds{pipeline=\"daily\"} 1.5",
             "tenure_rows_ingested_total{pipeline=\"daily\"} 1200",
             "tenure_last_success_timestamp_seconds{pipeline=\"daily\"} 1777600000",

@@ -119,6 +119,8 @@ pub struct AttemptError {
     pub message: String,
     /// Retrying does not help.
     pub permanent: bool,
+    /// The run passed its `run_timeout_seconds`.
+    pub timed_out: bool,
 }
 
 /// Runs one pipeline once: [`PipelineRunner`] in the daemon, fakes in tests.
@@ -146,6 +148,7 @@ impl Runner for PipelineRunner<'_> {
         let error = |e: &pipeline::RunError| AttemptError {
             message: pipeline::error_chain(e).join(": "),
             permanent: e.is_permanent(),
+            timed_out: matches!(e, pipeline::RunError::TimedOut(_)),
         };
         let attempt = |report: &pipeline::report::RunReport, error| Attempt {
             run_id: Some(report.run_id.clone()),
@@ -670,7 +673,10 @@ impl Worker<'_> {
                 m.last_run_duration_seconds = Some(a.seconds);
                 m.rows_ingested_total += a.rows_ingested;
                 match &a.error {
-                    Some(_) => m.failures_total += 1,
+                    Some(e) => {
+                        m.failures_total += 1;
+                        m.timeouts_total += u64::from(e.timed_out);
+                    }
                     None => m.last_success_timestamp_seconds = Some(ended.timestamp_millis() as f64 / 1000.0),
                 }
             });

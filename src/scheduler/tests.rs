@@ -83,6 +83,7 @@ fn transient() -> Option<AttemptError> {
     Some(AttemptError {
         message: "connection reset".into(),
         permanent: false,
+        timed_out: false,
     })
 }
 
@@ -90,6 +91,7 @@ fn permanent() -> Option<AttemptError> {
     Some(AttemptError {
         message: "model marts.x: unknown column".into(),
         permanent: true,
+        timed_out: false,
     })
 }
 
@@ -266,6 +268,28 @@ async fn transient_failures_retry_permanent_ones_do_not() {
         let lease = w.lease.current().await.expect("read").expect("lease");
         assert_eq!(lease.last_fire, Some(slot.fire));
     }
+}
+
+/// A run stopped by its timeout is a failure that is not retried, counted
+/// in `tenure_run_timeouts_total` as well.
+#[tokio::test]
+async fn a_timed_out_run_fails_its_slot_and_is_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wh = warehouse(dir.path());
+    let clock = FakeClock::at("2026-05-02T06:00:01Z");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let shared = Arc::new(Shared::default());
+    let runner = FakeRunner::new("a", shared.clone(), stop_tx);
+    let timed_out = AttemptError {
+        message: "the run took longer than its run_timeout_seconds".into(),
+        permanent: true,
+        timed_out: true,
+    };
+    *runner.script.lock().expect("script") = vec![Some(timed_out), None].into();
+    let w = worker("0 6 * * *", CatchUp::Latest, Tz::UTC, &runner, clock.clone(), &wh, "a", stop_rx);
+    assert_eq!(w.handle_slot(Slot::new(utc("2026-05-02T06:00:00Z"), Tz::UTC)).await, SlotOutcome::Failed);
+    let m = w.metrics.get("daily");
+    assert_eq!((m.runs_total, m.failures_total, m.timeouts_total, m.retries_total), (1, 1, 1, 0));
 }
 
 #[tokio::test]
