@@ -165,6 +165,15 @@ impl EventBuilder {
         self.len == 0
     }
 
+    /// About how many bytes the finished batch takes: the text of every
+    /// column, and per row the fixed-width values, the offsets and the
+    /// lineage columns.
+    pub fn bytes(&self) -> usize {
+        const FIXED_PER_ROW: usize = 8 + 4 + 16 + 16 + 8 + 8 + 8 + 8 + 4 * (STRING_COLUMNS + 2);
+        let text: usize = self.strings.iter().map(|b| b.values_slice().len()).sum();
+        text + self.len * (FIXED_PER_ROW + self.source_object.len() + self.run_id.len())
+    }
+
     pub fn push(&mut self, ev: &ValidEvent, event_date: i32, source_row: i64) {
         let s = &mut self.strings;
         s[S_EVENT_ID].append_value(&ev.event_id);

@@ -15,6 +15,7 @@ use arrow::array::RecordBatch;
 use deltalake::kernel::Add;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
+use object_store::ObjectStoreExt;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
@@ -136,6 +137,40 @@ impl<'a> EventFiles<'a> {
             self.wait_oldest().await?;
         }
         Ok(std::mem::take(&mut self.adds))
+    }
+
+    /// Take over the rows and files of `other` (the files of one object read
+    /// in several parts, see [`super::Output`]): its files join this ingest's,
+    /// its pending rows follow the rows pending here.
+    pub async fn adopt(&mut self, mut other: EventFiles<'a>) -> Result<(), IngestError> {
+        self.adds.append(&mut other.adds);
+        self.running.append(&mut other.running);
+        for kind in 0..2 {
+            for batch in std::mem::take(&mut other.pending[kind].batches) {
+                self.pending[kind].push(batch);
+            }
+            if self.pending[kind].rows >= ROWS_PER_FILE {
+                self.cut(kind).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop every row given here: pending rows are forgotten, and files
+    /// already encoded are deleted (best effort: a file left behind is never
+    /// referenced, and vacuum removes it).
+    pub async fn discard(mut self) {
+        self.pending = Default::default();
+        while let Some(task) = self.running.pop_front() {
+            if let Ok(Ok(adds)) = task.await {
+                self.adds.extend(adds);
+            }
+        }
+        for add in &self.adds {
+            if let Err(e) = self.location.store.delete(&self.location.path(&add.path)).await {
+                tracing::warn!(table = %self.location.display(), file = %add.path, error = %e, "cannot delete a data file of an unreadable object");
+            }
+        }
     }
 
     /// Give up: stop encoding. Files already written stay unreferenced.

@@ -50,7 +50,8 @@ fn decoded(name: &str, bytes: Bytes, format: Format, compression: Compression) -
         format,
         compression,
     };
-    decode_object(&obj, bytes, chrono_tz::UTC, "USD", "run", Default::default())
+    // Inputs here are far smaller than one part.
+    decode_object(&obj, bytes, chrono_tz::UTC, "USD", "run", Default::default(), super::PartLimits::DEFAULT, &mut |_| true)
 }
 
 /// Rows read add up: each is accepted, a duplicate or rejected, once; the

@@ -90,6 +90,9 @@ pub struct SeenKeys {
     /// The chain, newest first.
     segments: Vec<Segment>,
     current: KeyTable,
+    /// Keys claimed by the object being read while it may still turn out
+    /// unreadable ([`SeenKeys::begin`]): kept only once it is read to its end.
+    tentative: Option<KeyTable>,
     /// Keys read back from `events` (no complete chain of segments).
     scanned: bool,
 }
@@ -139,7 +142,8 @@ impl SeenKeys {
     /// The payload hash of an accepted id.
     #[cfg(test)]
     pub fn get(&self, id: u128) -> Option<u64> {
-        self.current.get(id).or_else(|| self.in_segments(id))
+        let tentative = || self.tentative.as_ref().and_then(|t| t.get(id));
+        self.current.get(id).or_else(tentative).or_else(|| self.in_segments(id))
     }
 
     /// The payload hash of an id accepted by an earlier sequence.
@@ -153,7 +157,33 @@ impl SeenKeys {
         if let Some(p) = self.in_segments(id) {
             return Some(p);
         }
-        self.current.claim(id, payload)
+        match &mut self.tentative {
+            None => self.current.claim(id, payload),
+            Some(tentative) => self.current.get(id).or_else(|| tentative.claim(id, payload)),
+        }
+    }
+
+    /// From now on, claims are tentative: an object read in several parts
+    /// claims its keys part by part, and they count only if its last part
+    /// is read ([`SeenKeys::commit`]); if it turns out unreadable they are
+    /// forgotten ([`SeenKeys::rollback`]), as if it had never been read.
+    pub fn begin(&mut self) {
+        self.tentative = Some(KeyTable::default());
+    }
+
+    /// Keep the tentative claims.
+    pub fn commit(&mut self) {
+        if let Some(tentative) = self.tentative.take() {
+            self.current.reserve(tentative.len);
+            for (id, payload) in tentative.iter() {
+                self.current.claim(id, payload);
+            }
+        }
+    }
+
+    /// Forget the tentative claims.
+    pub fn rollback(&mut self) {
+        self.tentative = None;
     }
 
     /// [`SeenKeys::claim`] for each `(id, payload)` in order (a key claimed by
@@ -331,7 +361,6 @@ impl KeyTable {
         None
     }
 
-    #[cfg(test)]
     fn get(&self, id: u128) -> Option<u64> {
         if id == 0 {
             return self.zero;
@@ -476,6 +505,28 @@ mod tests {
         }
         let (file, body) = s.segment_for(sequence, "r", 2);
         (file, check(&Bytes::from(body)).expect("valid segment"))
+    }
+
+    /// Tentative claims see the kept ones and each other; rolled back, they
+    /// are gone, as if never made; committed, they are kept.
+    #[test]
+    fn tentative_claims_are_kept_or_forgotten_whole() {
+        let mut seen = SeenKeys::default();
+        assert_eq!(seen.claim(1, 10), None);
+        seen.begin();
+        assert_eq!(seen.claim(1, 11), Some(10), "a kept key is a duplicate");
+        assert_eq!(seen.claim(2, 20), None);
+        assert_eq!(seen.claim(2, 21), Some(20), "a tentative key is a duplicate of the same object");
+        assert_eq!(seen.claim(0, 30), None);
+        seen.rollback();
+        assert_eq!((seen.get(2), seen.get(0), seen.get(1)), (None, None, Some(10)));
+        seen.begin();
+        assert_eq!(seen.claim(2, 22), None, "a forgotten key is new again");
+        assert_eq!(seen.claim(0, 31), None);
+        seen.commit();
+        assert_eq!(seen.claim(2, 23), Some(22));
+        assert_eq!(seen.claim(0, 32), Some(31));
+        assert_eq!(seen.current.len, 2, "id 0 is held apart from the slots");
     }
 
     #[test]

@@ -106,8 +106,38 @@ pub enum IngestError {
 /// About how many bytes of raw JSON Lines one event takes: for reserving room.
 const BYTES_PER_EVENT: usize = 150;
 
-/// Decoded objects waiting for de-duplication, at most.
-const DECODED_AHEAD: usize = 32;
+/// Objects whose decoding has started, waiting for de-duplication, at most
+/// (beyond those in flight, see [`IN_FLIGHT_PER_THREAD`]).
+const DECODED_AHEAD: usize = 4;
+
+/// How many decoded rows of one object are handed on at once: an object is
+/// decoded in parts of at most this many rows and bytes, so that memory
+/// stays bounded whatever one object holds (a small gzip object may hold
+/// gigabytes of rows).
+#[derive(Debug, Clone, Copy)]
+struct PartLimits {
+    rows: usize,
+    bytes: usize,
+}
+
+impl PartLimits {
+    /// 64 Ki rows or 16 MiB of built arrays (rejects' text included),
+    /// whichever comes first. Each object decoding ahead holds at most two
+    /// parts (one waiting, one being built), and up to `parallelism *
+    /// IN_FLIGHT_PER_THREAD + DECODED_AHEAD` objects are ahead, so this keeps
+    /// a run with a few huge objects at some hundred MiB; parts of 64 Ki rows
+    /// still make the cost per part (one claim pass, one filter) negligible.
+    const DEFAULT: PartLimits = PartLimits {
+        rows: 64 * 1024,
+        bytes: 16 << 20,
+    };
+    /// The bytes of a part's events are summed every this many rows.
+    const CHECK_EVERY: u64 = 64;
+}
+
+/// Parts of one decoded object waiting for de-duplication, at most (besides
+/// the one its decoder is building).
+const PARTS_AHEAD: usize = 1;
 
 /// Objects fetched and decoding, or decoded and waiting for an earlier one to
 /// finish, per decoding thread. Objects are taken in order, so with one object
@@ -262,6 +292,14 @@ fn delta_err(table: &Location) -> impl Fn(deltalake::DeltaTableError) -> IngestE
 }
 
 impl AcceptedSpan {
+    fn merge(&mut self, other: &AcceptedSpan) {
+        self.rows += other.rows;
+        self.earliest_occurred_at = match (self.earliest_occurred_at, other.earliest_occurred_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
     fn add(&mut self, batch: &arrow::array::RecordBatch) {
         use arrow::array::AsArray;
         self.rows += batch.num_rows() as u64;
@@ -405,9 +443,11 @@ struct Discovered {
     compression: Compression,
 }
 
-/// What happened to one object during decoding and validation.
+/// What happened to one object, or to a part of its rows (see
+/// [`PartLimits`]), during decoding and validation: parts come in row order,
+/// and the last one says so. An unreadable object is one part, sent in
+/// place of the part where decoding failed.
 struct Decoded {
-    identity: ObjectId,
     report: ObjectReport,
     /// Accepted rows of each [`FileKind`], each in row order, with their keys.
     events: [Option<(arrow::array::RecordBatch, Vec<RowKey>)>; 2],
@@ -415,19 +455,21 @@ struct Decoded {
     /// claim their keys (the first occurrence wins, EVENTS.md rule 13).
     kinds: Vec<FileKind>,
     rejects: Vec<RejectRow>,
+    /// Whether this is the object's last part.
+    last: bool,
 }
 
 impl Decoded {
     /// An object none of whose rows count (EVENTS.md rule 14).
-    fn unreadable(identity: ObjectId, mut report: ObjectReport, error: String) -> Decoded {
+    fn unreadable(mut report: ObjectReport, error: String) -> Decoded {
         report.status = ObjectStatus::Unreadable;
         report.error = Some(error);
         Decoded {
-            identity,
             report,
             events: [None, None],
             kinds: Vec::new(),
             rejects: Vec::new(),
+            last: true,
         }
     }
 
@@ -510,6 +552,11 @@ async fn open_tables(warehouse: &Warehouse, tables: &Tables, report: &mut Ingest
 
 /// Ingest every new object under `raw` into the tables of `warehouse`.
 pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<'_>) -> Result<IngestReport, IngestError> {
+    ingest_in_parts(raw, warehouse, opts, PartLimits::DEFAULT).await
+}
+
+/// [`ingest`], decoding objects in parts of `parts` (tests cut them small).
+async fn ingest_in_parts(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<'_>, parts: PartLimits) -> Result<IngestReport, IngestError> {
     let started = std::time::Instant::now();
     let seconds = || started.elapsed().as_secs_f64();
     let tables = Tables::of(warehouse);
@@ -538,7 +585,7 @@ pub async fn ingest(raw: &Location, warehouse: &Warehouse, opts: &IngestOptions<
     }
 
     let mut output = Output::new(&opened, &tables, opts)?;
-    let decoding = decode_ahead(raw, new_objects, opts);
+    let decoding = decode_ahead(raw, new_objects, opts, parts);
     output.write_decoded(decoding, &mut seen, &mut report, opts).await?;
     tracing::debug!(seconds = seconds(), "ingest: every object decoded and claimed");
 
@@ -642,14 +689,43 @@ async fn load_keys(opened: &Opened, tables: &Tables) -> Result<SeenKeys, IngestE
 /// Decoded objects in object order, from the task that fetches and decodes
 /// them; dropping it stops that task.
 struct Decoding {
-    decoded: tokio::sync::mpsc::Receiver<Result<Decoded, IngestError>>,
+    decoded: tokio::sync::mpsc::Receiver<Result<ObjectParts, IngestError>>,
     _producer: AbortOnDrop,
+}
+
+/// The parts of one object, in row order, as its decoder hands them on.
+struct ObjectParts {
+    obj: Discovered,
+    parts: tokio::sync::mpsc::Receiver<Decoded>,
+    /// The decoding task, whose failure is told when the parts stop early.
+    decoding: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ObjectParts {
+    /// An object that is one part, known without decoding.
+    fn one(obj: Discovered, decoded: Decoded) -> ObjectParts {
+        let (tx, parts) = tokio::sync::mpsc::channel(1);
+        // A new channel has room for one.
+        let _ = tx.try_send(decoded);
+        ObjectParts { obj, parts, decoding: None }
+    }
+
+    /// The next part; after the last one, `None`.
+    async fn next(&mut self) -> Result<Option<Decoded>, IngestError> {
+        if let Some(part) = self.parts.recv().await {
+            return Ok(Some(part));
+        }
+        if let Some(task) = self.decoding.take() {
+            task.await.map_err(IngestError::DecodeTask)?;
+        }
+        Ok(None)
+    }
 }
 
 /// Fetch and decode `objects` on a task of their own, ahead of the writing,
 /// so that decoding goes on while the writing waits for file encoding. At
 /// most `parallelism` objects decode at once; more are in flight.
-fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'_>) -> Decoding {
+fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'_>, part_limits: PartLimits) -> Decoding {
     let tz = opts.timezone;
     let limits = opts.limits;
     let currency: Arc<str> = Arc::from(opts.currency);
@@ -671,7 +747,8 @@ fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'
                     what: format!("the object ({} bytes)", obj.meta.size),
                     limit: limits.max_object_bytes,
                 };
-                return Ok(Decoded::unreadable(ObjectId::of(&obj.relative, &obj.meta), ObjectReport::of(&obj), error.to_string()));
+                let decoded = Decoded::unreadable(ObjectReport::of(&obj), error.to_string());
+                return Ok(ObjectParts::one(obj, decoded));
             }
             // Read the object as listed: another ETag or version now is a
             // changed object, read again next run.
@@ -687,9 +764,9 @@ fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'
             };
             let not_read = |status: ObjectStatus, why: String| {
                 tracing::warn!(object = %obj.relative, reason = %why, "object not read; it is tried again next run");
-                let mut decoded = Decoded::unreadable(ObjectId::of(&obj.relative, &obj.meta), ObjectReport::of(&obj), why);
+                let mut decoded = Decoded::unreadable(ObjectReport::of(&obj), why);
                 decoded.report.status = status;
-                Ok(decoded)
+                Ok(ObjectParts::one(obj.clone(), decoded))
             };
             let got = match store.get_opts(&obj.meta.location, conditional).await {
                 Ok(got) => got.bytes().await,
@@ -705,15 +782,31 @@ fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'
                 }
                 Err(e) => return Err(read_err(e)),
             };
-            let permit = decoders.acquire_owned().await.map_err(IngestError::DecodeSlot)?;
-            let decoded = tokio::task::spawn_blocking(move || {
-                let decoded = decode_object(&obj, bytes, tz, &currency, &run_id, limits);
+            let permit = decoders.clone().acquire_owned().await.map_err(IngestError::DecodeSlot)?;
+            let (tx, parts) = tokio::sync::mpsc::channel(PARTS_AHEAD);
+            let runtime = tokio::runtime::Handle::current();
+            let decoding_obj = obj.clone();
+            let decoding = tokio::task::spawn_blocking(move || {
+                let obj = decoding_obj;
+                let mut permit = Some(permit);
+                // A decoder waiting for its parts to be taken gives its
+                // thread slot up meanwhile: the object being written may
+                // still need one.
+                let mut emit = |part: Decoded| {
+                    permit = None;
+                    let wanted = tx.blocking_send(part).is_ok();
+                    permit = runtime.block_on(decoders.clone().acquire_owned()).ok();
+                    wanted && permit.is_some()
+                };
+                let last = decode_object(&obj, bytes, tz, &currency, &run_id, limits, part_limits, &mut emit);
                 drop(permit);
-                decoded
+                let _ = tx.blocking_send(last);
+            });
+            Ok::<_, IngestError>(ObjectParts {
+                obj,
+                parts,
+                decoding: Some(decoding),
             })
-            .await
-            .map_err(IngestError::DecodeTask)?;
-            Ok::<_, IngestError>(decoded)
         }
     }))
     .buffered(parallelism * IN_FLIGHT_PER_THREAD);
@@ -736,10 +829,33 @@ fn decode_ahead(raw: &Location, objects: Vec<Discovered>, opts: &IngestOptions<'
 /// manifest entry records: the objects read and the span of accepted events.
 struct Output<'a> {
     tables: &'a Tables,
+    events_table: &'a DeltaTable,
+    rejects_table: &'a DeltaTable,
+    parallelism: usize,
     events: EventFiles<'a>,
     rejects: RecordBatchWriter,
+    /// Files of `rejects` written for objects read in several parts.
+    rejects_adds: Vec<Add>,
     objects: Vec<ObjectId>,
     accepted: AcceptedSpan,
+}
+
+/// Where the rows of an object read in several parts go until its last
+/// part is read: files of its own, which then join the ingest's files, or
+/// are dropped if a later part finds the object unreadable (EVENTS.md rule
+/// 14: none of its rows count). Its keys are claimed tentatively meanwhile
+/// ([`SeenKeys::begin`]).
+struct Tentative<'a> {
+    events: EventFiles<'a>,
+    rejects: RecordBatchWriter,
+}
+
+/// What the parts of one object have given so far.
+struct ObjectSoFar {
+    report: ObjectReport,
+    accepted: AcceptedSpan,
+    late_events: u64,
+    late_months: std::collections::BTreeSet<String>,
 }
 
 /// What [`Output::flush`] leaves to record and commit.
@@ -754,8 +870,12 @@ impl<'a> Output<'a> {
     fn new(opened: &'a Opened, tables: &'a Tables, opts: &IngestOptions<'_>) -> Result<Output<'a>, IngestError> {
         Ok(Output {
             tables,
+            events_table: &opened.events,
+            rejects_table: &opened.rejects_table,
+            parallelism: opts.parallelism,
             events: EventFiles::new(&opened.events, &tables.events, opts.parallelism),
             rejects: RecordBatchWriter::for_table(&opened.rejects_table).map_err(delta_err(&tables.rejects))?,
+            rejects_adds: Vec::new(),
             objects: Vec::new(),
             accepted: AcceptedSpan { rows: 0, earliest_occurred_at: None },
         })
@@ -774,61 +894,123 @@ impl<'a> Output<'a> {
         let late_before = opts.late_before.map(|d| days_since_epoch(d));
         let mut late_months: std::collections::BTreeSet<String> = Default::default();
         while let Some(result) = decoding.decoded.recv().await {
-            let mut decoded = result?;
-            let path = decoded.report.path.clone();
-            if !decoded.report.status.is_read() {
-                tracing::warn!(object = %path, error = decoded.report.error.as_deref().unwrap_or(""), "object is unreadable; none of its rows are counted");
+            let object = result?;
+            if let Some(so_far) = self.write_object(object, seen, report, late_before, opts.run_id).await? {
+                self.accepted.merge(&so_far.accepted);
+                report.late_events += so_far.late_events;
+                late_months.extend(so_far.late_months);
+                report.objects.push(so_far.report);
+            }
+            if let Some(pb) = opts.progress {
+                pb.inc(1);
+            }
+        }
+        drop(decoding);
+        report.late_months = late_months.into_iter().collect();
+        Ok(())
+    }
+
+    /// Take the parts of one object in order, as [`Output::write_decoded`]
+    /// says; what they gave when the object is read to its end. An object
+    /// read in several parts writes them tentatively ([`Tentative`]) until
+    /// its last part; an unreadable object (whatever part tells so) is
+    /// reported here, and leaves nothing claimed or written.
+    async fn write_object(
+        &mut self,
+        mut object: ObjectParts,
+        seen: &mut SeenKeys,
+        report: &mut IngestReport,
+        late_before: Option<i32>,
+        run_id: &str,
+    ) -> Result<Option<ObjectSoFar>, IngestError> {
+        let tables = self.tables;
+        let path = object.obj.relative.clone();
+        let mut so_far = ObjectSoFar {
+            report: ObjectReport::of(&object.obj),
+            accepted: AcceptedSpan { rows: 0, earliest_occurred_at: None },
+            late_events: 0,
+            late_months: Default::default(),
+        };
+        let mut tentative: Option<Tentative<'a>> = None;
+        loop {
+            let mut part = match object.next().await? {
+                Some(part) => part,
+                None => {
+                    let error = "internal: the decoder stopped before the end of the object".to_string();
+                    Decoded::unreadable(ObjectReport::of(&object.obj), error)
+                }
+            };
+            if !part.report.status.is_read() {
+                if let Some(dropped) = tentative.take() {
+                    seen.rollback();
+                    dropped.events.discard().await;
+                    let mut rejects = dropped.rejects;
+                    rejects.reset();
+                }
+                tracing::warn!(object = %path, error = part.report.error.as_deref().unwrap_or(""), "object is unreadable; none of its rows are counted");
                 report.unreadable_objects.push(Unreadable {
                     path: path.clone(),
-                    error: decoded.report.error.clone().unwrap_or_default(),
+                    error: part.report.error.clone().unwrap_or_default(),
                 });
-                report.objects.push(decoded.report);
-                if let Some(pb) = opts.progress {
-                    pb.inc(1);
-                }
-                continue;
+                report.objects.push(part.report);
+                return Ok(None);
             }
-            let mut keep = decoded.claim(seen);
+            if !part.last && tentative.is_none() {
+                seen.begin();
+                tentative = Some(Tentative {
+                    events: EventFiles::new(self.events_table, &tables.events, self.parallelism),
+                    rejects: RecordBatchWriter::for_table(self.rejects_table).map_err(delta_err(&tables.rejects))?,
+                });
+            }
+            let mut keep = part.claim(seen);
+            let (events, rejects_writer) = match &mut tentative {
+                Some(t) => (&mut t.events, &mut t.rejects),
+                None => (&mut self.events, &mut self.rejects),
+            };
             for kind in FileKind::BOTH {
-                let Some((batch, _)) = decoded.events[kind as usize].take() else { continue };
+                let Some((batch, _)) = part.events[kind as usize].take() else { continue };
                 let mask = std::mem::take(&mut keep[kind as usize]);
                 let kept = if mask.iter().all(|k| *k) {
                     batch
                 } else {
                     let mask = arrow::array::BooleanArray::from(mask);
                     arrow::compute::filter_record_batch(&batch, &mask).map_err(|source| IngestError::Arrow {
-                        table: self.tables.events.display(),
+                        table: tables.events.display(),
                         source,
                     })?
                 };
                 if let Some(before) = late_before {
-                    count_late(&kept, before, &mut report.late_events, &mut late_months);
+                    count_late(&kept, before, &mut so_far.late_events, &mut so_far.late_months);
                 }
                 if kept.num_rows() > 0 {
-                    self.accepted.add(&kept);
-                    self.events.push(kind, kept).await?;
+                    so_far.accepted.add(&kept);
+                    events.push(kind, kept).await?;
                 }
             }
-            let rejects = batch::rejects_batches(&path, &decoded.rejects, opts.run_id, batch::MAX_REJECTS_BATCH_TEXT)
+            let rejects = batch::rejects_batches(&path, &part.rejects, run_id, batch::MAX_REJECTS_BATCH_TEXT)
                 .map_err(|source| IngestError::Arrow {
-                    table: self.tables.rejects.display(),
+                    table: tables.rejects.display(),
                     source,
                 })?;
-            drop(std::mem::take(&mut decoded.rejects));
+            drop(std::mem::take(&mut part.rejects));
             for b in rejects {
-                self.rejects.write(b).await.map_err(delta_err(&self.tables.rejects))?;
+                rejects_writer.write(b).await.map_err(delta_err(&tables.rejects))?;
             }
-            let meta = &decoded.report;
-            tracing::debug!(object = %path, rows_read = meta.rows_read, accepted = meta.accepted, rejected = meta.rejected, duplicates = meta.duplicates, "object ingested");
-            if let Some(pb) = opts.progress {
-                pb.inc(1);
+            so_far.report.absorb(&part.report);
+            if part.last {
+                break;
             }
-            self.objects.push(decoded.identity.clone());
-            report.objects.push(decoded.report);
         }
-        drop(decoding);
-        report.late_months = late_months.into_iter().collect();
-        Ok(())
+        if let Some(kept) = tentative {
+            seen.commit();
+            self.events.adopt(kept.events).await?;
+            let mut rejects = kept.rejects;
+            self.rejects_adds.extend(rejects.flush().await.map_err(delta_err(&tables.rejects))?);
+        }
+        let meta = &so_far.report;
+        tracing::debug!(object = %path, rows_read = meta.rows_read, accepted = meta.accepted, rejected = meta.rejected, duplicates = meta.duplicates, "object ingested");
+        self.objects.push(ObjectId::of(&path, &object.obj.meta));
+        Ok(Some(so_far))
     }
 
     /// Give up: stop encoding and drop the rejects not yet written.
@@ -840,7 +1022,8 @@ impl<'a> Output<'a> {
     /// Write the rows still buffered; the files of both tables.
     async fn flush(mut self) -> Result<Written, IngestError> {
         let event_adds = self.events.finish().await?;
-        let rejects_adds = self.rejects.flush().await.map_err(delta_err(&self.tables.rejects))?;
+        let mut rejects_adds = self.rejects.flush().await.map_err(delta_err(&self.tables.rejects))?;
+        rejects_adds.append(&mut self.rejects_adds);
         Ok(Written {
             event_adds,
             rejects_adds,
@@ -1014,6 +1197,18 @@ async fn discover(raw: &Location, report: &mut IngestReport) -> Result<Vec<Disco
 }
 
 impl ObjectReport {
+    /// Add the counts of a part of this object.
+    fn absorb(&mut self, part: &ObjectReport) {
+        self.rows_read += part.rows_read;
+        self.accepted += part.accepted;
+        self.rejected += part.rejected;
+        self.duplicates += part.duplicates;
+        self.conflicting_duplicates += part.conflicting_duplicates;
+        for (reason, n) in &part.rejects_by_reason {
+            *self.rejects_by_reason.entry(reason.clone()).or_default() += n;
+        }
+    }
+
     /// The report of `obj` before it is read.
     fn of(obj: &Discovered) -> ObjectReport {
         ObjectReport {
@@ -1031,21 +1226,32 @@ impl ObjectReport {
 /// panic while doing so (a bug in a decoder, or in a library under it, set
 /// off by this object's bytes) makes the object unreadable; it never ends
 /// the run.
-fn decode_object(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id: &str, limits: decode::Limits) -> Decoded {
+#[allow(clippy::too_many_arguments)]
+fn decode_object(
+    obj: &Discovered,
+    bytes: Bytes,
+    tz: Tz,
+    currency: &str,
+    run_id: &str,
+    limits: decode::Limits,
+    parts: PartLimits,
+    emit: &mut dyn FnMut(Decoded) -> bool,
+) -> Decoded {
     unreadable_on_panic(obj, || {
         crate::panic_point(&format!("decode:{}", obj.relative));
-        decode_object_unguarded(obj, bytes, tz, currency, run_id, limits)
+        decode_object_unguarded(obj, bytes, tz, currency, run_id, limits, parts, emit)
     })
 }
 
 /// What `decode` returns, or `obj` unreadable with the message of the panic
 /// that stopped it. Whatever `decode` built is dropped with it, so nothing it
-/// left half done is used.
+/// left half done is used; parts it handed on before are dropped by the
+/// writer when the unreadable object comes in place of the next one.
 fn unreadable_on_panic(obj: &Discovered, decode: impl FnOnce() -> Decoded) -> Decoded {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
         let message = panic_message(panic.as_ref());
         tracing::error!(object = %obj.relative, panic = %message, "a decoder panicked; the object is reported unreadable");
-        Decoded::unreadable(ObjectId::of(&obj.relative, &obj.meta), ObjectReport::of(obj), format!("the decoder panicked: {message}"))
+        Decoded::unreadable(ObjectReport::of(obj), format!("the decoder panicked: {message}"))
     })
 }
 
@@ -1061,19 +1267,102 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn decode_object_unguarded(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &str, run_id: &str, limits: decode::Limits) -> Decoded {
-    let identity = ObjectId::of(&obj.relative, &obj.meta);
-    let mut report = ObjectReport::of(obj);
+/// The rows of one object being built into a [`Decoded`] part.
+struct Part {
+    builders: [EventBuilder; 2],
+    kinds: Vec<FileKind>,
+    rejects: Vec<RejectRow>,
+    /// Bytes of `rejects` (their text).
+    reject_bytes: usize,
+    rows_read: u64,
+    reasons: BTreeMap<String, u64>,
+}
+
+impl Part {
+    fn new(obj: &Discovered, run_id: &str, rows: usize) -> Part {
+        Part {
+            builders: [EventBuilder::new(&obj.relative, run_id, rows), EventBuilder::new(&obj.relative, run_id, rows / 8)],
+            kinds: Vec::new(),
+            rejects: Vec::new(),
+            reject_bytes: 0,
+            rows_read: 0,
+            reasons: BTreeMap::new(),
+        }
+    }
+
+    /// Whether the part holds as many rows or bytes as one part may. The
+    /// bytes of the events are counted every [`PartLimits::CHECK_EVERY`] rows.
+    fn is_full(&self, limits: PartLimits) -> bool {
+        if self.rows_read >= limits.rows as u64 {
+            return true;
+        }
+        let mut bytes = self.reject_bytes;
+        if self.rows_read % PartLimits::CHECK_EVERY == 0 {
+            bytes += self.builders.iter().map(EventBuilder::bytes).sum::<usize>();
+        }
+        bytes >= limits.bytes
+    }
+
+    /// The part built so far, which starts the next one empty.
+    fn take(&mut self, obj: &Discovered, last: bool) -> Result<Decoded, String> {
+        let mut report = ObjectReport::of(obj);
+        report.rows_read = std::mem::take(&mut self.rows_read);
+        report.rejected = self.rejects.len() as u64;
+        report.rejects_by_reason = std::mem::take(&mut self.reasons);
+        self.reject_bytes = 0;
+        let mut events = [None, None];
+        for (slot, builder) in events.iter_mut().zip(&mut self.builders) {
+            if builder.is_empty() {
+                continue;
+            }
+            let built = builder.finish().and_then(|b| batch::row_keys(&b).map(|k| (b, k)));
+            *slot = Some(built.map_err(|e| format!("internal: cannot build events: {e}"))?);
+        }
+        Ok(Decoded {
+            report,
+            events,
+            kinds: std::mem::take(&mut self.kinds),
+            rejects: std::mem::take(&mut self.rejects),
+            last,
+        })
+    }
+}
+
+/// Decode and validate `obj`, handing each full part but the last to
+/// `emit` (which says whether it is still wanted), and return the last part,
+/// or the object unreadable.
+#[allow(clippy::too_many_arguments)]
+fn decode_object_unguarded(
+    obj: &Discovered,
+    bytes: Bytes,
+    tz: Tz,
+    currency: &str,
+    run_id: &str,
+    limits: decode::Limits,
+    parts: PartLimits,
+    emit: &mut dyn FnMut(Decoded) -> bool,
+) -> Decoded {
     // Room for the events of an uncompressed object, most of them usage events.
-    let rows = if obj.compression == Compression::None { (bytes.len() / BYTES_PER_EVENT).min(1 << 20) } else { 0 };
-    let mut builders = [EventBuilder::new(&obj.relative, run_id, rows), EventBuilder::new(&obj.relative, run_id, rows / 8)];
-    let mut kinds = Vec::new();
-    let mut rejects = Vec::new();
-    let mut rows_read = 0u64;
-    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    let rows = if obj.compression == Compression::None { (bytes.len() / BYTES_PER_EVENT).min(parts.rows) } else { 0 };
+    let mut part = Part::new(obj, run_id, rows);
+    let mut failed: Option<String> = None;
+    let mut unwanted = false;
     let mut local_days = LocalDays::new(tz);
     let result = decode::decode(bytes, obj.format, obj.compression, limits, &mut |row| {
-        rows_read += 1;
+        if failed.is_some() || unwanted {
+            return;
+        }
+        // A full part goes once a row follows it, so the last part is never empty.
+        if part.is_full(parts) {
+            match part.take(obj, false) {
+                Ok(full) => unwanted = !emit(full),
+                Err(e) => failed = Some(e),
+            }
+            if failed.is_some() || unwanted {
+                return;
+            }
+        }
+        part.rows_read += 1;
         let outcome = match row.record {
             Err(detail) => Err(validate::Rejection::new(validate::Reason::Malformed, detail)),
             Ok(record) => validate::validate(&record, currency),
@@ -1082,43 +1371,31 @@ fn decode_object_unguarded(obj: &Discovered, bytes: Bytes, tz: Tz, currency: &st
             Ok(ev) => {
                 let date = local_days.days(ev.occurred_at);
                 let kind = FileKind::of(&ev.event_type);
-                kinds.push(kind);
-                builders[kind as usize].push(&ev, date, row.number);
+                part.kinds.push(kind);
+                part.builders[kind as usize].push(&ev, date, row.number);
             }
             Err(rejection) => {
-                *reasons.entry(rejection.reason.code().to_string()).or_default() += 1;
-                rejects.push(RejectRow {
+                *part.reasons.entry(rejection.reason.code().to_string()).or_default() += 1;
+                let raw = (row.raw)();
+                part.reject_bytes += raw.len() + rejection.detail.len();
+                part.rejects.push(RejectRow {
                     source_row: row.number,
-                    raw: (row.raw)(),
+                    raw,
                     reason: rejection.reason.code(),
                     detail: rejection.detail,
                 });
             }
         }
     });
-    if let Err(e) = result {
-        return Decoded::unreadable(identity, report, e.to_string());
-    }
-    report.rows_read = rows_read;
-    report.rejected = rejects.len() as u64;
-    report.rejects_by_reason = reasons;
-    let mut events = [None, None];
-    for (slot, builder) in events.iter_mut().zip(&mut builders) {
-        if builder.is_empty() {
-            continue;
-        }
-        match builder.finish().and_then(|b| batch::row_keys(&b).map(|k| (b, k))) {
-            Ok(built) => *slot = Some(built),
-            Err(e) => return Decoded::unreadable(identity, report, format!("internal: cannot build events: {e}")),
-        }
-    }
-    Decoded {
-        identity,
-        report,
-        events,
-        kinds,
-        rejects,
-    }
+    let error = match (result, failed) {
+        (Err(e), _) => e.to_string(),
+        (Ok(()), Some(e)) => e,
+        (Ok(()), None) => match part.take(obj, true) {
+            Ok(last) => return last,
+            Err(e) => e,
+        },
+    };
+    Decoded::unreadable(ObjectReport::of(obj), error)
 }
 
 fn count_late(batch: &arrow::array::RecordBatch, before: i32, late: &mut u64, months: &mut std::collections::BTreeSet<String>) {
@@ -1204,7 +1481,7 @@ mod tests {
         let lines = [usage("x", 1), email("e1", 2), email("x", 3), usage("u2", 4), usage("e1", 2), email("e3", 5)];
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
         let (obj, bytes) = object(&lines);
-        let mut decoded = decode_object(&obj, bytes, chrono_tz::UTC, "USD", "run", decode::Limits::default());
+        let mut decoded = decode_object(&obj, bytes, chrono_tz::UTC, "USD", "run", decode::Limits::default(), PartLimits::DEFAULT, &mut |_| true);
         assert_eq!(decoded.report.status, ObjectStatus::Ingested);
         assert_eq!(decoded.report.rows_read, 6);
         assert_eq!(decoded.report.rejected, 0, "{:?}", decoded.rejects);
@@ -1223,6 +1500,138 @@ mod tests {
         assert_eq!((decoded.report.accepted, decoded.report.duplicates, decoded.report.conflicting_duplicates), (4, 2, 2));
     }
 
+    /// A raw prefix in memory holding `objects`, and a new warehouse in `dir`.
+    async fn raw_and_warehouse(objects: &[(&str, Vec<u8>)], dir: &std::path::Path) -> (Location, Warehouse) {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        for (name, bytes) in objects {
+            store.put(&format!("raw/{name}").as_str().into(), bytes.clone().into()).await.expect("put");
+        }
+        let raw = Location {
+            url: url::Url::parse("memory:///raw").expect("url"),
+            store,
+            prefix: "raw".into(),
+        };
+        let storage = crate::storage::Storage::new(Default::default());
+        let warehouse = Warehouse::open(&storage, &dir.display().to_string()).expect("warehouse");
+        (raw, warehouse)
+    }
+
+    fn options(limits: decode::Limits) -> IngestOptions<'static> {
+        IngestOptions {
+            run_id: "r1",
+            timezone: chrono_tz::UTC,
+            currency: "USD",
+            max_reject_rate: 1.0,
+            parallelism: 2,
+            limits,
+            progress: None,
+            late_before: chrono::NaiveDate::from_ymd_opt(2026, 3, 3),
+        }
+    }
+
+    /// `(source_object, source_row, event_id or raw)` of every row of a table, sorted.
+    async fn table_rows(location: &Location, text: &str) -> Vec<(String, i64, String)> {
+        let table = open_delta_table(location).await.expect("open");
+        let ctx = datafusion::prelude::SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).expect("session");
+        ctx.register_table("t", table.table_provider().await.expect("provider")).expect("register");
+        let sql = format!("select source_object, source_row, {text} from t order by 1, 2");
+        let batches = ctx.sql(&sql).await.expect("plan").collect().await.expect("rows");
+        let mut rows = Vec::new();
+        for b in batches {
+            for i in 0..b.num_rows() {
+                let text = |c: usize| arrow::util::display::array_value_to_string(b.column(c), i).expect("text");
+                rows.push((text(0), text(1).parse().expect("row"), text(2)));
+            }
+        }
+        rows
+    }
+
+    /// What an ingest in parts of `parts` made: the report, the rows of
+    /// `events` and of `rejects`.
+    async fn ingest_parts(objects: &[(&str, Vec<u8>)], limits: decode::Limits, parts: PartLimits) -> (IngestReport, Vec<(String, i64, String)>, Vec<(String, i64, String)>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (raw, warehouse) = raw_and_warehouse(objects, dir.path()).await;
+        let report = ingest_in_parts(&raw, &warehouse, &options(limits), parts).await.expect("ingest");
+        let events = table_rows(&warehouse.events(), "event_id").await;
+        let rejects = table_rows(&warehouse.rejects(), "raw").await;
+        (report, events, rejects)
+    }
+
+    fn event(id: &str, kind: &str, day: u32, extra: &str) -> String {
+        format!(r#"{{"event_id":"{id}","event_type":"{kind}","customer_id":"c1","occurred_at":"2026-03-{day:02}T10:00:00Z",{extra}}}"#)
+    }
+
+    fn lines(rows: &[String]) -> Vec<u8> {
+        rows.join("\n").into_bytes()
+    }
+
+    /// Objects decoded in parts of a row, of two rows, or of a few bytes
+    /// count, claim, keep and reject exactly what one part each would:
+    /// duplicates within a part, across parts of one object and across
+    /// objects are decided in (object, row) order (EVENTS.md rule 13).
+    #[tokio::test]
+    async fn objects_in_parts_give_what_one_part_gives() {
+        let login = |id: &str, day: u32| event(id, "usage.login", day, r#""user_id":"u1""#);
+        let sent = |id: &str, day: u32| event(id, "email.sent", day, r#""campaign_id":"k1""#);
+        let a = lines(&[login("x", 1), sent("e1", 2), sent("x", 3), "{not json".into(), login("u2", 4), login("e1", 2), sent("e3", 5), login("u2", 4)]);
+        let b = lines(&[login("x", 1), login("b1", 6), r#"{"event_id":"b2"}"#.into(), login("b1", 7), sent("e3", 5), login("b3", 2)]);
+        let objects = [("a.jsonl", a), ("b.jsonl", b)];
+        let limits = decode::Limits::default();
+        let (whole, events, rejects) = ingest_parts(&objects, limits, PartLimits::DEFAULT).await;
+        let t = &whole.totals;
+        assert_eq!((t.rows_read, t.accepted, t.rejected, t.duplicates, t.conflicting_duplicates), (14, 6, 2, 6, 3));
+        assert_eq!(events.len(), 6);
+        assert_eq!(whole.late_events, 3, "events of March 1 and 2 are late");
+        for parts in [PartLimits { rows: 1, bytes: usize::MAX }, PartLimits { rows: 2, bytes: usize::MAX }, PartLimits { rows: usize::MAX, bytes: 1 }] {
+            let (report, events_in_parts, rejects_in_parts) = ingest_parts(&objects, limits, parts).await;
+            assert_eq!(report.objects, whole.objects, "{parts:?}");
+            assert_eq!(report.totals, whole.totals, "{parts:?}");
+            assert_eq!((report.late_events, &report.late_months), (whole.late_events, &whole.late_months), "{parts:?}");
+            assert_eq!(events_in_parts, events, "{parts:?}");
+            assert_eq!(rejects_in_parts, rejects, "{parts:?}");
+        }
+    }
+
+    /// An object that turns out unreadable after some of its parts were
+    /// taken (here: over `max_object_bytes` once decompressed) counts none
+    /// of its rows: none of them is written, its rejects neither, and the
+    /// keys of its first parts stay free for a later object.
+    #[tokio::test]
+    async fn an_object_unreadable_in_a_later_part_counts_none_of_its_rows() {
+        use std::io::Write;
+        let login = |id: &str| event(id, "usage.login", 10, r#""user_id":"u1""#);
+        let mut rows: Vec<String> = vec![login("k1"), "{not json".into(), login("k2"), login("k3")];
+        rows.extend((4..40).map(|i| login(&format!("k{i}"))));
+        let text = lines(&rows);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&text).expect("gzip");
+        let a = gz.finish().expect("gzip");
+        let b = lines(&[login("k1"), login("k2"), login("b1")]);
+        let objects = [("a.jsonl.gz", a), ("b.jsonl", b)];
+        // Room for about 8 rows of the 40: the first parts are taken before decoding fails.
+        let limits = decode::Limits {
+            max_object_bytes: (rows[0].len() * 8) as u64,
+            ..Default::default()
+        };
+        for parts in [PartLimits { rows: 2, bytes: usize::MAX }, PartLimits::DEFAULT] {
+            let (report, events, rejects) = ingest_parts(&objects, limits, parts).await;
+            let a = &report.objects[0];
+            assert_eq!(a.status, ObjectStatus::Unreadable, "{parts:?}");
+            assert!(a.error.as_deref().unwrap_or("").contains("max_object_bytes"), "{:?}", a.error);
+            assert_eq!((a.rows_read, a.accepted, a.rejected, a.duplicates), (0, 0, 0, 0), "{parts:?}");
+            let b = &report.objects[1];
+            assert_eq!((b.rows_read, b.accepted, b.duplicates), (3, 3, 0), "{parts:?}: the keys of a are free");
+            assert_eq!((report.totals.objects_unreadable, report.totals.accepted, report.totals.rejected), (1, 3, 0));
+            let ids: Vec<&str> = events.iter().map(|(o, _, id)| {
+                assert_eq!(o, "b.jsonl");
+                id.as_str()
+            }).collect();
+            assert_eq!(ids, ["k1", "k2", "b1"], "{parts:?}");
+            assert!(rejects.is_empty(), "{parts:?}: {rejects:?}");
+        }
+    }
+
     /// A panic while an object is decoded makes it unreadable with the
     /// panic's message; it does not reach the caller.
     #[test]
@@ -1236,7 +1645,7 @@ mod tests {
         let formatted = unreadable_on_panic(&obj, || panic!("{} {}", "formatted", 7));
         assert!(formatted.report.error.as_deref().unwrap_or("").contains("formatted 7"));
         // Without a panic, the object is what decoding made of it.
-        let read = unreadable_on_panic(&obj, || decode_object_unguarded(&obj, bytes, chrono_tz::UTC, "USD", "run", decode::Limits::default()));
+        let read = unreadable_on_panic(&obj, || decode_object_unguarded(&obj, bytes, chrono_tz::UTC, "USD", "run", decode::Limits::default(), PartLimits::DEFAULT, &mut |_| true));
         assert_eq!((read.report.status, read.report.rows_read), (ObjectStatus::Ingested, 1));
     }
 
@@ -1246,7 +1655,7 @@ mod tests {
     fn object_status_is_written_as_lowercase_words() {
         let (mut obj, _) = object(&[]);
         obj.compression = Compression::Gzip;
-        let decoded = decode_object(&obj, Bytes::from_static(b"not gzip"), chrono_tz::UTC, "USD", "run", decode::Limits::default());
+        let decoded = decode_object(&obj, Bytes::from_static(b"not gzip"), chrono_tz::UTC, "USD", "run", decode::Limits::default(), PartLimits::DEFAULT, &mut |_| true);
         assert_eq!(decoded.report.status, ObjectStatus::Unreadable);
         assert_eq!((decoded.report.rows_read, decoded.kinds.len()), (0, 0));
 
