@@ -54,6 +54,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Delete data files, log entries, state, key segments and run reports that no table version of the retention window and no later run needs.
     Vacuum(VacuumArgs),
+    /// Close a month by hand with the published figures, or report them again (--restate --reason); runs close due months by themselves.
+    Close(CloseArgs),
     /// Measure speed and memory of full runs on a generated dataset (optionally against a DuckDB peer); prints figures.
     Bench(crate::bench::BenchArgs),
 }
@@ -82,6 +84,22 @@ pub struct VacuumArgs {
     /// List what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CloseArgs {
+    /// The month, YYYY-MM.
+    #[arg(long, value_parser = parse_month)]
+    pub month: NaiveDate,
+    /// Append the month's current figures again as a new close version.
+    #[arg(long, requires = "reason")]
+    pub restate: bool,
+    /// Why the month is restated (recorded in the run report).
+    #[arg(long, requires = "restate")]
+    pub reason: Option<String>,
+    /// Warehouse (URL or local path); overrides storage.warehouse.
+    #[arg(long)]
+    pub warehouse: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +217,10 @@ pub enum OutputFormat {
     Json,
 }
 
+fn parse_month(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d").map_err(|_| format!("{s:?} is not a month: write YYYY-MM"))
+}
+
 fn parse_date(s: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("{s:?} is not a date of the form YYYY-MM-DD"))
 }
@@ -279,6 +301,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(server.run(crate::serve::shutdown_signal()).await?)
         }
         Command::Vacuum(args) => vacuum(&cli, args).await,
+        Command::Close(args) => {
+            let overrides = Overrides { warehouse: args.warehouse.clone(), raw: Some(String::new()), ..Default::default() };
+            let project = load(&cli, &overrides)?;
+            let restate = args.restate.then(|| args.reason.clone().unwrap_or_default());
+            let (report, path) = crate::close::close_by_hand(&project.config, args.month, restate, Arc::new(SystemClock)).await?;
+            print_summary(&pipeline::Finished { report, report_path: Some(path) });
+            Ok(())
+        }
         Command::Bench(args) => crate::bench::run(&config_file(&cli.config), args).await,
     }
 }
@@ -503,6 +533,19 @@ fn print_summary(finished: &pipeline::Finished) {
     for t in &r.tables {
         println!("table    {:<24} version {:<4} rows {}", t.name, t.version, t.rows);
     }
+    for c in &r.closes {
+        let why = c.reason.as_deref().map(|r| format!(", restated: {r}")).unwrap_or_default();
+        println!("closed   {} (close version {}, {} reported rows{why})", c.month, c.close_version, c.rows);
+    }
+    for x in &r.restated {
+        let late = x.late_events.filter(|n| *n > 0).map(|n| format!("; {n} late events since the close")).unwrap_or_default();
+        let changed = if x.changed.is_empty() { String::new() } else { format!("; {}", x.changed.join("; ")) };
+        let label = if x.new { "warning  closed month restated:" } else { "restated" };
+        println!(
+            "{label} {} ({} cells differ from close version {} of {}{late}{changed})",
+            x.month, x.cells, x.close_version, x.closed_on
+        );
+    }
     if let Some(p) = &finished.report_path {
         println!("report   {p}");
     }
@@ -538,8 +581,16 @@ async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     run_and_print(&project, &opts).await?;
+    // A contract booked late: it restates a month the first run closed.
+    let late = crate::demo::write_late_object(&raw_dir, end)?;
+    println!("\ndemo     a late object arrives: {} (a customer signed last month)", late.display());
+    run_and_print(&project, &opts).await?;
     println!(
-        "\nTry:  tenure query --warehouse {} \"select * from mrr_bridge_monthly where segment = 'all' order by month\"",
+        "\nTry:  tenure query --warehouse {} \"select * from restatements where table_name = 'mrr_bridge_monthly' and segment = 'all'\"",
+        warehouse.display()
+    );
+    println!(
+        "Try:  tenure query --warehouse {} \"select * from mrr_bridge_monthly where segment = 'all' order by month\"",
         warehouse.display()
     );
     Ok(())

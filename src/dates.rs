@@ -66,6 +66,11 @@ pub fn days_since_epoch(date: chrono::NaiveDate) -> i32 {
     (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days() as i32
 }
 
+/// The date `days` after 1970-01-01, if it is one chrono can hold.
+pub fn from_days(days: i32) -> Option<chrono::NaiveDate> {
+    chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(days as i64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

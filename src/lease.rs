@@ -567,11 +567,17 @@ pub async fn hold_when_free<T>(
     poll: Duration,
     work: impl std::future::Future<Output = T>,
 ) -> Result<T, HoldError> {
+    let held = wait_for(store, clock.as_ref(), poll).await?;
+    keep_during(store, held, clock, work).await
+}
+
+/// Wait until the lease of `store` is free and take it.
+async fn wait_for(store: &LeaseStore, clock: &dyn Clock, poll: Duration) -> Result<Lease, HoldError> {
     let mut announced = false;
     let mut errors = 0u32;
-    let held = loop {
+    loop {
         match store.try_acquire(clock.now()).await {
-            Ok(Acquire::Held(lease)) => break lease,
+            Ok(Acquire::Held(lease)) => return Ok(lease),
             Ok(Acquire::Busy { holder, expires_at }) => {
                 if !announced {
                     tracing::info!(lease = %store.display(), holder = %holder, expires_at = %expires_at, "waiting for the lease");
@@ -585,8 +591,50 @@ pub async fn hold_when_free<T>(
             Err(e) => return Err(e.into()),
         }
         tokio::time::sleep(poll.mul_f64(0.5 + fastrand::f64())).await;
-    };
-    keep_during(store, held, clock, work).await
+    }
+}
+
+/// A lease taken by [`acquire_when_free`], renewed until [`Held::release`]
+/// or until dropped (then released by a task of its own): for work whose
+/// end is not one future, such as a month close that must stay exclusive
+/// until the run's report is written.
+pub struct Held {
+    releasing: Releasing,
+    lost: watch::Receiver<bool>,
+}
+
+impl Held {
+    /// Whether renewing failed past the deadline or someone else took it.
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// Stop renewing and release it.
+    pub async fn release(mut self) {
+        if let Some(keeper) = self.releasing.keeper.take() {
+            let _ = self.releasing.done.send(true);
+            release_when_kept(&self.releasing.store, self.releasing.clock.as_ref(), keeper).await;
+        }
+    }
+}
+
+/// Take the lease of `store`, waiting (polling every `poll`) while someone
+/// else holds it, as [`hold_when_free`] does, and keep it until the
+/// returned [`Held`] is released or dropped.
+pub async fn acquire_when_free(store: &LeaseStore, clock: Arc<dyn Clock>, poll: Duration) -> Result<Held, HoldError> {
+    let held = wait_for(store, clock.as_ref(), poll).await?;
+    let (done_tx, done_rx) = watch::channel(false);
+    let (lost_tx, lost_rx) = watch::channel(false);
+    let keeper = tokio::spawn(keep_alive(store.clone(), held, clock.clone(), done_rx, lost_tx));
+    Ok(Held {
+        releasing: Releasing {
+            store: store.clone(),
+            clock,
+            done: done_tx,
+            keeper: Some(keeper),
+        },
+        lost: lost_rx,
+    })
 }
 
 /// Run `work` under the lease `held` while [`keep_alive`] renews it, then

@@ -87,6 +87,9 @@ pub struct Config {
     /// Bytes the models of one run may hold at once (`engine.memory_mb`).
     pub engine_memory: Option<usize>,
     pub vacuum: VacuumSettings,
+    /// `finance.close_after_days`: days after a month's last day its close
+    /// is due (METRICS.md §12).
+    pub close_after_days: i64,
 }
 
 /// `[vacuum]` and `[runs]`, validated.
@@ -593,6 +596,11 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
         p.push("metrics.activity_window_days", "must be at least 1");
     }
 
+    let close_after_days = raw.finance.close_after_days.unwrap_or(3);
+    if !(0..=3650).contains(&close_after_days) {
+        p.push("finance.close_after_days", "must be a number of days from 0 to 3650");
+    }
+
     let h = raw.metrics.health;
     let w = h.weights;
     let mut non_negative = |key: &str, v: Option<f64>, default: f64| {
@@ -673,6 +681,7 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
             (mb > 0).then(|| usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX))
         }),
         vacuum,
+        close_after_days,
     }
 }
 

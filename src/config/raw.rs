@@ -30,6 +30,18 @@ pub struct RawConfig {
     pub vacuum: RawVacuum,
     #[serde(default)]
     pub runs: RawRuns,
+    #[serde(default)]
+    pub finance: RawFinance,
+}
+
+/// `[finance]`: the month close (METRICS.md §12).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFinance {
+    /// A month closes at the first publishing run whose as-of date is at
+    /// least this many days after the month's last day (which is day 0).
+    /// Default 3.
+    pub close_after_days: Option<i64>,
 }
 
 /// `[engine]`: how the SQL models of a run are executed.
@@ -67,8 +79,7 @@ pub struct RawVacuum {
 #[serde(deny_unknown_fields)]
 pub struct RawRuns {
     /// `tenure vacuum` deletes run reports older than this many days, except
-    /// the latest succeeded and the latest publishing run of each pipeline
-    /// (and, once months can be closed, the reports of closed months).
+    /// the latest succeeded and the latest publishing run of each pipeline.
     /// Default 400.
     pub retain_days: Option<f64>,
 }

@@ -174,6 +174,28 @@ pub fn prepare(dir: &Path, opts: &DemoOptions) -> Result<(DemoDir, DemoSummary),
     Ok((demo, summary))
 }
 
+/// The customer of the demo's late object ([`write_late_object`]).
+pub const LATE_CUSTOMER: &str = "cus_late";
+
+/// Write one object that arrives after the history was closed: a customer
+/// signed in the month before `arrives` (a contract booked late), stored
+/// under `arrives`' folder. A run after the one over the history ingests it
+/// and restates that closed month (METRICS.md §12). Returns its path.
+pub fn write_late_object(dir: &Path, arrives: NaiveDate) -> Result<PathBuf, DemoError> {
+    use chrono::Datelike;
+    let first = arrives.with_day(1).unwrap_or(arrives);
+    let signed = first.pred_opt().and_then(|d| d.with_day(20)).unwrap_or(first);
+    let folder = dir.join(format!("events/{}", arrives.format("%Y/%m/%d")));
+    let path = folder.join("late-booking.jsonl");
+    let body = format!(
+        "{{\"event_id\":\"evt_late_0001\",\"event_type\":\"customer.created\",\"customer_id\":\"{LATE_CUSTOMER}\",\"occurred_at\":\"{signed}T09:00:00Z\",\"name\":\"Late Booking Ltd\",\"segment\":\"enterprise\"}}\n\
+         {{\"event_id\":\"evt_late_0002\",\"event_type\":\"subscription.started\",\"customer_id\":\"{LATE_CUSTOMER}\",\"occurred_at\":\"{signed}T09:30:00Z\",\"subscription_id\":\"sub_late_0001\",\"plan\":\"enterprise\",\"mrr\":\"1250.00\",\"currency\":\"USD\"}}\n"
+    );
+    std::fs::create_dir_all(&folder).map_err(|source| DemoError::CreateDir { path: folder.clone(), source })?;
+    std::fs::write(&path, body).map_err(|source| DemoError::Write { path: path.clone(), source })?;
+    Ok(path)
+}
+
 /// Write demo data under `dir` (the raw prefix): `events/YYYY/MM/DD/part-NNNN.jsonl`
 /// objects, one or more per day, plus the messy extras when asked. Objects with
 /// the same names are overwritten; other files in `dir` are left alone, so use

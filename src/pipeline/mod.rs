@@ -102,6 +102,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Publish(#[from] publish::PublishError),
+    #[error("month close: {0}")]
+    Close(#[from] crate::close::CloseError),
     #[error("cannot keep rows for the next run: {0}")]
     State(#[source] incremental::StateError),
     #[error("the writer of the rows kept for the next run stopped: {0}")]
@@ -208,33 +210,16 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: Arc<dyn Clock>) ->
         .as_of
         .unwrap_or_else(|| clock.now().with_timezone(&config.timezone).date_naive());
     let started = Instant::now();
-    let report = RunReport {
-        run_id: new_run_id(clock.as_ref()),
-        pipeline: pipeline.name.clone(),
-        trigger: if opts.trigger.is_empty() { "manual".into() } else { opts.trigger.clone() },
-        status: RunStatus::Running,
-        as_of: as_of.to_string(),
-        timezone: config.timezone.name().to_string(),
-        currency: config.currency.clone(),
-        raw: raw.display(),
-        warehouse: warehouse.display(),
-        started_at: clock.now().to_rfc3339(),
-        finished_at: None,
-        seconds: 0.0,
-        ingest: None,
-        steps: Vec::new(),
-        checks: Vec::new(),
-        tables: Vec::new(),
-        state: Vec::new(),
-        inputs: None,
-        shape: None,
-        ingest_sequence: None,
-        rebuild_from: None,
-        rebuild_from_day: None,
-        kept_rows_of: None,
-        full_rebuild_because: None,
-        error: None,
-    };
+    let report = RunReport::new(
+        new_run_id(clock.as_ref()),
+        &pipeline.name,
+        if opts.trigger.is_empty() { "manual" } else { &opts.trigger },
+        as_of,
+        config,
+        raw.display(),
+        warehouse.display(),
+        clock.now(),
+    );
     tracing::info!(pipeline = %pipeline.name, run_id = %report.run_id, as_of = %as_of, timezone = %report.timezone, "run started");
     let mut run = Run {
         project,
@@ -247,6 +232,8 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: Arc<dyn Clock>) ->
         staging: publish::Staging::default(),
         clock: clock.clone(),
         publishing: Arc::new(AtomicBool::new(false)),
+        current: Default::default(),
+        close_lease: None,
     };
     let publishing = run.publishing.clone();
     let result = match pipeline.run_timeout {
@@ -256,6 +243,7 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: Arc<dyn Clock>) ->
     if result.is_err() {
         run.staging.discard().await;
     }
+    let close_lease = run.close_lease.take();
     let mut report = run.report;
     report.seconds = started.elapsed().as_secs_f64();
     report.finished_at = Some(clock.now().to_rfc3339());
@@ -274,6 +262,10 @@ pub async fn run(project: &Project, opts: &RunOptions, clock: Arc<dyn Clock>) ->
             None
         }
     };
+    // Closes are seen by the next close once the report is written.
+    if let Some(lease) = close_lease {
+        lease.release().await;
+    }
     let finished = Finished { report, report_path };
     match result {
         Ok(()) => Ok(finished),
@@ -388,6 +380,10 @@ struct Run<'a> {
     clock: Arc<dyn Clock>,
     /// Set when the first mart is committed: from then on the run finishes.
     publishing: Arc<AtomicBool>,
+    /// The figures of the marts whose months close, as built.
+    current: crate::close::Current,
+    /// The close lease, held from the close until the report is written.
+    close_lease: Option<lease::Held>,
 }
 
 /// What the models step leaves to the later ones: the checks started as
@@ -565,6 +561,7 @@ impl Run<'_> {
             }
             // A mart's files are written now, committed once every check passed.
             if let (Layer::Marts, Some(b)) = (model.layer, &model_built) {
+                self.current.offer(&model.name, b.schema.clone(), &b.batches);
                 let location = self.warehouse.mart(&model.name);
                 let layout = model.incremental.as_ref().map(|key| incremental::layout(plan, model, key, self.as_of));
                 self.staging.start(publish::stage(location, model.name.clone(), i, b.schema.clone(), b.batches.clone(), layout));
@@ -679,6 +676,9 @@ impl Run<'_> {
             seconds: t.elapsed().as_secs_f64(),
             rows: None,
         });
+        if self.current.is_whole() {
+            self.close(ctx).await?;
+        }
         // The older state is stale once this run's tables are published.
         if !self.report.state.is_empty() {
             incremental::prune_state(self.warehouse, &self.pipeline.name, &self.report.state).await;
@@ -704,6 +704,42 @@ impl Run<'_> {
                 });
             }
         }
+        Ok(())
+    }
+}
+
+impl Run<'_> {
+    /// 6. Close the months that are due (METRICS.md §12) with this run's
+    /// figures and rebuild `restatements`, under the warehouse's close
+    /// lease, kept until the report is written.
+    async fn close(&mut self, ctx: &SessionContext) -> Result<(), RunError> {
+        let t = Instant::now();
+        let store = LeaseStore::new(self.warehouse, crate::close::CLOSE_LEASE, &lease::holder_id(), self.project.config.scheduler.lease_ttl);
+        let held = lease::acquire_when_free(&store, self.clock.clone(), INGEST_LEASE_POLL).await.map_err(crate::close::CloseError::from)?;
+        let closing = crate::close::Closing {
+            warehouse: self.warehouse,
+            ctx,
+            run_id: &self.report.run_id,
+            as_of: self.as_of,
+            shape: self.report.shape.as_deref(),
+            mode: crate::close::Mode::Due {
+                after_days: self.project.config.close_after_days,
+            },
+        };
+        let outcome = crate::close::close(&closing, &self.current).await;
+        self.close_lease = Some(held);
+        let outcome = outcome?;
+        if self.close_lease.as_ref().is_some_and(|l| l.is_lost()) {
+            return Err(crate::close::CloseError::LeaseLost.into());
+        }
+        self.report.tables.extend(outcome.published);
+        self.report.closes = outcome.closed;
+        self.report.restated = outcome.restated;
+        self.report.steps.push(Step {
+            name: "close".into(),
+            seconds: t.elapsed().as_secs_f64(),
+            rows: None,
+        });
         Ok(())
     }
 }

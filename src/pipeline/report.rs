@@ -111,12 +111,61 @@ pub struct RunReport {
     /// Why the models rebuilt everything, when they did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_rebuild_because: Option<String>,
+    /// Months this run closed, or restated on purpose (METRICS.md §12).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closes: Vec<crate::close::Closed>,
+    /// Closed months whose current figures differ from those reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restated: Vec<crate::close::Restated>,
     /// The error and its causes, outermost first, when the run failed.
     #[serde(default)]
     pub error: Option<Vec<String>>,
 }
 
 impl RunReport {
+    /// The report of a run just started.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        run_id: String,
+        pipeline: &str,
+        trigger: &str,
+        as_of: chrono::NaiveDate,
+        config: &crate::config::Config,
+        raw: String,
+        warehouse: String,
+        started_at: chrono::DateTime<chrono::Utc>,
+    ) -> RunReport {
+        RunReport {
+            run_id,
+            pipeline: pipeline.to_string(),
+            trigger: trigger.to_string(),
+            status: RunStatus::Running,
+            as_of: as_of.to_string(),
+            timezone: config.timezone.name().to_string(),
+            currency: config.currency.clone(),
+            raw,
+            warehouse,
+            started_at: started_at.to_rfc3339(),
+            finished_at: None,
+            seconds: 0.0,
+            ingest: None,
+            steps: Vec::new(),
+            checks: Vec::new(),
+            tables: Vec::new(),
+            state: Vec::new(),
+            inputs: None,
+            shape: None,
+            ingest_sequence: None,
+            rebuild_from: None,
+            rebuild_from_day: None,
+            kept_rows_of: None,
+            full_rebuild_because: None,
+            closes: Vec::new(),
+            restated: Vec::new(),
+            error: None,
+        }
+    }
+
     /// Events this run accepted into `events` (0 when it did not ingest).
     pub fn accepted(&self) -> u64 {
         self.ingest.as_ref().map_or(0, |i| i.totals.accepted)

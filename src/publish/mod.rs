@@ -491,26 +491,11 @@ pub async fn commit(staged: Staged, run_id: &str) -> Result<Published, PublishEr
     metadata.push(crate::settle::token_entry(&token));
     if let Some(schema) = create {
         metadata.push(operation_metrics(&adds, 0));
-        let columns = delta_columns(&schema).map_err(&err)?;
-        let log_store = table.log_store();
-        let settled = crate::settle::commit(&log_store, None, &token, || async {
-            let created = deltalake::operations::create::CreateBuilder::new()
-                .with_log_store(log_store.clone())
-                .with_columns(columns.fields().cloned())
-                .with_table_name(name.as_str())
-                .with_configuration(crate::warehouse::TABLE_PROPERTIES.map(|(k, v)| (k, Some(v))))
-                .with_save_mode(SaveMode::Overwrite)
-                .with_actions(adds.iter().cloned().map(Action::Add))
-                .with_commit_properties(crate::warehouse::commit_properties().with_metadata(metadata.clone()))
-                .await?;
-            Ok(created.version().unwrap_or(0) as i64)
-        })
-        .await
-        .map_err(&err)?;
+        let version = create_table(&table, &name, &schema, &adds, SaveMode::Overwrite, metadata, &token).await.map_err(&err)?;
         return Ok(Published {
             name,
             location: location.display(),
-            version: settled.version(),
+            version,
             rows,
         });
     }
@@ -544,20 +529,159 @@ pub async fn commit(staged: Staged, run_id: &str) -> Result<Published, PublishEr
         partition_by: None,
         predicate: None,
     };
-    let after = table.version().map(|v| v as i64);
-    let settled = crate::settle::commit(&table.log_store(), after, &token, || async {
+    let version = commit_settled(&table, snapshot, actions, operation, metadata, &token).await.map_err(&err)?;
+    Ok(Published {
+        name,
+        location: location.display(),
+        version,
+        rows,
+    })
+}
+
+/// Create the table at `table`'s location with the columns of `schema` and
+/// the files `adds`, in one commit settled by `token` (see `crate::settle`);
+/// returns its version.
+async fn create_table(
+    table: &DeltaTable,
+    name: &str,
+    schema: &SchemaRef,
+    adds: &[Add],
+    mode: SaveMode,
+    metadata: Vec<(String, serde_json::Value)>,
+    token: &str,
+) -> Result<i64, deltalake::DeltaTableError> {
+    let columns = delta_columns(schema)?;
+    let log_store = table.log_store();
+    let settled = crate::settle::commit(&log_store, None, token, || async {
+        let created = deltalake::operations::create::CreateBuilder::new()
+            .with_log_store(log_store.clone())
+            .with_columns(columns.fields().cloned())
+            .with_table_name(name)
+            .with_configuration(crate::warehouse::TABLE_PROPERTIES.map(|(k, v)| (k, Some(v))))
+            .with_save_mode(mode)
+            .with_actions(adds.iter().cloned().map(Action::Add))
+            .with_commit_properties(crate::warehouse::commit_properties().with_metadata(metadata.clone()))
+            .await?;
+        Ok(created.version().unwrap_or(0) as i64)
+    })
+    .await?;
+    Ok(settled.version())
+}
+
+/// Commit `actions` as the version after `snapshot`, settled by `token`
+/// (see `crate::settle`); returns its version.
+async fn commit_settled(
+    table: &DeltaTable,
+    snapshot: &deltalake::table::state::DeltaTableState,
+    actions: Vec<Action>,
+    operation: DeltaOperation,
+    metadata: Vec<(String, serde_json::Value)>,
+    token: &str,
+) -> Result<i64, deltalake::DeltaTableError> {
+    let after = Some(snapshot.version() as i64);
+    let settled = crate::settle::commit(&table.log_store(), after, token, || async {
         let done = CommitBuilder::from(crate::warehouse::commit_properties().with_metadata(metadata.clone()))
             .with_actions(actions.clone())
             .build(Some(snapshot as &dyn TableReference), table.log_store(), operation.clone())
             .await?;
         Ok(done.version() as i64)
     })
-    .await
-    .map_err(&err)?;
+    .await?;
+    Ok(settled.version())
+}
+
+/// Create the table at `location`, with `schema` and no rows, unless it
+/// exists: its version 0 is empty, so a reader that finds no run recording
+/// a later version reads it empty (see `query::published`).
+pub async fn create_empty(location: &Location, name: &str, schema: &SchemaRef, run_id: &str) -> Result<(), PublishError> {
+    let err = delta_error(location);
+    let table = open_delta_table(location).await?;
+    if table.version().is_some() {
+        return Ok(());
+    }
+    let token = crate::settle::token();
+    let mut metadata = commit_metadata(run_id, 0);
+    metadata.push(crate::settle::token_entry(&token));
+    create_table(&table, name, schema, &[], SaveMode::Ignore, metadata, &token).await.map_err(&err)?;
+    Ok(())
+}
+
+/// Append `batches` to the append-only table at `location` (created empty,
+/// with `schema`, when missing: see [`create_empty`]) in one commit that also removes every file of
+/// the versions after `recorded`, the newest version a published run
+/// records: those were committed by runs that never published, so no
+/// reader saw their rows. Nothing is committed when there is nothing to
+/// append or remove. Returns the version readers are to see.
+pub async fn append(
+    location: Location,
+    name: &str,
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    recorded: Option<i64>,
+    run_id: &str,
+) -> Result<Published, PublishError> {
+    let err = delta_error(&location);
+    let mut table = open_delta_table(&location).await?;
+    let appended: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let token = crate::settle::token();
+    let mut metadata = commit_metadata(run_id, appended);
+    metadata.push(crate::settle::token_entry(&token));
+    if table.version().is_none() {
+        create_empty(&location, name, schema, run_id).await?;
+        table = open_delta_table(&location).await?;
+    }
+    let latest = table.version().map(|v| v as i64).unwrap_or(0);
+    let Some(table_schema) = schema_if_writable_as_is(&table, schema) else {
+        return Err(err(deltalake::DeltaTableError::Generic(format!(
+            "its rows are never rewritten, and the rows to append have other columns than it has \
+             (was a model's SQL changed?): append-only tables keep their columns"
+        ))));
+    };
+    // The files of versions no published run records.
+    let published_files: std::collections::HashSet<String> = match recorded {
+        Some(v) if v == latest => table.snapshot().map_err(&err)?.log_data().iter().map(|f| f.path().to_string()).collect(),
+        Some(v) => {
+            let mut then = open_delta_table(&location).await?;
+            then.load_version(v as u64).await.map_err(&err)?;
+            then.snapshot().map_err(&err)?.log_data().iter().map(|f| f.path().to_string()).collect()
+        }
+        None => Default::default(),
+    };
+    let snapshot = table.snapshot().map_err(&err)?;
+    let mut rows: u64 = appended;
+    let mut removed = Vec::new();
+    for f in snapshot.log_data().iter() {
+        if published_files.contains(f.path().as_ref()) {
+            rows += f.num_records().unwrap_or(0) as u64;
+        } else {
+            removed.push(Action::Remove(f.remove_action(true)));
+        }
+    }
+    if appended == 0 && removed.is_empty() {
+        return Ok(Published {
+            name: name.to_string(),
+            location: location.display(),
+            version: latest,
+            rows,
+        });
+    }
+    if !removed.is_empty() {
+        tracing::info!(table = %name, files = removed.len(), "rows committed by runs that never published are removed");
+    }
+    let adds = write_files(&location, &table, &table_schema, vec![batches]).await?;
+    metadata.push(operation_metrics(&adds, removed.len()));
+    let mut actions = removed;
+    actions.extend(adds.into_iter().map(Action::Add));
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    };
+    let version = commit_settled(&table, snapshot, actions, operation, metadata, &token).await.map_err(&err)?;
     Ok(Published {
-        name,
+        name: name.to_string(),
         location: location.display(),
-        version: settled.version(),
+        version,
         rows,
     })
 }

@@ -17,7 +17,9 @@
 //! readers switch from one run's marts to the next run's all at once, never
 //! seeing some marts of a run in progress beside the previous run's others.
 //! A mart no report records (a warehouse without reports) is read at its
-//! newest Delta version, as are `events` and `rejects`, which only grow.
+//! newest Delta version, as are `events` and `rejects`, which only grow;
+//! the month close's tables are read at their empty version 0 instead (a
+//! later version no report records holds closes of a run that died).
 
 use crate::storage::{open_delta_table, Location};
 use crate::warehouse::{Warehouse, EVENTS, REJECTS};
@@ -281,6 +283,9 @@ impl Inner {
         };
         let wanted = match recorded {
             Some(v) => u64::try_from(v).ok(),
+            // The close's tables are empty at version 0: a later version no
+            // published run records holds rows no run published.
+            None if crate::close::is_close_table(name) => Some(0),
             None => Some(l.table.get_latest_version().await.map_err(external)?),
         };
         if let Some(wanted) = wanted.filter(|v| Some(*v) != l.table.version()) {

@@ -1,9 +1,10 @@
 //! Crash safety: a real `tenure run` child process is aborted at each
 //! failpoint of a run (`TENURE_FAILPOINT`, as if killed with SIGKILL there),
 //! then run again. Every table must stay readable, nothing may be ingested
-//! twice or lost, and the tables must equal those of an uninterrupted run.
+//! twice or lost, no month may be closed twice, and the tables must equal
+//! those of an uninterrupted run.
 
-use crate::common::{output_text, read_table, table_exists, Project, AS_OF};
+use crate::common::{output_text, read_table, table_exists, tenure, Project, AS_OF};
 use serde_json::Value;
 use std::process::Command;
 
@@ -14,6 +15,8 @@ const FAILPOINTS: &[&str] = &[
     "ingest:after_rejects_commit",
     "publish:mrr_monthly",
     "publish:mrr_bridge_monthly",
+    "close:ndr_trailing_12m",
+    "close:before_restatements",
     "run:before_report",
 ];
 
@@ -40,6 +43,7 @@ fn content(p: &Project, table: &str) -> Vec<Value> {
     for r in &mut rows {
         if let Some(o) = r.as_object_mut() {
             o.remove("run_id");
+            o.remove("close_run_id");
         }
     }
     rows.sort_by_key(|r| r.to_string());
@@ -47,7 +51,16 @@ fn content(p: &Project, table: &str) -> Vec<Value> {
 }
 
 fn snapshot(p: &Project) -> Vec<(String, Vec<Value>)> {
-    ["events", "rejects", "marts/mrr_monthly", "marts/mrr_bridge_monthly", "marts/customer_health"]
+    [
+        "events",
+        "rejects",
+        "marts/mrr_monthly",
+        "marts/mrr_bridge_monthly",
+        "marts/customer_health",
+        "marts/reported_mrr_bridge_monthly",
+        "marts/reported_finance_kpis_monthly",
+        "marts/restatements",
+    ]
         .iter()
         .map(|t| (t.to_string(), content(p, t)))
         .collect()
@@ -76,6 +89,14 @@ fn a_run_killed_at_any_point_recovers_to_the_same_tables() {
             if table_exists(&p.table(t)) {
                 read_table(&p.table(t));
             }
+        }
+        // No reader sees a month closed by the run that died.
+        if table_exists(&p.table("marts/reported_mrr_bridge_monthly")) {
+            let sql = "select count(*) as n from reported_mrr_bridge_monthly";
+            let out = tenure(&["query", "--warehouse", &p.warehouse.display().to_string(), "--format", "csv", sql]);
+            assert!(out.status.success(), "{failpoint}: query after the crash:\n{}", output_text(&out));
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            assert_eq!(text.lines().nth(1), Some("0"), "{failpoint}: months closed by a run that died are visible:\n{text}");
         }
         let out = run(&p, None);
         assert!(out.status.success(), "{failpoint}: the run after the crash failed:\n{}", output_text(&out));

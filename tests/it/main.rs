@@ -10,6 +10,7 @@
 //! - `bounded`: decompression bombs and decoder panics cost a row or an
 //!   object, never the run or unbounded memory.
 //! - `crash`: a run killed at every failpoint recovers to the same tables.
+//! - `close`: month close, restatements and `tenure close`.
 //! - `cli`: `validate` (every problem with file and line), bad arguments,
 //!   plain piped logs, the run report.
 //! - `s3`: the whole pipeline on a real S3-compatible server (moto) on
@@ -24,6 +25,7 @@
 
 mod bounded;
 mod cli;
+mod close;
 mod crash;
 mod common;
 mod incremental;
