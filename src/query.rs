@@ -69,7 +69,7 @@ pub struct QueryService {
 impl QueryService {
     /// A session whose default schema is the published tables of `warehouse`.
     pub async fn open(warehouse: Warehouse) -> Result<QueryService, QueryError> {
-        let ctx = crate::engine::session();
+        let ctx = crate::engine::published_session();
         let display = warehouse.display();
         let tables = Arc::new(PublishedTables::new(warehouse, ctx.runtime_env()));
         tables.refresh().await.map_err(|source| QueryError::List {

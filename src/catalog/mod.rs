@@ -80,6 +80,18 @@ struct Directives {
     by_day: bool,
 }
 
+/// What a model's header comment says of it, as one paragraph: its `--`
+/// lines before the SQL, without the directives (`materialized:`,
+/// `incremental:`). BI tools show it as the table's comment.
+pub fn description(sql: &str) -> String {
+    let header = sql.lines().map(str::trim).take_while(|l| l.is_empty() || l.starts_with("--"));
+    let lines: Vec<&str> = header
+        .map(|l| l.trim_start_matches('-').trim())
+        .filter(|l| !l.is_empty() && !l.starts_with("materialized:") && !l.starts_with("incremental:"))
+        .collect();
+    lines.join(" ")
+}
+
 /// The directives of a model's header comment (the `--` lines before the
 /// SQL). An error names the line of the directive.
 fn directives(sql: &str, layer: Layer) -> Result<Directives, (usize, String)> {
@@ -513,6 +525,13 @@ fn topo_sort(models: BTreeMap<String, Model>, done: &BTreeSet<String>) -> (Vec<M
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_description_is_the_header_without_directives() {
+        let sql = "-- m: what it is.\n-- grain: one row per month.\n-- incremental: month\nselect 1 -- not this\n-- nor this\n";
+        assert_eq!(description(sql), "m: what it is. grain: one row per month.");
+        assert_eq!(description("select 1"), "");
+    }
 
     fn write(dir: &Path, rel: &str, sql: &str) {
         let p = dir.join(rel);

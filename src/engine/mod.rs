@@ -106,6 +106,20 @@ pub fn session() -> SessionContext {
 /// than exceed it, each getting a fair share; one that cannot fails with
 /// DataFusion's "resources exhausted" error naming the largest consumers.
 pub fn session_with_memory(limit: Option<usize>) -> SessionContext {
+    session_of(limit, SessionConfig::new().options().catalog.default_catalog.as_str())
+}
+
+/// The catalog name clients of the published tables see (`tenure query`,
+/// `tenure serve`: `current_database()`, `pg_database`, JDBC's catalogs).
+pub const PUBLISHED_CATALOG: &str = "tenure";
+
+/// [`session`] whose default catalog is [`PUBLISHED_CATALOG`], for serving
+/// the published tables.
+pub fn published_session() -> SessionContext {
+    session_of(None, PUBLISHED_CATALOG)
+}
+
+fn session_of(limit: Option<usize>, catalog: &str) -> SessionContext {
     let runtime = match limit {
         Some(bytes) => datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .with_memory_pool(std::sync::Arc::new(datafusion::execution::memory_pool::TrackConsumersPool::new(
@@ -128,6 +142,8 @@ pub fn session_with_memory(limit: Option<usize>) -> SessionContext {
         })
         .with_information_schema(true)
         .with_option_extension(ModelOptions::default());
+    let schema = config.options().catalog.default_schema.clone();
+    let config = config.with_default_catalog_and_schema(catalog, schema);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     ctx.register_udf(local_date_udf());
     ctx.register_udf(udf::rebuild_from_udf());

@@ -14,6 +14,7 @@
 //! the warehouse, and nothing a client sends reaches a file or URL.
 
 mod auth;
+mod compat;
 mod connection;
 mod errors;
 mod limits;
@@ -107,6 +108,7 @@ impl Server {
         let catalog = ctx.state().config().options().catalog.default_catalog.clone();
         setup_pg_catalog(&ctx, &catalog, EmptyContextProvider).map_err(ServeError::Catalog)?;
         ctx.register_udf(version_udf());
+        compat::register(&ctx);
         limits::install(
             &ctx,
             limits::Limits {
@@ -115,12 +117,13 @@ impl Server {
                 memory: settings.query_memory,
             },
         );
+        let compat = Arc::new(compat::Compat::with_comments(&table_comments(config)));
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(policy::Policy::new(service.clone())),
+            Arc::new(policy::Policy::new(service.clone(), compat.clone())),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
-            Arc::new(policy::Executor::new(service.clone())),
+            Arc::new(policy::Executor::new(service.clone(), compat)),
         ];
         let manager = Arc::new(ConnectionManager::new());
         let connections = Arc::new(limits::Connections::default());
@@ -231,6 +234,35 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
+/// What each published table holds, for BI tools (`pg_description`,
+/// `obj_description`): a mart's SQL header, and a sentence for the others.
+/// A catalog that does not load gives the marts no comment.
+fn table_comments(config: &Config) -> Vec<(String, String)> {
+    let mut comments: Vec<(String, String)> = vec![
+        ("events".into(), "events: every accepted, de-duplicated raw event, with typed columns and its lineage (source_object, source_row, run_id) (EVENTS.md).".into()),
+        ("rejects".into(), "rejects: every rejected raw row, with its reason and detail (EVENTS.md).".into()),
+        (crate::close::RESTATEMENTS.into(), "restatements: each cell of a closed month whose current figure differs from its latest close (METRICS.md §12).".into()),
+    ];
+    for (table, _) in crate::close::CLOSED {
+        comments.push((
+            crate::close::reported_name(table),
+            format!("reported_{table}: the rows of {table} of each closed month as reported, per close_version; append-only (METRICS.md §12)."),
+        ));
+    }
+    match crate::catalog::Catalog::load(&config.sql_dir) {
+        Ok(catalog) => comments.extend(
+            catalog
+                .models
+                .iter()
+                .filter(|m| m.layer == crate::catalog::Layer::Marts)
+                .map(|m| (m.name.clone(), crate::catalog::description(&m.sql)))
+                .filter(|(_, c)| !c.is_empty()),
+        ),
+        Err(e) => tracing::warn!(error = %e, "the SQL models did not load; the marts have no comments"),
+    }
+    comments
+}
+
 /// `version()` as PostgreSQL words it: drivers and SQLAlchemy (Superset)
 /// read the server's version from it and fail on anything else.
 fn version_udf() -> datafusion::logical_expr::ScalarUDF {
@@ -277,7 +309,7 @@ mod tests {
         let warehouse = Warehouse::open(&storage, "memory:///serve-tests/warehouse").expect("memory");
         let service = QueryService::open(warehouse).await.expect("open");
         let ctx = service.context().clone();
-        setup_pg_catalog(&ctx, "datafusion", EmptyContextProvider).expect("pg_catalog");
+        setup_pg_catalog(&ctx, crate::engine::PUBLISHED_CATALOG, EmptyContextProvider).expect("pg_catalog");
         for name in ctx.state().table_functions().keys() {
             assert!(
                 crate::query::TABLE_FUNCTIONS.contains(&name.as_str()),

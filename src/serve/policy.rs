@@ -193,11 +193,12 @@ fn empty_plan() -> LogicalPlan {
 /// The first hook: what may run at all.
 pub struct Policy {
     service: Arc<QueryService>,
+    compat: Arc<super::compat::Compat>,
 }
 
 impl Policy {
-    pub fn new(service: Arc<QueryService>) -> Policy {
-        Policy { service }
+    pub fn new(service: Arc<QueryService>, compat: Arc<super::compat::Compat>) -> Policy {
+        Policy { service, compat }
     }
 
     async fn check_cursor(&self, queries: &[Query]) -> PgWireResult<()> {
@@ -260,7 +261,7 @@ impl QueryHook for Policy {
                 }
                 let planned = self
                     .service
-                    .plan(DfStatement::Statement(Box::new(statement.clone())))
+                    .plan(DfStatement::Statement(Box::new(self.compat.rewrite(statement))))
                     .await;
                 Some(planned.map_err(api))
             }
@@ -292,11 +293,12 @@ impl QueryHook for Policy {
 /// (the ones [`Policy`] let through as plans), read-only checked.
 pub struct Executor {
     service: Arc<QueryService>,
+    compat: Arc<super::compat::Compat>,
 }
 
 impl Executor {
-    pub fn new(service: Arc<QueryService>) -> Executor {
-        Executor { service }
+    pub fn new(service: Arc<QueryService>, compat: Arc<super::compat::Compat>) -> Executor {
+        Executor { service, compat }
     }
 }
 
@@ -311,7 +313,7 @@ impl QueryHook for Executor {
         let run = async {
             let plan = self
                 .service
-                .plan(DfStatement::Statement(Box::new(statement.clone())))
+                .plan(DfStatement::Statement(Box::new(self.compat.rewrite(statement))))
                 .await
                 .map_err(api)?;
             let df = session_context.execute_logical_plan(plan).await.map_err(api)?;

@@ -228,9 +228,15 @@ fn psql_and_psycopg_query_and_describe_the_published_tables() {
 
     // What psql's \d commands and BI tools ask pg_catalog.
     let tables = server.query(&["\\dt"]);
-    for t in ["mrr_monthly", "mrr_bridge_monthly", "events", "rejects"] {
+    for t in ["mrr_monthly", "mrr_bridge_monthly", "events", "rejects", "reported_mrr_bridge_monthly", "restatements"] {
         assert!(tables.contains(&format!("|{t}|")), "\\dt should list {t}:\n{tables}");
     }
+    // The month close: January and February closed as of March 31.
+    let closed = server.query(&[
+        "select month, end_mrr, close_version from reported_mrr_bridge_monthly where segment = 'all' order by month",
+    ]);
+    assert_eq!(closed, "2026-01-01|140.5000|1\n2026-02-01|185.7500|1");
+    assert_eq!(server.query(&["select count(*) from restatements"]), "0");
     let described = server.query(&["\\d mrr_monthly"]);
     for line in ["month|date", "customer_id|text", "mrr|numeric"] {
         assert!(
@@ -324,6 +330,62 @@ fn psql_and_psycopg_query_and_describe_the_published_tables() {
             "client {i}"
         );
     }
+}
+
+/// SQLAlchemy's inspector and reflection over psycopg2, as Superset uses
+/// them to list and add datasets.
+#[test]
+fn sqlalchemy_inspects_and_reflects_the_published_tables() {
+    let p = published();
+    let server = Server::start(&p, None, Some(PASSWORD));
+    let r = python_client(&["sqlalchemy", &server.addr.port().to_string(), PASSWORD]);
+    assert_eq!(r["schemas"], serde_json::json!(["public"]));
+    let tables: Vec<&str> = r["tables"].as_array().expect("tables").iter().filter_map(|t| t.as_str()).collect();
+    for t in ["mrr_monthly", "mrr_bridge_monthly", "finance_kpis_monthly", "events", "rejects", "restatements"] {
+        assert!(tables.contains(&t), "get_table_names lacks {t}: {tables:?}");
+    }
+    assert_eq!(r["views"], serde_json::json!([]));
+    let columns = r["columns"].as_array().expect("columns");
+    assert_eq!(columns.len(), 17, "{columns:?}");
+    assert_eq!(columns[0], serde_json::json!(["month", "DATE", true]));
+    assert_eq!(columns[2], serde_json::json!(["start_mrr", "NUMERIC", false]));
+    assert_eq!(columns[9], serde_json::json!(["start_customers", "BIGINT", false]));
+    assert_eq!(columns[14], serde_json::json!(["ndr", "DOUBLE PRECISION", true]));
+    for (call, empty) in [("pk", "[]"), ("foreign_keys", "[]"), ("indexes", "[]"), ("unique", "[]")] {
+        assert_eq!(r[call].to_string(), empty, "{call}");
+    }
+    assert_eq!(r["has_table"], true);
+    // Table comments are the SQL headers.
+    let comment = r["comment"].as_str().unwrap_or_default();
+    assert!(comment.starts_with("mrr_bridge_monthly: the MRR bridge") && comment.contains("grain:"), "{comment}");
+    assert_eq!(
+        r["reflected"],
+        serde_json::json!(["month", "customer_id", "segment", "mrr", "prev_mrr", "movement", "movement_amount"])
+    );
+    assert_eq!(
+        r["c2"],
+        serde_json::json!([
+            [["date", "2026-01-01"], ["Decimal", "40.0000"]],
+            [["date", "2026-02-01"], ["Decimal", "60.0000"]],
+            [["date", "2026-03-01"], ["Decimal", "60.0000"]]
+        ])
+    );
+    assert_eq!(r["database"], "tenure");
+
+    // What the inspector's queries rest on, over psql too.
+    let escaped = server.query(&["select 'a_b' like 'a/_b' escape '/', 'axb' like 'a/_b' escape '/', 'a/b' like 'a//b' escape '/'"]);
+    assert_eq!(escaped, "t|f|t");
+    let schemas = server.query(&["select nspname from pg_namespace where nspname not like 'pg/_%' escape '/' order by 1"]);
+    assert!(schemas.lines().any(|l| l == "public") && !schemas.contains("pg_catalog"), "{schemas}");
+    assert_eq!(server.query(&["select pg_get_serial_sequence('mrr_monthly', 'mrr') is null, current_database()"]), "t|tenure");
+    let databases = server.query(&["select datname from pg_database order by 1"]);
+    assert_eq!(databases, "postgres\ntenure", "the database clients see is tenure");
+    let catalogs = server.query(&["select distinct table_catalog from information_schema.tables"]);
+    assert_eq!(catalogs, "tenure");
+    let described = server.query(&["select obj_description(c.oid, 'pg_class') from pg_class c where c.relname = 'finance_kpis_monthly'"]);
+    assert!(described.starts_with("finance_kpis_monthly: the subscription-analytics KPIs"), "{described}");
+    let listed = server.query(&["\\dt+ restatements"]);
+    assert!(listed.contains("restatements: each cell of a closed month"), "{listed}");
 }
 
 #[test]

@@ -5,6 +5,10 @@
     serve_client.py hold PORT PASSWORD N    N psycopg sessions opened one after another
                                             and kept open, each running a query;
                                             prints "ok" or the error of each
+    serve_client.py sqlalchemy PORT PASSWORD
+                                            SQLAlchemy's PostgreSQL inspector and table
+                                            reflection over psycopg2, as Superset uses
+                                            them; prints what each call returned
     serve_client.py scram PORT USER PASSWORD
                                             a SCRAM-SHA-256 login by hand, printing
                                             the SQLSTATE the server answers with
@@ -94,6 +98,34 @@ def run_hold(port, password, n):
     print(json.dumps(out))
 
 
+def run_sqlalchemy(port, password):
+    from sqlalchemy import MetaData, Table, create_engine, inspect, text
+    from urllib.parse import quote
+
+    engine = create_engine(f"postgresql+psycopg2://tenure:{quote(password)}@127.0.0.1:{port}/tenure")
+    inspector = inspect(engine)
+    out = {}
+    out["schemas"] = inspector.get_schema_names()
+    out["tables"] = inspector.get_table_names(schema="public")
+    out["views"] = inspector.get_view_names(schema="public")
+    out["columns"] = [
+        [c["name"], str(c["type"]), c["nullable"]] for c in inspector.get_columns("mrr_bridge_monthly", schema="public")
+    ]
+    out["pk"] = inspector.get_pk_constraint("mrr_bridge_monthly", schema="public")["constrained_columns"]
+    out["foreign_keys"] = inspector.get_foreign_keys("mrr_bridge_monthly", schema="public")
+    out["indexes"] = inspector.get_indexes("mrr_bridge_monthly", schema="public")
+    out["unique"] = inspector.get_unique_constraints("mrr_bridge_monthly", schema="public")
+    out["comment"] = inspector.get_table_comment("mrr_bridge_monthly", schema="public")["text"]
+    out["has_table"] = inspector.has_table("mrr_monthly")
+    table = Table("mrr_monthly", MetaData(), autoload_with=engine)
+    out["reflected"] = [c.name for c in table.columns]
+    with engine.connect() as conn:
+        rows = conn.execute(table.select().where(table.c.customer_id == "c2").order_by(table.c.month)).fetchall()
+        out["c2"] = [[typed(r.month), typed(r.mrr)] for r in rows]
+        out["database"] = conn.execute(text("select current_database()")).scalar()
+    print(json.dumps(out))
+
+
 def message(kind, body):
     return kind + struct.pack("!i", len(body) + 4) + body
 
@@ -164,7 +196,9 @@ if __name__ == "__main__":
         run_psycopg(int(sys.argv[2]), sys.argv[3])
     elif sys.argv[1] == "hold":
         run_hold(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1] == "sqlalchemy":
+        run_sqlalchemy(int(sys.argv[2]), sys.argv[3])
     elif sys.argv[1] == "scram":
         run_scram(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     else:
-        sys.exit("usage: serve_client.py psycopg PORT PASSWORD | hold PORT PASSWORD N | scram PORT USER PASSWORD")
+        sys.exit("usage: serve_client.py psycopg|sqlalchemy PORT PASSWORD | hold PORT PASSWORD N | scram PORT USER PASSWORD")

@@ -1,0 +1,426 @@
+//! What BI tools send when they introspect, made to plan: the catalog
+//! functions datafusion-postgres lacks, and a rewrite of the catalog
+//! queries DataFusion cannot plan as written.
+//!
+//! tenure's tables have no constraints, indexes, sequences or domains, so
+//! `pg_constraint`, `pg_index` and friends are empty; the queries about them
+//! only have to plan and return no rows:
+//! - SQLAlchemy's PostgreSQL dialect (Superset) reads key and index columns
+//!   with `unnest(pg_index.indkey)` and `generate_subscripts(...)`, set
+//!   functions over `int2vector`s DataFusion cannot unnest: both become a
+//!   typed NULL (the tables they read are empty, so no row changes);
+//! - it reads `pg_class.reloptions` of indexes (there are none): NULL;
+//! - it asks `pg_type_is_visible(oid)` for domains (there are none): true;
+//! - psycopg 3 looks types up with `to_regtype(name)`: the type's oid, or
+//!   NULL for the types tenure does not have (such as `hstore`);
+//! - `LIKE ... ESCAPE '/'` (SQLAlchemy's schema listing) is rewritten to the
+//!   backslash escape, the only one DataFusion's LIKE takes;
+//! - `pg_get_serial_sequence(...)`: NULL (no serial columns);
+//! - `current_database()` is `tenure`, the name clients connect with;
+//! - `pg_get_indexdef(...)`, `pg_get_constraintdef(...)` and the like
+//!   describe objects tenure never has: NULL; so are table sizes (psql's
+//!   `\dt+`), unknown for tables in object storage;
+//! - `pg_description` also describes each published table (a mart's SQL
+//!   header, a sentence for the others), so `obj_description`, psql's
+//!   `\dt+` and SQLAlchemy's `get_table_comment` show what a table holds;
+//!   `obj_description` and `col_description` become subqueries over it.
+
+use datafusion::arrow::array::{Array, AsArray, Int64Array};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::{Expr, Function, ObjectName, Statement, VisitMut, VisitorMut};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+/// Register the functions BI tools' catalog queries call.
+pub fn register(ctx: &SessionContext) {
+    ctx.register_udf(pg_type_is_visible());
+    ctx.register_udf(to_regtype());
+    ctx.register_udf(current_database());
+    // Definitions of objects tenure never has (indexes, constraints): NULL.
+    for name in ["pg_get_indexdef", "pg_get_constraintdef", "pg_get_triggerdef", "pg_get_ruledef", "pg_get_serial_sequence"] {
+        ctx.register_udf(ScalarUDF::new_from_impl(NoDefinition::new(name, DataType::Utf8)));
+    }
+    // Sizes (psql's `\dt+`): unknown, the tables live in object storage.
+    for name in ["pg_table_size", "pg_total_relation_size", "pg_relation_size", "pg_indexes_size"] {
+        ctx.register_udf(ScalarUDF::new_from_impl(NoDefinition::new(name, DataType::Int64)));
+    }
+    ctx.register_udf(ScalarUDF::new_from_impl(NoDefinition::new("pg_size_pretty", DataType::Utf8)));
+}
+
+/// `pg_get_indexdef(...)` and the like, whatever their arguments: NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NoDefinition {
+    name: &'static str,
+    returns: DataType,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl NoDefinition {
+    fn new(name: &'static str, returns: DataType) -> NoDefinition {
+        NoDefinition {
+            name,
+            returns,
+            signature: datafusion::logical_expr::Signature::variadic_any(Volatility::Stable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for NoDefinition {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(self.returns.clone())
+    }
+    fn invoke_with_args(&self, _: datafusion::logical_expr::ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::try_from(&self.returns)?))
+    }
+}
+
+/// The comments of the published tables, and the rewrite of statements
+/// (see the module doc).
+#[derive(Debug, Default)]
+pub struct Compat {
+    /// `pg_description` with a row per commented table, as SQL.
+    descriptions: Option<String>,
+}
+
+impl Compat {
+    /// With `comments` (table name, comment) in `pg_description`.
+    pub fn with_comments(comments: &[(String, String)]) -> Compat {
+        if comments.is_empty() {
+            return Compat::default();
+        }
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        let values: Vec<String> = comments.iter().map(|(t, c)| format!("({}, {})", quote(t), quote(c))).collect();
+        let descriptions = format!(
+            "SELECT objoid, classoid, objsubid, description FROM pg_catalog.pg_description \
+             UNION ALL SELECT CAST(c.oid AS INT) AS objoid, \
+             CAST((SELECT min(k.oid) FROM pg_catalog.pg_class AS k WHERE k.relname = 'pg_class') AS INT) AS classoid, \
+             CAST(0 AS INT) AS objsubid, t.description \
+             FROM pg_catalog.pg_class AS c JOIN (VALUES {}) AS t(relname, description) ON c.relname = t.relname",
+            values.join(", ")
+        );
+        Compat { descriptions: Some(descriptions) }
+    }
+
+    /// `statement` as DataFusion can plan it; other statements are unchanged.
+    pub fn rewrite(&self, statement: &Statement) -> Statement {
+        let mut statement = statement.clone();
+        // Queries about constraints and indexes (there are none) read
+        // `pg_description` as it is: the tables' rows never match there, and
+        // their ordered aggregates over the union trip DataFusion's plan
+        // checker.
+        let text = statement.to_string().to_ascii_lowercase();
+        let describe = self.descriptions.is_some() && !text.contains("pg_constraint") && !text.contains("pg_index");
+        let _ = statement.visit(&mut CatalogVectors { compat: self, describe });
+        statement
+    }
+
+    /// The described objects as a subquery.
+    fn descriptions(&self) -> String {
+        self.descriptions
+            .clone()
+            .unwrap_or_else(|| "SELECT objoid, classoid, objsubid, description FROM pg_catalog.pg_description".into())
+    }
+
+    /// `obj_description(object)` or `col_description(table, column)` as a
+    /// correlated scalar subquery over the descriptions.
+    fn description_of(&self, object: &Expr, subid: &Expr) -> Option<Expr> {
+        let sql = format!(
+            "SELECT (SELECT max(d.description) FROM ({}) AS d WHERE d.objoid = {object} AND d.objsubid = {subid})",
+            self.descriptions()
+        );
+        let mut parsed = parse_one(&sql)?;
+        let Statement::Query(q) = &mut parsed else { return None };
+        let datafusion::sql::sqlparser::ast::SetExpr::Select(select) = q.body.as_mut() else { return None };
+        match select.projection.pop()? {
+            datafusion::sql::sqlparser::ast::SelectItem::UnnamedExpr(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+fn parse_one(sql: &str) -> Option<Statement> {
+    use datafusion::sql::sqlparser::{dialect::PostgreSqlDialect, parser::Parser};
+    Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?.pop()
+}
+
+struct CatalogVectors<'a> {
+    compat: &'a Compat,
+    /// Whether `pg_description` is read with the tables' descriptions.
+    describe: bool,
+}
+
+/// Set functions whose argument is an `int2vector`/`oidvector` of the catalog.
+const SET_FUNCTIONS: [&str; 2] = ["unnest", "generate_subscripts"];
+
+/// Catalog columns of vector type.
+const VECTOR_COLUMNS: [&str; 8] = ["indkey", "indclass", "indoption", "indcollation", "conkey", "confkey", "stxkeys", "partattrs"];
+
+/// Catalog columns datafusion-postgres's `pg_class` lacks, read (qualified)
+/// only of objects tenure never has: NULL.
+const MISSING_COLUMNS: [&str; 1] = ["reloptions"];
+
+fn function_name(name: &ObjectName) -> String {
+    name.0.last().map(|p| p.to_string().to_ascii_lowercase()).unwrap_or_default()
+}
+
+/// The plain arguments of a call.
+fn function_args(f: &Function) -> Vec<Expr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let FunctionArguments::List(list) = &f.args else { return Vec::new() };
+    list.args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn reads_vector(f: &Function) -> bool {
+    let text = f.args.to_string().to_ascii_lowercase();
+    VECTOR_COLUMNS.iter().any(|c| text.contains(c))
+}
+
+impl VisitorMut for CatalogVectors<'_> {
+    type Break = ();
+
+    fn post_visit_table_factor(&mut self, factor: &mut datafusion::sql::sqlparser::ast::TableFactor) -> ControlFlow<Self::Break> {
+        use datafusion::sql::sqlparser::ast::{Ident, TableAlias, TableFactor};
+        if !self.describe {
+            return ControlFlow::Continue(());
+        }
+        if let TableFactor::Table { name, alias, args: None, .. } = factor {
+            if function_name(name) == "pg_description" && name.0.len() <= 2 {
+                let alias = alias.clone().unwrap_or(TableAlias {
+                    explicit: true,
+                    name: Ident::new("pg_description"),
+                    columns: Vec::new(),
+                    at: None,
+                });
+                if let Some(Statement::Query(subquery)) = parse_one(&self.compat.descriptions()) {
+                    *factor = TableFactor::Derived {
+                        lateral: false,
+                        subquery,
+                        alias: Some(alias),
+                        sample: None,
+                    };
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Expr::Like { pattern, escape_char, .. } | Expr::ILike { pattern, escape_char, .. } = expr {
+            backslash_escape(pattern, escape_char);
+        }
+        if let Expr::CompoundIdentifier(parts) = expr {
+            // `pg_catalog.pg_description.x` names the derived table's column.
+            if self.describe
+                && parts.len() == 3
+                && parts[0].value.eq_ignore_ascii_case("pg_catalog")
+                && parts[1].value.eq_ignore_ascii_case("pg_description")
+            {
+                parts.remove(0);
+            }
+            let column = parts.last().map(|p| p.value.to_ascii_lowercase()).unwrap_or_default();
+            if MISSING_COLUMNS.contains(&column.as_str()) {
+                *expr = Expr::Value(datafusion::sql::sqlparser::ast::Value::Null.into());
+                return ControlFlow::Continue(());
+            }
+        }
+        if let Expr::Function(f) = expr {
+            let name = function_name(&f.name);
+            if name == "obj_description" || name == "col_description" {
+                let args = function_args(f);
+                let zero = Expr::Value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false).into());
+                let described = match (name.as_str(), args.as_slice()) {
+                    ("obj_description", [object, ..]) => self.compat.description_of(object, &zero),
+                    ("col_description", [table, column]) => self.compat.description_of(table, column),
+                    _ => None,
+                };
+                if let Some(e) = described {
+                    *expr = e;
+                }
+                return ControlFlow::Continue(());
+            }
+        }
+        if let Expr::Function(f) = expr {
+            if SET_FUNCTIONS.contains(&function_name(&f.name).as_str()) && reads_vector(f) {
+                *expr = Expr::Cast {
+                    kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+                    expr: Box::new(Expr::Value(datafusion::sql::sqlparser::ast::Value::Null.into())),
+                    data_type: datafusion::sql::sqlparser::ast::DataType::SmallInt(None),
+                    array: false,
+                    format: None,
+                };
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `LIKE 'pattern' ESCAPE 'c'` (SQLAlchemy's schema listing uses `ESCAPE
+/// '/'`) as the same pattern escaped with a backslash, the only escape
+/// DataFusion's LIKE knows. A pattern that is not a literal stays as it is.
+fn backslash_escape(pattern: &mut Box<Expr>, escape_char: &mut Option<datafusion::sql::sqlparser::ast::ValueWithSpan>) {
+    use datafusion::sql::sqlparser::ast::Value;
+    let Some(escape) = escape_char.as_ref() else { return };
+    let Value::SingleQuotedString(e) = &escape.value else { return };
+    let mut chars = e.chars();
+    let (Some(esc), None) = (chars.next(), chars.next()) else { return };
+    if esc == '\\' {
+        *escape_char = None;
+        return;
+    }
+    let Expr::Value(v) = pattern.as_mut() else { return };
+    let Value::SingleQuotedString(text) = &v.value else { return };
+    v.value = Value::SingleQuotedString(with_backslashes(text, esc));
+    *escape_char = None;
+}
+
+/// `pattern` (escaped with `esc`) escaped with a backslash instead.
+fn with_backslashes(pattern: &str, esc: char) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == esc {
+            if let Some(next) = chars.next() {
+                out.push('\\');
+                out.push(next);
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `current_database()`: the database clients connect to is `tenure`.
+fn current_database() -> ScalarUDF {
+    create_udf(
+        "current_database",
+        vec![],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some("tenure".into()))))),
+    )
+}
+
+/// `pg_type_is_visible(oid)`: every type tenure has is in `pg_catalog`,
+/// on every search path.
+fn pg_type_is_visible() -> ScalarUDF {
+    create_udf(
+        "pg_type_is_visible",
+        vec![DataType::Int64],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args| {
+            Ok(match &args[0] {
+                ColumnarValue::Scalar(v) => ColumnarValue::Scalar(ScalarValue::Boolean((!v.is_null()).then_some(true))),
+                ColumnarValue::Array(a) => {
+                    let out: datafusion::arrow::array::BooleanArray = (0..a.len()).map(|i| a.is_valid(i).then_some(true)).collect();
+                    ColumnarValue::Array(Arc::new(out))
+                }
+            })
+        }),
+    )
+}
+
+/// The oids of the built-in types a name may resolve to (those tenure's
+/// tables use, and their common aliases).
+fn type_oid(name: &str) -> Option<i64> {
+    let name = name.trim().trim_matches('"').to_ascii_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    Some(match name {
+        "bool" | "boolean" => 16,
+        "bytea" => 17,
+        "int8" | "bigint" => 20,
+        "int2" | "smallint" => 21,
+        "int4" | "integer" | "int" => 23,
+        "text" => 25,
+        "oid" => 26,
+        "json" => 114,
+        "float4" | "real" => 700,
+        "float8" | "double precision" => 701,
+        "varchar" | "character varying" => 1043,
+        "date" => 1082,
+        "timestamp" | "timestamp without time zone" => 1114,
+        "timestamptz" | "timestamp with time zone" => 1184,
+        "numeric" | "decimal" => 1700,
+        "jsonb" => 3802,
+        _ => return None,
+    })
+}
+
+/// `to_regtype(name)`: the oid of a built-in type, NULL for any other.
+fn to_regtype() -> ScalarUDF {
+    create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Int64,
+        Volatility::Stable,
+        Arc::new(|args| {
+            Ok(match &args[0] {
+                ColumnarValue::Scalar(ScalarValue::Utf8(v)) => ColumnarValue::Scalar(ScalarValue::Int64(v.as_deref().and_then(type_oid))),
+                ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::Int64(None)),
+                ColumnarValue::Array(a) => {
+                    let a = datafusion::arrow::compute::cast(a, &DataType::Utf8)?;
+                    let a = a.as_string::<i32>();
+                    let out: Int64Array = (0..a.len()).map(|i| if a.is_valid(i) { type_oid(a.value(i)) } else { None }).collect();
+                    ColumnarValue::Array(Arc::new(out))
+                }
+            })
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn rewritten(sql: &str) -> String {
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses").remove(0);
+        Compat::default().rewrite(&statement).to_string()
+    }
+
+    #[test]
+    fn set_functions_over_catalog_vectors_become_null() {
+        let sql = "SELECT unnest(pg_catalog.pg_index.indkey) AS attnum, generate_subscripts(pg_catalog.pg_index.indkey, 1) AS ord FROM pg_catalog.pg_index";
+        assert_eq!(rewritten(sql), "SELECT CAST(NULL AS SMALLINT) AS attnum, CAST(NULL AS SMALLINT) AS ord FROM pg_catalog.pg_index");
+        // Any other unnest is the client's own.
+        let own = "SELECT unnest(ARRAY[1, 2]) AS x";
+        assert_eq!(rewritten(own), own);
+    }
+
+    #[test]
+    fn like_escapes_become_backslashes() {
+        assert_eq!(
+            rewritten("SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg/_%' ESCAPE '/'"),
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%'"
+        );
+        assert_eq!(with_backslashes("a//b/%c\\d", '/'), "a\\/b\\%c\\\\d");
+        let plain = "SELECT 1 WHERE 'a' LIKE 'a%'";
+        assert_eq!(rewritten(plain), plain);
+    }
+
+    #[test]
+    fn type_names_resolve_to_their_oids() {
+        assert_eq!(type_oid("numeric"), Some(1700));
+        assert_eq!(type_oid("pg_catalog.int8"), Some(20));
+        assert_eq!(type_oid("hstore"), None);
+    }
+}
