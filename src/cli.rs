@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// Address and port to listen on (port 0: any free port); overrides server.listen.
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Also serve Arrow Flight SQL on this address and port (port 0: any
+    /// free port); overrides server.flight_listen.
+    #[arg(long)]
+    pub flight_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -296,8 +300,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let overrides = Overrides { warehouse: args.warehouse.clone(), raw: Some(String::new()), ..Default::default() };
-            let server = crate::serve::Server::bind(&load(&cli, &overrides)?.config, args.listen).await?;
+            let server = crate::serve::Server::bind(&load(&cli, &overrides)?.config, args.listen, args.flight_listen).await?;
             println!("listening on {}", server.local_addr());
+            if let Some(addr) = server.flight_addr() {
+                println!("flight sql listening on {addr}");
+            }
             Ok(server.run(crate::serve::shutdown_signal()).await?)
         }
         Command::Vacuum(args) => vacuum(&cli, args).await,

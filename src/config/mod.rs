@@ -166,6 +166,8 @@ pub struct Tls {
 #[derive(Debug, Clone)]
 pub struct Server {
     pub listen: SocketAddr,
+    /// Arrow Flight SQL's address (`server.flight_listen`); `None`: off.
+    pub flight_listen: Option<SocketAddr>,
     pub auth: ServerAuth,
     pub tls: Option<Tls>,
     /// `None`: no limit.
@@ -743,6 +745,16 @@ fn compile_server(base: &Path, raw: raw::RawServer, p: &mut Problems) -> Server 
         );
         SocketAddr::from(([127, 0, 0, 1], 5433))
     });
+    let flight_listen = raw.flight_listen.and_then(|text| match text.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            p.push(
+                "server.flight_listen",
+                format!("{text:?} is not an address and port such as \"127.0.0.1:50051\""),
+            );
+            None
+        }
+    });
     // The password is resolved apart: its problems stop `tenure serve` only.
     let mut deferred = Problems {
         file: p.file.clone(),
@@ -809,6 +821,7 @@ fn compile_server(base: &Path, raw: raw::RawServer, p: &mut Problems) -> Server 
     let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
     Server {
         listen,
+        flight_listen,
         auth,
         tls,
         query_timeout: match raw.query_timeout_seconds.unwrap_or(300) {
@@ -946,6 +959,7 @@ mod tests {
         let (s, problems) = server("");
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.flight_listen, None, "Flight SQL is off unless asked for");
         assert_eq!(s.query_timeout, Some(Duration::from_secs(300)));
         assert_eq!(s.max_rows, Some(1_000_000));
         assert_eq!(s.login_timeout, Some(Duration::from_secs(10)));
@@ -975,10 +989,13 @@ mod tests {
         assert_eq!(set.login_timeout, Some(Duration::from_secs(2)));
         assert_eq!(set.idle_timeout, Some(Duration::from_secs(5)));
         assert_eq!(set.query_memory, Some(64 << 20));
+        let (flight, _) = server("flight_listen = \"0.0.0.0:50051\"");
+        assert_eq!(flight.flight_listen.map(|a| a.to_string()).as_deref(), Some("0.0.0.0:50051"));
         assert_eq!(s.tls.as_ref().map(|t| t.cert.clone()), Some(PathBuf::from("/etc/tenure/c.pem")));
         assert!(!format!("{s:?}").contains("hunter2"));
         for (text, key) in [
             ("listen = \"localhost\"", "server.listen"),
+            ("flight_listen = \"50051\"", "server.flight_listen"),
             ("auth = \"md5\"", "server.auth"),
             ("tls_cert = \"c.pem\"", "server.tls_key"),
             ("auth = \"none\"\npassword = \"x\"", "server.password"),

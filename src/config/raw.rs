@@ -213,6 +213,10 @@ pub struct RawServer {
     /// Address and port to listen on. Default `127.0.0.1:5433` (this machine
     /// only); `0.0.0.0:5433` for every interface.
     pub listen: Option<String>,
+    /// Address and port of Arrow Flight SQL, served beside the PostgreSQL
+    /// protocol with the same password, TLS and limits (`grpc://` or, with
+    /// TLS, `grpc+tls://` clients such as ADBC). Default: off.
+    pub flight_listen: Option<String>,
     /// `password` (SCRAM-SHA-256: the password never crosses the network) or
     /// `none` (anyone who can connect may query; only on a loopback address,
     /// for local demos). Default `password`.

@@ -62,6 +62,18 @@ impl Credentials {
             salt,
         }
     }
+
+    /// Whether `user` and `password` are the configured ones (Flight SQL's
+    /// basic credentials), checked against the same salted hash as SCRAM,
+    /// with the same work for an unknown user as for a wrong password.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        let known = user == self.user;
+        let expected = if known { &self.salted } else { &self.decoy };
+        let salted = gen_salted_password(password, &self.salt, SCRAM_ITERATIONS);
+        let differ = salted.len() != expected.len()
+            || salted.iter().zip(expected.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0;
+        known && !differ
+    }
 }
 
 #[async_trait]

@@ -40,7 +40,7 @@ impl ErrorHandler for ErrorCodes {
 }
 
 /// The limit that stopped a query, if one did.
-fn stopped<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a Stopped> {
+pub(super) fn stopped<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a Stopped> {
     let mut cause: Option<&(dyn Error + 'static)> = Some(error);
     while let Some(e) = cause {
         if let Some(stopped) = e.downcast_ref::<Stopped>() {

@@ -17,6 +17,7 @@ mod auth;
 mod compat;
 mod connection;
 mod errors;
+mod flight;
 mod limits;
 mod policy;
 
@@ -60,6 +61,8 @@ pub enum ServeError {
     Storage(Box<StorageError>),
     #[error(transparent)]
     Query(#[from] QueryError),
+    #[error("Arrow Flight SQL: {0}")]
+    Flight(String),
     #[error("cannot set up pg_catalog: {0}")]
     Catalog(#[source] Box<datafusion::error::DataFusionError>),
 }
@@ -80,19 +83,29 @@ pub struct Server {
     handlers: Arc<Handlers>,
     tls: Option<TlsAcceptor>,
     connections: Arc<limits::Connections>,
+    flight: Option<flight::FlightServer>,
 }
 
 impl Server {
     /// Open the warehouse and listen on `listen` (default: `server.listen`;
-    /// port 0 picks a free port, see [`Server::local_addr`]).
-    pub async fn bind(config: &Config, listen: Option<SocketAddr>) -> Result<Server, ServeError> {
+    /// port 0 picks a free port, see [`Server::local_addr`]), and for Arrow
+    /// Flight SQL on `flight_listen` (default: `server.flight_listen`, off
+    /// when unset; see [`Server::flight_addr`]).
+    pub async fn bind(
+        config: &Config,
+        listen: Option<SocketAddr>,
+        flight_listen: Option<SocketAddr>,
+    ) -> Result<Server, ServeError> {
         let settings = &config.server;
         if !settings.problems.is_empty() {
             return Err(ServeError::Config(ConfigError(settings.problems.clone())));
         }
         let listen = listen.unwrap_or(settings.listen);
-        if settings.auth == ServerAuth::None && !listen.ip().is_loopback() {
-            return Err(ServeError::OpenToNetwork(listen));
+        let flight_listen = flight_listen.or(settings.flight_listen);
+        for addr in std::iter::once(listen).chain(flight_listen) {
+            if settings.auth == ServerAuth::None && !addr.ip().is_loopback() {
+                return Err(ServeError::OpenToNetwork(addr));
+            }
         }
         let (tls, certificate) = match &settings.tls {
             Some(t) => {
@@ -130,6 +143,10 @@ impl Server {
         let credentials = match &settings.auth {
             ServerAuth::None => None,
             ServerAuth::Password { user, password } => Some(Arc::new(auth::Credentials::new(user, password))),
+        };
+        let flight = match flight_listen {
+            Some(addr) => Some(flight::FlightServer::bind(addr, service.clone(), credentials.clone(), settings).await?),
+            None => None,
         };
         let handlers = Arc::new(Handlers {
             session: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
@@ -173,7 +190,13 @@ impl Server {
             handlers,
             tls,
             connections,
+            flight,
         })
+    }
+
+    /// The address Arrow Flight SQL listens on, when it is on.
+    pub fn flight_addr(&self) -> Option<SocketAddr> {
+        self.flight.as_ref().map(|f| f.local_addr())
     }
 
     /// The address the server listens on.
@@ -182,7 +205,25 @@ impl Server {
     }
 
     /// Serve connections until `shutdown` resolves.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        // Flight SQL serves in a task of its own, stopped with the rest.
+        let stop = tokio_util::sync::CancellationToken::new();
+        let flight = self.flight.take().map(|f| {
+            let stop = stop.clone();
+            tokio::spawn(async move { f.run(stop.cancelled_owned()).await })
+        });
+        let served = self.serve_pgwire(shutdown).await;
+        stop.cancel();
+        if let Some(task) = flight {
+            match task.await {
+                Ok(result) => result?,
+                Err(e) => return Err(ServeError::Flight(e.to_string())),
+            }
+        }
+        served
+    }
+
+    async fn serve_pgwire(&self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         tokio::pin!(shutdown);
         let logins = Arc::new(connection::Logins::new(connection::MAX_LOGINS));
         loop {

@@ -55,7 +55,7 @@ const CLIENT_SETTINGS: &[&str] = &[
     "search_path",
 ];
 
-enum Verdict {
+pub(super) enum Verdict {
     /// A query, `EXPLAIN` or `SHOW TABLES`-like: planned here, read-only checked.
     Plan,
     /// Answered by datafusion-postgres's hooks per client (`SET` of a client
@@ -92,7 +92,7 @@ fn command(statement: &Statement) -> String {
     }
 }
 
-fn judge(statement: &Statement) -> Verdict {
+pub(super) fn judge(statement: &Statement) -> Verdict {
     match statement {
         Statement::Query(_) => Verdict::Plan,
         Statement::Explain { statement: inner, .. } if matches!(**inner, Statement::Query(_)) => Verdict::Plan,

@@ -33,6 +33,8 @@ fn published() -> Project {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// Arrow Flight SQL's address, when started with it.
+    flight: Option<SocketAddr>,
     log: PathBuf,
 }
 
@@ -48,6 +50,15 @@ impl Server {
     /// and waits (bounded) until it listens. Its log (debug level) goes to a
     /// file beside the warehouse.
     fn start(project: &Project, config: Option<&Path>, password: Option<&str>) -> Server {
+        Server::start_with(project, config, password, false)
+    }
+
+    /// [`Server::start`] with Arrow Flight SQL on a free port too.
+    fn start_flight(project: &Project, config: Option<&Path>, password: Option<&str>) -> Server {
+        Server::start_with(project, config, password, true)
+    }
+
+    fn start_with(project: &Project, config: Option<&Path>, password: Option<&str>, flight: bool) -> Server {
         let log = project.dir.path().join(format!("serve-{}.log", fastrand_suffix()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenure"));
         if let Some(c) = config {
@@ -64,6 +75,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
+        if flight {
+            cmd.args(["--flight-listen", "127.0.0.1:0"]);
+        }
         if let Some(pw) = password {
             cmd.env("TENURE_SERVER_PASSWORD", pw);
         }
@@ -71,17 +85,25 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let (mut pg, mut fl, mut sent) = (None, None, false);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.trim().to_string());
+                    pg = Some(addr.trim().to_string());
+                } else if let Some(addr) = line.strip_prefix("flight sql listening on ") {
+                    fl = Some(addr.trim().to_string());
+                }
+                if let Some(addr) = pg.clone().filter(|_| !sent && (!flight || fl.is_some())) {
+                    sent = tx.send((addr, fl.clone())).is_ok();
                 }
             }
         });
+        let parse = |addr: &str| -> SocketAddr { addr.parse().unwrap_or_else(|e| panic!("listening on {addr:?}: {e}")) };
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => Server {
+            Ok((addr, flight)) => Server {
                 child,
-                addr: addr.parse().unwrap_or_else(|e| panic!("listening on {addr:?}: {e}")),
+                addr: parse(&addr),
+                flight: flight.as_deref().map(parse),
                 log,
             },
             Err(_) => {
@@ -490,6 +512,64 @@ fn writes_file_reads_and_bad_logins_are_refused_and_the_server_keeps_serving() {
     );
 }
 
+/// ADBC's Flight SQL driver, as pandas and Polars use it, against
+/// `--flight-listen`: the rows psql sees, in Arrow types (exact decimals),
+/// the catalog calls, a bound parameter, and the same refusals as pgwire.
+#[test]
+fn adbc_reads_the_published_tables_over_flight_sql() {
+    let p = published();
+    let server = Server::start_flight(&p, None, Some(PASSWORD));
+    let port = server.flight.expect("flight address").port().to_string();
+    let r = python_client(&["adbc", &port, PASSWORD]);
+
+    let wrong = r["wrong_password"].as_str().unwrap_or_default();
+    assert!(wrong.contains("UNAUTHENTICATED") && wrong.contains("28P01"), "{wrong}");
+    assert_eq!(
+        r["schema"],
+        serde_json::json!([
+            ["month", "date32[day]"],
+            ["segment", "string"],
+            ["start_mrr", "decimal128(38, 4)"],
+            ["end_mrr", "decimal128(38, 4)"],
+            ["ndr", "double"],
+            ["start_customers", "int64"]
+        ])
+    );
+    let over_pgwire = server.query(&[
+        "select month, segment, start_mrr, end_mrr, start_customers from mrr_bridge_monthly order by month, segment",
+    ]);
+    let over_flight: Vec<&str> = r["rows"].as_array().expect("rows").iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(over_flight.join("\n"), over_pgwire, "Flight SQL and pgwire return the same rows");
+    assert!(over_pgwire.contains("2026-02-01|all|140.5000|185.7500|"), "{over_pgwire}");
+
+    let count = |month: &str| -> u64 {
+        let n = server.query(&[&format!("select count(*) from mrr_monthly where month = date '{month}'")]);
+        n.parse().unwrap_or_else(|e| panic!("{n}: {e}"))
+    };
+    assert_eq!(r["counts"], serde_json::json!([count("2026-01-01"), count("2026-02-01")]));
+    assert_ne!(r["counts"][0], r["counts"][1], "the two bindings must differ for the test to tell them apart");
+
+    for (call, code, grpc) in [("ddl", "25006", "UNAUTHORIZED"), ("copy", "25006", "UNAUTHORIZED"), ("unknown", "42P01", "NOT_FOUND")] {
+        let e = r[call].as_str().unwrap_or_default();
+        assert!(e.contains(code) && e.contains(grpc), "{call}: {e}");
+    }
+    assert_eq!(r["catalogs"], serde_json::json!(["tenure"]));
+    assert_eq!(r["schemas"], serde_json::json!(["public"]));
+    let tables: Vec<&str> = r["tables"].as_array().expect("tables").iter().filter_map(|t| t.as_str()).collect();
+    let mut expected: Vec<&str> = crate::incremental::MARTS.to_vec();
+    expected.extend(["events", "rejects", "restatements"]);
+    for t in expected {
+        assert!(tables.contains(&t), "GetTables lacks {t}: {tables:?}");
+    }
+    assert_eq!(
+        r["finance_kpis_monthly"],
+        serde_json::json!([["month", "date32[day]"], ["segment", "string"], ["is_complete", "bool"], ["net_new_mrr", "decimal128(38, 4)"]])
+    );
+    assert_eq!(r["table_types"], serde_json::json!(["TABLE"]));
+    assert_eq!(r["vendor"], "tenure");
+    assert!(!server.log().contains(PASSWORD), "the password appears in the server log");
+}
+
 #[test]
 fn tls_is_required_when_a_certificate_is_configured() {
     let p = published();
@@ -506,8 +586,13 @@ fn tls_is_required_when_a_certificate_is_configured() {
             toml::Value::String(certs.join("server.key").display().to_string()),
         );
     });
-    let server = Server::start(&p, Some(&config), Some(PASSWORD));
+    let server = Server::start_flight(&p, Some(&config), Some(PASSWORD));
     let root = certs.join("server.crt").display().to_string();
+    // Flight SQL speaks TLS with the same certificate, and only TLS.
+    let port = server.flight.expect("flight address").port().to_string();
+    let r = python_client(&["adbc-tls", &port, PASSWORD, &root]);
+    assert_eq!(r["count"].to_string(), EVENTS, "{r}");
+    assert_ne!(r["plain"], "accepted", "a plain Flight SQL connection was accepted");
     let out = server.psql(
         &format!("sslmode=verify-full sslrootcert={root}"),
         Some(PASSWORD),

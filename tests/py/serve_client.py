@@ -9,6 +9,14 @@
                                             SQLAlchemy's PostgreSQL inspector and table
                                             reflection over psycopg2, as Superset uses
                                             them; prints what each call returned
+    serve_client.py adbc PORT PASSWORD      ADBC's Flight SQL driver against
+                                            `--flight-listen`: a mart read into a
+                                            pyarrow table, the catalog calls, a
+                                            prepared statement with a parameter, and
+                                            what a wrong password or DDL gets
+    serve_client.py adbc-tls PORT PASSWORD ROOT_CERT
+                                            the same driver over TLS (grpc+tls) with
+                                            ROOT_CERT trusted, and a plain attempt
     serve_client.py scram PORT USER PASSWORD
                                             a SCRAM-SHA-256 login by hand, printing
                                             the SQLSTATE the server answers with
@@ -126,6 +134,85 @@ def run_sqlalchemy(port, password):
     print(json.dumps(out))
 
 
+def run_adbc(port, password):
+    import adbc_driver_flightsql.dbapi as flight_sql
+    import adbc_driver_manager
+    import pyarrow as pa
+
+    uri = f"grpc://127.0.0.1:{port}"
+    out = {}
+
+    def connect(pw):
+        # autocommit: tenure has no transactions to turn it off for.
+        return flight_sql.connect(uri, db_kwargs={"username": "tenure", "password": pw}, autocommit=True)
+
+    try:
+        with connect(password + "x") as conn, conn.cursor() as cur:
+            cur.execute("select 1")
+            out["wrong_password"] = "accepted"
+    except adbc_driver_manager.Error as e:
+        out["wrong_password"] = type(e).__name__ + ": " + str(e)
+
+    with connect(password) as conn:
+        with conn.cursor() as cur:
+            cur.execute(
+                "select month, segment, start_mrr, end_mrr, ndr, start_customers from mrr_bridge_monthly order by month, segment"
+            )
+            table = cur.fetch_arrow_table()
+            out["schema"] = [[f.name, str(f.type)] for f in table.schema]
+            out["rows"] = [
+                "|".join(str(r[k]) for k in ["month", "segment", "start_mrr", "end_mrr", "start_customers"])
+                for r in table.to_pylist()
+            ]
+
+            # A prepared statement with a parameter, run twice with two values.
+            counts = []
+            for month in ["2026-01-01", "2026-02-01"]:
+                cur.execute("select count(*) as n from mrr_monthly where month = cast($1 as date)", parameters=(month,))
+                counts.append(cur.fetch_arrow_table().column("n")[0].as_py())
+            out["counts"] = counts
+
+            for name, sql in [("ddl", "create table t as select 1"), ("copy", "copy (select 1) to '/tmp/x.csv'"), ("unknown", "select * from nope")]:
+                try:
+                    cur.execute(sql)
+                    cur.fetch_arrow_table()
+                    out[name] = "accepted"
+                except adbc_driver_manager.Error as e:
+                    out[name] = type(e).__name__ + ": " + str(e)
+
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+        out["catalogs"] = [o["catalog_name"] for o in objects]
+        out["schemas"] = [s["db_schema_name"] for o in objects for s in o["catalog_db_schemas"]]
+        out["tables"] = sorted(t["table_name"] for o in objects for s in o["catalog_db_schemas"] for t in s["db_schema_tables"])
+        schema = conn.adbc_get_table_schema("finance_kpis_monthly", catalog_filter="tenure", db_schema_filter="public")
+        out["finance_kpis_monthly"] = [[f.name, str(f.type)] for f in schema][:4]
+        out["table_types"] = conn.adbc_get_table_types()
+        info = conn.adbc_get_info()
+        out["vendor"] = info.get("vendor_name")
+    print(json.dumps(out))
+
+
+def run_adbc_tls(port, password, root_cert):
+    import adbc_driver_flightsql
+    import adbc_driver_flightsql.dbapi as flight_sql
+    import adbc_driver_manager
+
+    kwargs = {"username": "tenure", "password": password}
+    out = {}
+    with open(root_cert) as f:
+        tls = {adbc_driver_flightsql.DatabaseOptions.TLS_ROOT_CERTS.value: f.read()}
+    with flight_sql.connect(f"grpc+tls://localhost:{port}", db_kwargs={**kwargs, **tls}, autocommit=True) as conn:
+        with conn.cursor() as cur:
+            cur.execute("select count(*) as n from events")
+            out["count"] = cur.fetch_arrow_table().column("n")[0].as_py()
+    try:
+        with flight_sql.connect(f"grpc://localhost:{port}", db_kwargs=kwargs, autocommit=True) as conn:
+            out["plain"] = "accepted"
+    except adbc_driver_manager.Error as e:
+        out["plain"] = type(e).__name__
+    print(json.dumps(out))
+
+
 def message(kind, body):
     return kind + struct.pack("!i", len(body) + 4) + body
 
@@ -198,7 +285,11 @@ if __name__ == "__main__":
         run_hold(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "sqlalchemy":
         run_sqlalchemy(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "adbc":
+        run_adbc(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "adbc-tls":
+        run_adbc_tls(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "scram":
         run_scram(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     else:
-        sys.exit("usage: serve_client.py psycopg|sqlalchemy PORT PASSWORD | hold PORT PASSWORD N | scram PORT USER PASSWORD")
+        sys.exit("usage: serve_client.py psycopg|sqlalchemy|adbc PORT PASSWORD | hold PORT PASSWORD N | scram PORT USER PASSWORD")
