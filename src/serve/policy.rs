@@ -190,6 +190,54 @@ fn empty_plan() -> LogicalPlan {
     })
 }
 
+/// The highest `$n` placeholder of `statement`, 0 if none.
+fn placeholders(statement: &Statement) -> usize {
+    use datafusion::sql::sqlparser::ast::{Expr, Value, Visit, Visitor};
+    struct Highest(usize);
+    impl Visitor for Highest {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> std::ops::ControlFlow<()> {
+            if let Expr::Value(v) = expr {
+                if let Value::Placeholder(p) = &v.value {
+                    if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                        self.0 = self.0.max(n);
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut highest = Highest(0);
+    let _ = statement.visit(&mut highest);
+    highest.0
+}
+
+/// `plan` with every placeholder `$1`..`$n` of `statement` in it.
+/// datafusion-postgres decodes the parameters a client binds by position,
+/// against the types of the placeholders the plan holds, in order: one the
+/// plan lost (a catalog function the [compat](super::compat) rewrite
+/// replaced, such as SQLAlchemy's `generate_subscripts(indkey, $1)`) would
+/// shift every later parameter onto the wrong type (psycopg 3's "invalid
+/// digit found in string"). A filter that is always true names the missing
+/// ones, untyped, so each parameter is decoded as the client sent it.
+fn every_parameter(plan: LogicalPlan, statement: &Statement) -> datafusion::error::Result<LogicalPlan> {
+    use datafusion::logical_expr::{lit, placeholder, LogicalPlanBuilder};
+    let n = placeholders(statement);
+    if n == 0 || matches!(plan, LogicalPlan::Explain(_)) {
+        return Ok(plan);
+    }
+    let present = plan.get_parameter_types()?;
+    let missing: Vec<String> = (1..=n).map(|i| format!("${i}")).filter(|id| !present.contains_key(id)).collect();
+    let Some(predicate) = missing
+        .into_iter()
+        .map(|id| placeholder(id).is_null().or(lit(true)))
+        .reduce(|a, b| a.and(b))
+    else {
+        return Ok(plan);
+    };
+    LogicalPlanBuilder::from(plan).filter(predicate)?.build()
+}
+
 /// The first hook: what may run at all.
 pub struct Policy {
     service: Arc<QueryService>,
@@ -263,7 +311,7 @@ impl QueryHook for Policy {
                     .service
                     .plan(DfStatement::Statement(Box::new(self.compat.rewrite(statement))))
                     .await;
-                Some(planned.map_err(api))
+                Some(planned.and_then(|plan| every_parameter(plan, statement)).map_err(api))
             }
         }
     }
@@ -348,11 +396,45 @@ impl QueryHook for Executor {
 mod tests {
     use super::*;
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::scalar::ScalarValue;
     use datafusion::sql::sqlparser::parser::Parser;
 
     fn verdict(sql: &str) -> Verdict {
         let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect(sql);
         judge(&statements[0])
+    }
+
+    /// A placeholder the plan lost is named again, so the parameters after
+    /// it keep their positions; the rows and columns stay the same.
+    #[tokio::test]
+    async fn every_bound_parameter_keeps_its_position() {
+        let sql = "select n + $2 as n, $3 as s from (values (cast(1 as bigint))) as t(n)";
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect(sql).remove(0);
+        assert_eq!(placeholders(&statement), 3);
+        let ctx = SessionContext::new();
+        let plan = ctx
+            .state()
+            .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
+            .await
+            .expect("plan");
+        assert!(!plan.get_parameter_types().expect("types").contains_key("$1"));
+        let schema = plan.schema().clone();
+        let plan = every_parameter(plan, &statement).expect("filled");
+        let types = plan.get_parameter_types().expect("types");
+        assert_eq!(types.len(), 3, "{types:?}");
+        assert_eq!(types.get("$2"), Some(&Some(DataType::Int64)));
+        assert_eq!(plan.schema(), &schema);
+        let values = ParamValues::from(vec![ScalarValue::Int64(Some(7)), ScalarValue::Int64(Some(41)), ScalarValue::from("x")]);
+        let batches = ctx
+            .execute_logical_plan(plan.with_param_values(values).expect("bound"))
+            .await
+            .expect("run")
+            .collect()
+            .await
+            .expect("rows");
+        let text = arrow::util::pretty::pretty_format_batches(&batches).expect("format").to_string();
+        assert!(text.contains("| 42 | x |"), "{text}");
     }
 
     #[test]

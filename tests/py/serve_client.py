@@ -5,10 +5,12 @@
     serve_client.py hold PORT PASSWORD N    N psycopg sessions opened one after another
                                             and kept open, each running a query;
                                             prints "ok" or the error of each
-    serve_client.py sqlalchemy PORT PASSWORD
+    serve_client.py sqlalchemy PORT PASSWORD DRIVER
                                             SQLAlchemy's PostgreSQL inspector and table
-                                            reflection over psycopg2, as Superset uses
-                                            them; prints what each call returned
+                                            reflection over DRIVER (psycopg2, or psycopg:
+                                            version 3, the extended protocol), as
+                                            Superset uses them; prints what each call
+                                            returned
     serve_client.py adbc PORT PASSWORD      ADBC's Flight SQL driver against
                                             `--flight-listen`: a mart read into a
                                             pyarrow table, the catalog calls, a
@@ -106,11 +108,11 @@ def run_hold(port, password, n):
     print(json.dumps(out))
 
 
-def run_sqlalchemy(port, password):
+def run_sqlalchemy(port, password, driver):
     from sqlalchemy import MetaData, Table, create_engine, inspect, text
     from urllib.parse import quote
 
-    engine = create_engine(f"postgresql+psycopg2://tenure:{quote(password)}@127.0.0.1:{port}/tenure")
+    engine = create_engine(f"postgresql+{driver}://tenure:{quote(password)}@127.0.0.1:{port}/tenure")
     inspector = inspect(engine)
     out = {}
     out["schemas"] = inspector.get_schema_names()
@@ -284,7 +286,7 @@ if __name__ == "__main__":
     elif sys.argv[1] == "hold":
         run_hold(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "sqlalchemy":
-        run_sqlalchemy(int(sys.argv[2]), sys.argv[3])
+        run_sqlalchemy(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "adbc":
         run_adbc(int(sys.argv[2]), sys.argv[3])
     elif sys.argv[1] == "adbc-tls":
@@ -292,4 +294,4 @@ if __name__ == "__main__":
     elif sys.argv[1] == "scram":
         run_scram(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     else:
-        sys.exit("usage: serve_client.py psycopg|sqlalchemy|adbc PORT PASSWORD | hold PORT PASSWORD N | scram PORT USER PASSWORD")
+        sys.exit("usage: serve_client.py psycopg|adbc PORT PASSWORD | sqlalchemy PORT PASSWORD DRIVER | hold PORT PASSWORD N | scram PORT USER PASSWORD")
