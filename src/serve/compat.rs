@@ -23,7 +23,15 @@
 //! - `pg_description` also describes each published table (a mart's SQL
 //!   header, a sentence for the others), so `obj_description`, psql's
 //!   `\dt+` and SQLAlchemy's `get_table_comment` show what a table holds;
-//!   `obj_description` and `col_description` become subqueries over it.
+//!   `obj_description` and `col_description` become subqueries over it;
+//! - `'pg_class'::regclass` finds relations of `pg_catalog` too (Metabase
+//!   and DBeaver join `pg_description` on `classoid = 'pg_class'::regclass`;
+//!   datafusion-postgres looks such names up in the current schema only);
+//! - `information_schema.columns` names types as PostgreSQL does
+//!   (`numeric`, `text`, `date`, ...) and numbers columns from 1 (Grafana
+//!   picks time and value columns by type name);
+//! - `has_table_privilege` and its kin grant reading only (`SELECT`,
+//!   `USAGE`), so Metabase offers no writes.
 
 use datafusion::arrow::array::{Array, AsArray, Int64Array};
 use datafusion::arrow::datatypes::DataType;
@@ -48,6 +56,74 @@ pub fn register(ctx: &SessionContext) {
         ctx.register_udf(ScalarUDF::new_from_impl(NoDefinition::new(name, DataType::Int64)));
     }
     ctx.register_udf(ScalarUDF::new_from_impl(NoDefinition::new("pg_size_pretty", DataType::Utf8)));
+    // Privileges: reading is all anyone may do.
+    for name in [
+        "has_table_privilege",
+        "has_any_column_privilege",
+        "has_column_privilege",
+        "has_schema_privilege",
+        "has_database_privilege",
+    ] {
+        ctx.register_udf(ScalarUDF::new_from_impl(Privilege::new(name)));
+    }
+}
+
+/// `has_table_privilege([user,] object, privilege)` and its kin: true for
+/// the privileges of a reader (`SELECT`, `USAGE`, `CONNECT`), false for
+/// the others (`INSERT`, `UPDATE`, `DELETE`, `CREATE`, ...), as a client may
+/// only read. Metabase asks this of every table to know what it may write.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Privilege {
+    name: &'static str,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Privilege {
+    fn new(name: &'static str) -> Privilege {
+        Privilege {
+            name,
+            signature: datafusion::logical_expr::Signature::variadic_any(Volatility::Stable),
+        }
+    }
+
+    /// Whether a privilege text (possibly a list, `'SELECT, INSERT'`: any of
+    /// them) is one a reader holds.
+    fn granted(text: &str) -> bool {
+        text.split(',').any(|p| {
+            let p = p.trim().to_ascii_lowercase();
+            let p = p.strip_suffix(" with grant option").unwrap_or(&p);
+            matches!(p, "select" | "usage" | "connect")
+        })
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Privilege {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: datafusion::logical_expr::ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        let Some(privilege) = args.args.last() else {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(None)));
+        };
+        Ok(match privilege {
+            ColumnarValue::Scalar(v) => ColumnarValue::Scalar(ScalarValue::Boolean(
+                v.try_as_str().flatten().map(Privilege::granted),
+            )),
+            ColumnarValue::Array(a) => {
+                let text = datafusion::arrow::compute::cast(a, &DataType::Utf8)?;
+                let text = text.as_string::<i32>();
+                let granted: datafusion::arrow::array::BooleanArray =
+                    text.iter().map(|t| t.map(Privilege::granted)).collect();
+                ColumnarValue::Array(Arc::new(granted))
+            }
+        })
+    }
 }
 
 /// `pg_get_indexdef(...)` and the like, whatever their arguments: NULL.
@@ -168,8 +244,15 @@ const VECTOR_COLUMNS: [&str; 8] = ["indkey", "indclass", "indoption", "indcollat
 /// only of objects tenure never has: NULL.
 const MISSING_COLUMNS: [&str; 1] = ["reloptions"];
 
+/// The last part of a name, unquoted, in lower case.
 fn function_name(name: &ObjectName) -> String {
-    name.0.last().map(|p| p.to_string().to_ascii_lowercase()).unwrap_or_default()
+    name.0
+        .last()
+        .map(|p| match p.as_ident() {
+            Some(ident) => ident.value.to_ascii_lowercase(),
+            None => p.to_string().to_ascii_lowercase(),
+        })
+        .unwrap_or_default()
 }
 
 /// The plain arguments of a call.
@@ -195,6 +278,34 @@ impl VisitorMut for CatalogVectors<'_> {
 
     fn post_visit_table_factor(&mut self, factor: &mut datafusion::sql::sqlparser::ast::TableFactor) -> ControlFlow<Self::Break> {
         use datafusion::sql::sqlparser::ast::{Ident, TableAlias, TableFactor};
+        if let TableFactor::Table { name, alias, args: None, .. } = factor {
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .map(|p| p.as_ident().map(|i| i.value.clone()).unwrap_or_else(|| p.to_string()).to_ascii_lowercase())
+                .collect();
+            let columns = matches!(
+                parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+                ["information_schema", "columns"] | [_, "information_schema", "columns"]
+            );
+            if columns {
+                let alias = alias.clone().unwrap_or(TableAlias {
+                    explicit: true,
+                    name: Ident::new("columns"),
+                    columns: Vec::new(),
+                    at: None,
+                });
+                if let Some(Statement::Query(subquery)) = parse_one(POSTGRES_COLUMNS) {
+                    *factor = TableFactor::Derived {
+                        lateral: false,
+                        subquery,
+                        alias: Some(alias),
+                        sample: None,
+                    };
+                }
+                return ControlFlow::Continue(());
+            }
+        }
         if !self.describe {
             return ControlFlow::Continue(());
         }
@@ -220,6 +331,30 @@ impl VisitorMut for CatalogVectors<'_> {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Some((schema, relation)) = regclass_lookup(expr) {
+            // datafusion-postgres looks `'name'::regclass` up in the current
+            // schema only; PostgreSQL's search path has `pg_catalog` first,
+            // and Metabase and DBeaver compare `classoid` with
+            // `'pg_class'::regclass` to find descriptions.
+            let q = |s: &str| s.replace('\'', "''");
+            let schemas = match &schema {
+                Some(schema) => format!("'{}'", q(schema)),
+                None => "'pg_catalog', current_schema()".into(),
+            };
+            let sql = format!(
+                "SELECT (SELECT min(k.oid) FROM pg_catalog.pg_class AS k JOIN pg_catalog.pg_namespace AS ns \
+                 ON k.relnamespace = ns.oid WHERE k.relname = '{}' AND ns.nspname IN ({schemas}))",
+                q(&relation)
+            );
+            if let Some(Statement::Query(query)) = parse_one(&sql) {
+                if let datafusion::sql::sqlparser::ast::SetExpr::Select(mut select) = *query.body {
+                    if let Some(datafusion::sql::sqlparser::ast::SelectItem::UnnamedExpr(e)) = select.projection.pop() {
+                        *expr = e;
+                    }
+                }
+            }
+            return ControlFlow::Continue(());
+        }
         if let Expr::Like { pattern, escape_char, .. } | Expr::ILike { pattern, escape_char, .. } = expr {
             backslash_escape(pattern, escape_char);
         }
@@ -266,6 +401,52 @@ impl VisitorMut for CatalogVectors<'_> {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// `information_schema.columns` as PostgreSQL has it: types by their
+/// PostgreSQL names (`numeric`, `text`, `timestamp with time zone`), not
+/// Arrow's, and positions from 1. Grafana's query builder picks time and
+/// value columns by these names.
+const POSTGRES_COLUMNS: &str = "SELECT table_catalog, table_schema, table_name, column_name, \
+     CAST(ordinal_position + 1 AS BIGINT) AS ordinal_position, column_default, is_nullable, \
+     CASE \
+       WHEN data_type IN ('Utf8', 'Utf8View', 'LargeUtf8') THEN 'text' \
+       WHEN data_type LIKE 'Decimal%' THEN 'numeric' \
+       WHEN data_type IN ('Int64', 'UInt32') THEN 'bigint' \
+       WHEN data_type IN ('Int32', 'UInt16') THEN 'integer' \
+       WHEN data_type IN ('Int16', 'Int8', 'UInt8') THEN 'smallint' \
+       WHEN data_type = 'Float64' THEN 'double precision' \
+       WHEN data_type IN ('Float32', 'Float16') THEN 'real' \
+       WHEN data_type = 'Boolean' THEN 'boolean' \
+       WHEN data_type IN ('Date32', 'Date64') THEN 'date' \
+       WHEN data_type LIKE 'Timestamp(%,%' THEN 'timestamp with time zone' \
+       WHEN data_type LIKE 'Timestamp(%' THEN 'timestamp without time zone' \
+       WHEN data_type IN ('Binary', 'BinaryView', 'LargeBinary') THEN 'bytea' \
+       ELSE data_type END AS data_type, \
+     character_maximum_length, character_octet_length, numeric_precision, numeric_precision_radix, \
+     numeric_scale, datetime_precision, interval_type \
+     FROM information_schema.columns";
+
+/// The start of datafusion-postgres's rewrite of `'name'::regclass`
+/// (datafusion-pg-catalog 0.19), up to the name.
+const REGCLASS_LOOKUP: &str = "SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON c.relnamespace = n.oid CROSS JOIN (SELECT parse_ident('";
+
+/// The schema (if named) and relation of a `'name'::regclass` that
+/// datafusion-postgres rewrote into its lookup subquery.
+fn regclass_lookup(expr: &Expr) -> Option<(Option<String>, String)> {
+    let Expr::Subquery(query) = expr else { return None };
+    let text = query.to_string();
+    let rest = text.strip_prefix(REGCLASS_LOOKUP)?;
+    let name = &rest[..rest.find("'::TEXT)")?];
+    if name.contains('\'') || name.contains('"') {
+        return None; // quoted or odd names: left to the lookup as it is
+    }
+    let mut parts = name.split('.').map(str::to_string);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(relation), None, None) => Some((None, relation)),
+        (Some(schema), Some(relation), None) => Some((Some(schema), relation)),
+        _ => None,
     }
 }
 
@@ -395,6 +576,38 @@ mod tests {
     fn rewritten(sql: &str) -> String {
         let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses").remove(0);
         Compat::default().rewrite(&statement).to_string()
+    }
+
+    #[test]
+    fn readers_hold_select_and_usage_only() {
+        for (text, granted) in [
+            ("SELECT", true),
+            ("usage", true),
+            ("select with grant option", true),
+            ("INSERT, SELECT", true),
+            ("insert", false),
+            ("UPDATE", false),
+            ("delete, truncate", false),
+            ("create", false),
+        ] {
+            assert_eq!(Privilege::granted(text), granted, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_regclass_lookup_searches_pg_catalog_and_names_a_schema() {
+        let lookup = |name: &str| {
+            format!(
+                "SELECT 1 WHERE classoid = ({REGCLASS_LOOKUP}{name}'::TEXT) AS parts) WHERE array_length(parts, 1) IN (1, 2))"
+            )
+        };
+        let out = rewritten(&lookup("pg_class"));
+        assert!(out.contains("k.relname = 'pg_class' AND ns.nspname IN ('pg_catalog', current_schema())"), "{out}");
+        let out = rewritten(&lookup("public.mrr_monthly"));
+        assert!(out.contains("k.relname = 'mrr_monthly' AND ns.nspname IN ('public')"), "{out}");
+        // Columns of information_schema get PostgreSQL's type names.
+        let out = rewritten("select data_type from information_schema.columns where table_name = 'x'");
+        assert!(out.contains("'numeric'") && out.contains("AS columns"), "{out}");
     }
 
     #[test]

@@ -516,6 +516,42 @@ fn writes_file_reads_and_bad_logins_are_refused_and_the_server_keeps_serving() {
     );
 }
 
+/// The catalog queries Grafana and Metabase send when they list tables and
+/// columns (tests/fixtures/serve/catalog_queries), over psql: they plan, and
+/// answer what the tools need to show the published tables.
+#[test]
+fn grafana_and_metabase_catalog_queries_list_the_published_tables() {
+    let p = published();
+    let server = Server::start(&p, None, Some(PASSWORD));
+    let run = |name: &str| -> String {
+        let sql = std::fs::read_to_string(repo().join(format!("tests/fixtures/serve/catalog_queries/{name}.sql"))).expect(name);
+        server.query(&[&sql])
+    };
+    let tables = run("grafana_tables");
+    assert!(tables.lines().any(|l| l.ends_with("mrr_bridge_monthly")), "{tables}");
+    assert!(!tables.contains("pg_class") && !tables.contains("information_schema"), "{tables}");
+    // Grafana picks time and value columns by their PostgreSQL type names.
+    let columns = run("grafana_columns");
+    let lines: Vec<&str> = columns.lines().collect();
+    assert_eq!(lines.len(), 17, "{columns}");
+    for expected in ["month|date", "segment|text", "start_mrr|numeric", "start_customers|bigint", "ndr|double precision"] {
+        assert!(lines.contains(&expected), "{expected} is not in:\n{columns}");
+    }
+    assert_eq!(lines[0], "month|date", "columns are in table order");
+    assert!(run("metabase_schemas").lines().any(|l| l == "public|tenure"));
+    // Reading is the only privilege: Metabase offers no writes.
+    let privileges = run("metabase_privileges");
+    assert!(privileges.lines().any(|l| l == "|public|mrr_monthly|f|t|f|f"), "{privileges}");
+    assert!(!privileges.lines().any(|l| l.contains("|t|t|")), "{privileges}");
+    // Each table with its description (Metabase shows it beside the table).
+    let described = run("metabase_tables");
+    assert!(
+        described.lines().any(|l| l.starts_with("public|mrr_bridge_monthly|TABLE|mrr_bridge_monthly: the MRR bridge")),
+        "{described}"
+    );
+    assert!(described.lines().any(|l| l.starts_with("public|restatements|TABLE|restatements: ")), "{described}");
+}
+
 /// ADBC's Flight SQL driver, as pandas and Polars use it, against
 /// `--flight-listen`: the rows psql sees, in Arrow types (exact decimals),
 /// the catalog calls, a bound parameter, and the same refusals as pgwire.
