@@ -235,7 +235,7 @@ struct CatalogVectors<'a> {
 }
 
 /// Set functions whose argument is an `int2vector`/`oidvector` of the catalog.
-const SET_FUNCTIONS: [&str; 2] = ["unnest", "generate_subscripts"];
+const SET_FUNCTIONS: [&str; 3] = ["unnest", "generate_subscripts", "_pg_expandarray"];
 
 /// Catalog columns of vector type.
 const VECTOR_COLUMNS: [&str; 8] = ["indkey", "indclass", "indoption", "indcollation", "conkey", "confkey", "stxkeys", "partattrs"];
@@ -288,14 +288,19 @@ impl VisitorMut for CatalogVectors<'_> {
                 parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
                 ["information_schema", "columns"] | [_, "information_schema", "columns"]
             );
-            if columns {
+            let settings = matches!(
+                parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+                ["pg_settings"] | ["pg_catalog", "pg_settings"]
+            );
+            if columns || settings {
+                let (name, sql) = if columns { ("columns", POSTGRES_COLUMNS.to_string()) } else { ("pg_settings", settings_sql()) };
                 let alias = alias.clone().unwrap_or(TableAlias {
                     explicit: true,
-                    name: Ident::new("columns"),
+                    name: Ident::new(name),
                     columns: Vec::new(),
                     at: None,
                 });
-                if let Some(Statement::Query(subquery)) = parse_one(POSTGRES_COLUMNS) {
+                if let Some(Statement::Query(subquery)) = parse_one(&sql) {
                     *factor = TableFactor::Derived {
                         lateral: false,
                         subquery,
@@ -358,6 +363,47 @@ impl VisitorMut for CatalogVectors<'_> {
         if let Expr::Like { pattern, escape_char, .. } | Expr::ILike { pattern, escape_char, .. } = expr {
             backslash_escape(pattern, escape_char);
         }
+        if let Expr::CompoundFieldAccess { root, access_chain } = expr {
+            // pgjdbc's key and index columns: `(_pg_expandarray(indkey)).n`
+            // (the function already a NULL here) and `(keys).x` over it.
+            let field = match access_chain.as_slice() {
+                [datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(i))] => i.value.to_ascii_lowercase(),
+                _ => String::new(),
+            };
+            let mut base = root.as_ref();
+            while let Expr::Nested(e) = base {
+                base = e;
+            }
+            let over_null = matches!(base, Expr::Cast { expr: e, .. } if matches!(e.as_ref(), Expr::Value(v) if v.value == datafusion::sql::sqlparser::ast::Value::Null));
+            let over_keys = match base {
+                Expr::Identifier(i) => i.value.eq_ignore_ascii_case("keys"),
+                Expr::CompoundIdentifier(parts) => parts.last().is_some_and(|p| p.value.eq_ignore_ascii_case("keys")),
+                _ => false,
+            };
+            if (field == "n" || field == "x") && (over_null || over_keys) {
+                *expr = null_smallint();
+                return ControlFlow::Continue(());
+            }
+            // An element of a key vector: `con.conkey[pos.n]` (root `con`,
+            // then `.conkey`, then the subscript), and pgjdbc's
+            // `tmp.I_INDOPTION[...]` (its alias of `indoption`).
+            use datafusion::sql::sqlparser::ast::AccessExpr;
+            let named = |e: &Expr| match e {
+                Expr::Identifier(i) => Some(i.value.to_ascii_lowercase()),
+                Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.to_ascii_lowercase()),
+                _ => None,
+            };
+            let vector = match access_chain.as_slice() {
+                [AccessExpr::Subscript(_)] => named(base),
+                [.., AccessExpr::Dot(e), AccessExpr::Subscript(_)] => named(e),
+                _ => None,
+            }
+            .is_some_and(|c| VECTOR_COLUMNS.contains(&c.as_str()) || c == "i_indoption");
+            if vector {
+                *expr = null_smallint();
+                return ControlFlow::Continue(());
+            }
+        }
         if let Expr::CompoundIdentifier(parts) = expr {
             // `pg_catalog.pg_description.x` names the derived table's column.
             if self.describe
@@ -391,13 +437,7 @@ impl VisitorMut for CatalogVectors<'_> {
         }
         if let Expr::Function(f) = expr {
             if SET_FUNCTIONS.contains(&function_name(&f.name).as_str()) && reads_vector(f) {
-                *expr = Expr::Cast {
-                    kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
-                    expr: Box::new(Expr::Value(datafusion::sql::sqlparser::ast::Value::Null.into())),
-                    data_type: datafusion::sql::sqlparser::ast::DataType::SmallInt(None),
-                    array: false,
-                    format: None,
-                };
+                *expr = null_smallint();
             }
         }
         ControlFlow::Continue(())
@@ -427,6 +467,47 @@ const POSTGRES_COLUMNS: &str = "SELECT table_catalog, table_schema, table_name, 
      character_maximum_length, character_octet_length, numeric_precision, numeric_precision_radix, \
      numeric_scale, datetime_precision, interval_type \
      FROM information_schema.columns";
+
+/// Settings drivers read from `pg_settings` beyond datafusion-postgres's
+/// own: pgjdbc's `DatabaseMetaData` asks `max_index_keys` before it lists
+/// keys, and a client may check that the server is read-only.
+const SETTINGS: [(&str, &str); 8] = [
+    ("max_index_keys", "32"),
+    ("max_identifier_length", "63"),
+    ("server_encoding", "UTF8"),
+    ("client_encoding", "UTF8"),
+    ("integer_datetimes", "on"),
+    ("transaction_read_only", "on"),
+    ("default_transaction_read_only", "on"),
+    ("server_version", "16.6"),
+];
+
+/// `pg_settings` with [`SETTINGS`] added.
+fn settings_sql() -> String {
+    let names: Vec<String> = SETTINGS.iter().map(|(n, _)| format!("'{n}'")).collect();
+    let values: Vec<String> = SETTINGS.iter().map(|(n, v)| format!("('{n}', '{v}')")).collect();
+    format!(
+        "SELECT * FROM pg_catalog.pg_settings WHERE name NOT IN ({}) \
+         UNION ALL SELECT s.name, s.setting, NULL AS unit, NULL AS category, NULL AS short_desc, NULL AS extra_desc, \
+         'internal' AS context, 'string' AS vartype, 'default' AS source, NULL AS min_val, NULL AS max_val, \
+         NULL AS enumvals, NULL AS bool_val, s.setting AS reset_val, NULL AS sourcefile, NULL AS sourceline, \
+         false AS pending_restart FROM (VALUES {}) AS s(name, setting)",
+        names.join(", "),
+        values.join(", ")
+    )
+}
+
+/// `CAST(NULL AS SMALLINT)`: a key column of an index or constraint tenure
+/// never has.
+fn null_smallint() -> Expr {
+    Expr::Cast {
+        kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+        expr: Box::new(Expr::Value(datafusion::sql::sqlparser::ast::Value::Null.into())),
+        data_type: datafusion::sql::sqlparser::ast::DataType::SmallInt(None),
+        array: false,
+        format: None,
+    }
+}
 
 /// The start of datafusion-postgres's rewrite of `'name'::regclass`
 /// (datafusion-pg-catalog 0.19), up to the name.
@@ -576,6 +657,14 @@ mod tests {
     fn rewritten(sql: &str) -> String {
         let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parses").remove(0);
         Compat::default().rewrite(&statement).to_string()
+    }
+
+    #[test]
+    fn key_vectors_of_pgjdbc_become_null() {
+        let out = rewritten("SELECT pos.n FROM pg_catalog.pg_constraint con, generate_series(1, 32) pos(n) WHERE pka.attnum = con.confkey[pos.n]");
+        assert!(out.contains("pka.attnum = CAST(NULL AS SMALLINT)"), "{out}");
+        let out = rewritten("SELECT (information_schema._pg_expandarray(i.indkey)).n AS k FROM (SELECT 1) result WHERE result.a = (result.KEYS).x");
+        assert!(out.contains("CAST(NULL AS SMALLINT) AS k") && out.contains("result.a = CAST(NULL AS SMALLINT)"), "{out}");
     }
 
     #[test]

@@ -516,6 +516,42 @@ fn writes_file_reads_and_bad_logins_are_refused_and_the_server_keeps_serving() {
     );
 }
 
+/// pgjdbc's `DatabaseMetaData` (DBeaver, DataGrip, Metabase browse with it)
+/// and a prepared statement, run by tests/java/JdbcMetadata.java with the
+/// Debian pgjdbc jar.
+#[test]
+fn pgjdbc_browses_the_published_tables_with_database_metadata() {
+    let p = published();
+    let server = Server::start(&p, None, Some(PASSWORD));
+    let mut cmd = Command::new("java");
+    cmd.args(["-cp", "/usr/share/java/postgresql.jar"])
+        .arg(repo().join("tests/java/JdbcMetadata.java"))
+        .args([&server.addr.port().to_string(), PASSWORD]);
+    let out = bounded(cmd, 180);
+    assert!(out.status.success(), "JdbcMetadata.java failed:\n{}\n--- server log\n{}", output_text(&out), server.log());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let answers: std::collections::HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('\t')).collect();
+    let answer = |key: &str| *answers.get(key).unwrap_or_else(|| panic!("no {key} in:\n{text}"));
+    assert!(answer("product").starts_with("PostgreSQL 16"), "{text}");
+    assert_eq!((answer("catalog"), answer("catalogs")), ("tenure", "[tenure]"));
+    assert!(answer("schemas").contains("public"), "{text}");
+    for t in ["mrr_bridge_monthly", "finance_kpis_monthly", "restatements", "reported_mrr_bridge_monthly", "events"] {
+        assert!(answer("tables").contains(&format!(" {t},")) || answer("tables").contains(&format!("[{t},")), "{t} not in {}", answer("tables"));
+    }
+    assert!(answer("remarks").starts_with("[mrr_bridge_monthly: the MRR bridge"), "{text}");
+    assert!(
+        answer("columns").starts_with("[month|date|91|1, segment|text|12|2, start_mrr|numeric|2|3,"),
+        "JDBC types and positions: {}",
+        answer("columns")
+    );
+    for key in ["primary_keys", "imported_keys", "indexes"] {
+        assert_eq!(answer(key), "[]", "{key}");
+    }
+    let february = server.query(&["select end_mrr, start_customers from mrr_bridge_monthly where segment = 'all' and month = date '2026-02-01'"]);
+    assert_eq!(answer("february"), format!("{february}|numeric"), "a bound string and date, a BigDecimal back");
+    assert_eq!(answer("ddl"), "25006");
+}
+
 /// The catalog queries Grafana and Metabase send when they list tables and
 /// columns (tests/fixtures/serve/catalog_queries), over psql: they plan, and
 /// answer what the tools need to show the published tables.
