@@ -4,6 +4,15 @@
 -- Only the months from `tenure_rebuild_from()` on are computed; cohorts and
 -- their start come from the whole history.
 -- incremental: month
+-- column cohort_month: First day of the cohort month k, the first covered month in which the customers were active.
+-- column month: First day of the covered month m, on or after cohort_month (local date in the reporting timezone).
+-- column months_since: Whole months from cohort_month to month (m - k; 0 in the cohort month).
+-- column cohort_size: Number of customers in the cohort.
+-- column active_customers: Cohort members active at month m.
+-- column logo_retention: Fraction (0..1) of the cohort active at month m, active_customers / cohort_size.
+-- column cohort_start_mrr: Sum of the cohort members' MRR in the cohort month, exact decimal in the reporting currency.
+-- column mrr: Sum of the cohort members' MRR at month m, exact decimal in the reporting currency.
+-- column revenue_retention: Revenue retention as a fraction, mrr / cohort_start_mrr; NULL when cohort_start_mrr is 0.
 with customer_months as (
     select month, month_index, customer_id, mrr, is_active from int_customer_months
 ),

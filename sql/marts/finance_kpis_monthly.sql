@@ -5,6 +5,16 @@
 -- ARPA, and LTV = ARPA / the mean customer churn rate of the same segment over
 -- the up to 6 covered months before the month (months without a rate skipped).
 -- Ratios are NULL on a zero denominator.
+-- column month: First day of the covered month (local date in the reporting timezone).
+-- column segment: Customer segment at the cutoff of the month, or 'all' (the rows of mrr_bridge_monthly).
+-- column is_complete: True unless this is the month containing the as-of date D and D is not its last day.
+-- column net_new_mrr: new + reactivation + expansion - contraction - churned MRR (= end_mrr - start_mrr), exact decimal in the reporting currency.
+-- column quick_ratio: Ratio (new + reactivation + expansion) / (contraction + churned) MRR; NULL when contraction + churned is 0.
+-- column gross_mrr_churn_rate: Fraction (0..1), (contraction + churned) / start_mrr; NULL when start_mrr is 0.
+-- column net_mrr_churn_rate: Fraction, (contraction + churned - expansion - reactivation) / start_mrr, < 0 if gains win; NULL when start_mrr is 0.
+-- column customer_churn_rate: Fraction (0..1), churned_customers / start_customers; NULL when start_customers is 0.
+-- column arpa: Average revenue per account, end_mrr / end_customers, in the reporting currency; NULL when end_customers is 0.
+-- column ltv: Lifetime value, arpa / mean customer_churn_rate of the segment over the up to 6 prior covered months; NULL if none or the mean is 0.
 with bridge as (
     select
         month, segment, is_complete, start_mrr, new_mrr, reactivation_mrr,

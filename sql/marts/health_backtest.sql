@@ -5,6 +5,11 @@
 -- `auc` (only on 'all'): P(churned score < retained score), ties count one
 -- half, scores compared rounded to 9 decimals; NULL when a class is empty.
 -- The observations are int_health_outcomes'.
+-- column band: Health band at the snapshot date, 'green', 'yellow' or 'red', or 'all' for every observation.
+-- column observations: Number of customers scored at a snapshot date d with d + 90 <= D (one per customer and d).
+-- column churned: Observations not active at d + 90 (no MRR then and no succeeded payment in the 90 days before).
+-- column churn_rate: Fraction (0..1) of the observations that churned, churned / observations; NULL when observations is 0.
+-- column auc: On the 'all' row only, P(a churned observation scores below a retained one), ties count half; NULL when a class is empty.
 with observations as (
     select band, health_score, churned_90d from int_health_outcomes
 ),

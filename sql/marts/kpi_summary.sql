@@ -3,6 +3,22 @@
 -- §10.8, §10.9). Payments are the `payment.succeeded` events of the trailing
 -- 365 days ending at D (zero amounts included, refunds ignored); surveys those of
 -- the trailing 90 days.
+-- column as_of: The as-of date D (local date in the reporting timezone).
+-- column active_customers: Customers active at D (MRR > 0 or a succeeded payment in the trailing 90 days).
+-- column mrr: Total MRR at D, exact decimal in the reporting currency.
+-- column arr: Annual recurring revenue, 12 * mrr, exact decimal in the reporting currency.
+-- column paying_customers: Customers with MRR > 0 at D.
+-- column arpa: Average revenue per account, mrr / paying_customers, in the reporting currency; NULL when paying_customers is 0.
+-- column ndr_12m: Trailing 12-month net dollar retention fraction, from the 'all' row of ndr_trailing_12m for the month of D; NULL if none.
+-- column grr_12m: Trailing 12-month gross dollar retention fraction, from the 'all' row of ndr_trailing_12m for the month of D; NULL if none.
+-- column annual_logo_churn: Fraction (0..1), 1 - product of (1 - churn_rate / 100) over the 12 latest complete months with one; NULL if none.
+-- column customer_lifespan_years: Customer lifespan in years, min(10, 1 / annual_logo_churn), 10 when that is 0; NULL when it is NULL.
+-- column avg_purchase_value: Mean amount of succeeded payments in the trailing 365 days (zeros included, refunds ignored); NULL if there are none.
+-- column purchase_frequency: Succeeded payments in the trailing 365 days per distinct paying customer; NULL when there are none.
+-- column repeat_purchase_rate: Percent (0..100) of customers paying in the trailing 365 days who paid 2 or more times; NULL when there are none.
+-- column clv: Customer lifetime value, avg_purchase_value * purchase_frequency * customer_lifespan_years; NULL when any factor is NULL.
+-- column nps_90d: NPS of the responses in the trailing 90 days, % promoters (9-10) - % detractors (0-6), -100..100; NULL when there are none.
+-- column csat_pct_90d: Percent (0..100) of the CSAT responses in the trailing 90 days scoring 4 or 5; NULL when there are none.
 with customer_states as (
     select customer_id, cutoff_date, mrr, is_active from int_customer_states
 ),

@@ -5,6 +5,23 @@
 -- Reconciles exactly: end = start + new + reactivation + expansion - contraction - churned.
 -- Only the months from `tenure_rebuild_from()` on are computed.
 -- incremental: month
+-- column month: First day of the covered month (local date in the reporting timezone).
+-- column segment: Customer segment at the cutoff of the month (for prev and cur), or 'all' for every customer.
+-- column start_mrr: Sum of the customers' MRR at the end of the month before (prev), exact decimal in the reporting currency.
+-- column new_mrr: MRR of customers with their first-ever MRR this month (movement new), exact decimal in the reporting currency.
+-- column reactivation_mrr: MRR of customers paying again after an earlier paying month (reactivation), exact decimal in the reporting currency.
+-- column expansion_mrr: Sum of cur - prev over customers whose MRR grew (movement expansion), exact decimal in the reporting currency.
+-- column contraction_mrr: Sum of prev - cur over customers whose MRR fell but stayed above 0 (contraction), exact decimal in the reporting currency.
+-- column churned_mrr: Sum of prev over customers whose MRR fell to 0 (movement churn), exact decimal in the reporting currency.
+-- column end_mrr: Sum of MRR at the cutoff, = start + new + reactivation + expansion - contraction - churned; exact decimal money.
+-- column start_customers: Customers with MRR > 0 at the end of the month before.
+-- column new_customers: Customers with their first-ever MRR this month (movement new).
+-- column reactivated_customers: Customers paying again after an earlier paying month (movement reactivation).
+-- column churned_customers: Customers whose MRR fell to 0 this month (movement churn).
+-- column end_customers: Customers with MRR > 0 at the cutoff of the month.
+-- column ndr: Net dollar retention as a fraction, (start + expansion - contraction - churned) / start_mrr; NULL when start_mrr is 0.
+-- column grr: Gross dollar retention as a fraction (0..1), (start - contraction - churned) / start_mrr; NULL when start_mrr is 0.
+-- column is_complete: True unless this is the month containing the as-of date D and D is not its last day.
 with months as (
     select month, is_complete from int_months
     where month >= tenure_rebuild_from()

@@ -4,6 +4,13 @@
 -- the month; `prev_mrr` is MRR(c, m-1), 0 before the first covered month.
 -- Only the months from `tenure_rebuild_from()` on are computed.
 -- incremental: month
+-- column month: First day of the covered month (local date in the reporting timezone).
+-- column customer_id: The customer.
+-- column segment: The customer's segment at the cutoff of the month ('unknown' if none was set).
+-- column mrr: The customer's MRR at the cutoff of the month (cur), exact decimal in the reporting currency.
+-- column prev_mrr: The customer's MRR a month earlier (prev), 0 before the first covered month; exact decimal in the reporting currency.
+-- column movement: MRR movement in the month, new, reactivation, expansion, contraction, churn or unchanged.
+-- column movement_amount: Movement size, cur (new, reactivation), cur - prev, prev - cur, prev (churn), 0 (unchanged); exact decimal money.
 with customer_months as (
     select month, customer_id, segment, mrr, prev_mrr, had_mrr_before
     from int_customer_months

@@ -6,6 +6,15 @@
 -- Only the months from `tenure_rebuild_from()` on are computed, from the
 -- customer months of a year before on.
 -- incremental: month
+-- column base_mrr: Sum of MRR at month m-12 over the base B (customers with MRR > 0 then), exact decimal in the reporting currency.
+-- column current_mrr: Sum of MRR at month m over the base customers B (later customers never count), exact decimal in the reporting currency.
+-- column ndr_12m: Trailing 12-month net dollar retention as a fraction, current_mrr / base_mrr; NULL when base_mrr is 0.
+-- column grr_12m: Trailing 12-month GRR as a fraction (0..1), sum of min(MRR at m, MRR at m-12) / base_mrr; NULL when base_mrr is 0.
+-- column base_customers: Number of base customers B, those with MRR > 0 at month m-12.
+-- column retained_customers: Base customers that still have MRR > 0 at month m.
+-- column month: First day of the covered month m, whose month m-12 is also covered (local date in the reporting timezone).
+-- column segment: The base customers' segment at the cutoff of month m-12, or 'all' for every customer.
+-- column is_complete: True unless this is the month containing the as-of date D and D is not its last day.
 with months as (
     select month, month_index, is_complete from int_months
     where month >= tenure_rebuild_from()

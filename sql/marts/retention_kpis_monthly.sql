@@ -4,6 +4,22 @@
 -- Surveys count every response with local date in the month.
 -- Only the months from `tenure_rebuild_from()` on are computed.
 -- incremental: month
+-- column customers_start: Customers active at the month before (S); active means MRR > 0 or a succeeded payment in the trailing 90 days.
+-- column customers_end: Customers active at the cutoff of the month (E).
+-- column gained_customers: Customers active at the month but not at the month before (N, new or returning).
+-- column lost_customers: Customers active at the month before but not at the month.
+-- column crr: Customer retention rate, percent, (customers_end - gained_customers) / customers_start * 100; NULL when customers_start is 0.
+-- column churn_rate: Logo churn rate in percent (0..100), lost_customers / customers_start * 100; NULL when customers_start is 0.
+-- column nps: Net promoter score of the month's NPS responses, % promoters (9-10) - % detractors (0-6), -100..100; NULL when there are none.
+-- column nps_responses: Number of survey.nps responses with local date in the month.
+-- column csat_pct: Percent (0..100) of the month's CSAT responses scoring 4 or 5; NULL when csat_responses is 0.
+-- column csat_avg: Mean score of the month's CSAT responses; NULL when csat_responses is 0.
+-- column csat_responses: Number of survey.csat responses with local date in the month.
+-- column mrr: Total MRR of all customers at the cutoff of the month, exact decimal in the reporting currency.
+-- column paying_customers: Customers with MRR > 0 at the cutoff of the month.
+-- column arpa: Average revenue per account, mrr / paying_customers, in the reporting currency; NULL when paying_customers is 0.
+-- column month: First day of the covered month (local date in the reporting timezone).
+-- column is_complete: True unless this is the month containing the as-of date D and D is not its last day.
 with months as (
     select month, is_complete from int_months
     where month >= tenure_rebuild_from()

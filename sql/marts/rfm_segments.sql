@@ -3,6 +3,16 @@
 -- date <= D (METRICS.md §6, §10.9, §10.10). The window is the trailing 365 days
 -- ending at D; `monetary` nets the refunds dated in it, whichever payment they
 -- refund. NTILE ties break on customer_id (byte order).
+-- column recency_days: Days from the customer's latest succeeded payment (local date <= D) to D.
+-- column frequency: Number of succeeded payments in the trailing 365 days ending at D.
+-- column monetary: Succeeded payments minus refunds dated in the trailing 365 days, exact decimal in the reporting currency; may be 0 or negative.
+-- column r_score: Recency score 1..5, NTILE(5) by recency_days descending then customer_id (5 = most recent).
+-- column f_score: Frequency score 1..5, NTILE(5) by frequency then customer_id (5 = most frequent).
+-- column m_score: Monetary score 1..5, NTILE(5) by monetary then customer_id (5 = highest).
+-- column segment: RFM segment from r_score and f_score, e.g. champions, loyal_customers, at_risk, hibernating (METRICS.md section 6).
+-- column lifecycle_group: Group of the segment, one of advocate, nurture, at_risk or dormant.
+-- column as_of: The as-of date D (local date in the reporting timezone).
+-- column customer_id: The customer.
 with payments as (
     select customer_id, event_type, amount, local_date
     from stg_billing_events

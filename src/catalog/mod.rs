@@ -80,16 +80,39 @@ struct Directives {
     by_day: bool,
 }
 
+/// The text of a model's header comment lines (the `--` lines before the
+/// SQL), without the dashes.
+fn header_lines(sql: &str) -> impl Iterator<Item = &str> {
+    sql.lines()
+        .map(str::trim)
+        .take_while(|l| l.is_empty() || l.starts_with("--"))
+        .map(|l| l.trim_start_matches('-').trim())
+        .filter(|l| !l.is_empty())
+}
+
 /// What a model's header comment says of it, as one paragraph: its `--`
 /// lines before the SQL, without the directives (`materialized:`,
-/// `incremental:`). BI tools show it as the table's comment.
+/// `incremental:`) and the column lines. BI tools show it as the table's
+/// comment.
 pub fn description(sql: &str) -> String {
-    let header = sql.lines().map(str::trim).take_while(|l| l.is_empty() || l.starts_with("--"));
-    let lines: Vec<&str> = header
-        .map(|l| l.trim_start_matches('-').trim())
-        .filter(|l| !l.is_empty() && !l.starts_with("materialized:") && !l.starts_with("incremental:"))
+    let lines: Vec<&str> = header_lines(sql)
+        .filter(|l| !l.starts_with("materialized:") && !l.starts_with("incremental:") && column_line(l).is_none())
         .collect();
     lines.join(" ")
+}
+
+/// `column NAME: text` of a header line.
+fn column_line(line: &str) -> Option<(String, String)> {
+    let (name, text) = line.strip_prefix("column ")?.split_once(':')?;
+    let name = name.trim();
+    let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    plain.then(|| (name.to_string(), text.trim().to_string()))
+}
+
+/// What a model's header says of each of its columns (`-- column NAME:
+/// text`), in order. BI tools show them as the columns' comments.
+pub fn column_descriptions(sql: &str) -> Vec<(String, String)> {
+    header_lines(sql).filter_map(column_line).collect()
 }
 
 /// The directives of a model's header comment (the `--` lines before the
@@ -528,8 +551,10 @@ mod tests {
 
     #[test]
     fn a_description_is_the_header_without_directives() {
-        let sql = "-- m: what it is.\n-- grain: one row per month.\n-- incremental: month\nselect 1 -- not this\n-- nor this\n";
-        assert_eq!(description(sql), "m: what it is. grain: one row per month.");
+        let sql = "-- m: what it is.\n-- grain: one row per month.\n-- incremental: month\n\
+                   -- column month: the first day.\n-- column bad name: no\nselect 1 -- not this\n-- nor this\n";
+        assert_eq!(description(sql), "m: what it is. grain: one row per month. column bad name: no");
+        assert_eq!(column_descriptions(sql), vec![("month".to_string(), "the first day.".to_string())]);
         assert_eq!(description("select 1"), "");
     }
 

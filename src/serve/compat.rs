@@ -159,6 +159,15 @@ impl datafusion::logical_expr::ScalarUDFImpl for NoDefinition {
     }
 }
 
+/// What the published tables and their columns hold, for `pg_description`.
+#[derive(Debug, Default)]
+pub struct Comments {
+    /// (table, comment)
+    pub tables: Vec<(String, String)>,
+    /// (table, column, comment)
+    pub columns: Vec<(String, String, String)>,
+}
+
 /// The comments of the published tables, and the rewrite of statements
 /// (see the module doc).
 #[derive(Debug, Default)]
@@ -169,21 +178,37 @@ pub struct Compat {
 
 impl Compat {
     /// With `comments` (table name, comment) in `pg_description`.
-    pub fn with_comments(comments: &[(String, String)]) -> Compat {
-        if comments.is_empty() {
+    pub fn with_comments(comments: &Comments) -> Compat {
+        if comments.tables.is_empty() && comments.columns.is_empty() {
             return Compat::default();
         }
         let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
-        let values: Vec<String> = comments.iter().map(|(t, c)| format!("({}, {})", quote(t), quote(c))).collect();
-        let descriptions = format!(
-            "SELECT objoid, classoid, objsubid, description FROM pg_catalog.pg_description \
-             UNION ALL SELECT CAST(c.oid AS INT) AS objoid, \
-             CAST((SELECT min(k.oid) FROM pg_catalog.pg_class AS k WHERE k.relname = 'pg_class') AS INT) AS classoid, \
-             CAST(0 AS INT) AS objsubid, t.description \
-             FROM pg_catalog.pg_class AS c JOIN (VALUES {}) AS t(relname, description) ON c.relname = t.relname",
-            values.join(", ")
-        );
-        Compat { descriptions: Some(descriptions) }
+        let class = "CAST((SELECT min(k.oid) FROM pg_catalog.pg_class AS k WHERE k.relname = 'pg_class') AS INT)";
+        let mut descriptions = "SELECT objoid, classoid, objsubid, description FROM pg_catalog.pg_description".to_string();
+        if !comments.tables.is_empty() {
+            let values: Vec<String> = comments.tables.iter().map(|(t, c)| format!("({}, {})", quote(t), quote(c))).collect();
+            descriptions.push_str(&format!(
+                " UNION ALL SELECT CAST(c.oid AS INT) AS objoid, {class} AS classoid, CAST(0 AS INT) AS objsubid, t.description \
+                 FROM pg_catalog.pg_class AS c JOIN (VALUES {}) AS t(relname, description) ON c.relname = t.relname",
+                values.join(", ")
+            ));
+        }
+        if !comments.columns.is_empty() {
+            let values: Vec<String> = comments
+                .columns
+                .iter()
+                .map(|(t, col, c)| format!("({}, {}, {})", quote(t), quote(col), quote(c)))
+                .collect();
+            descriptions.push_str(&format!(
+                " UNION ALL SELECT CAST(c.oid AS INT) AS objoid, {class} AS classoid, CAST(a.attnum AS INT) AS objsubid, t.description \
+                 FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_attribute AS a ON a.attrelid = c.oid \
+                 JOIN (VALUES {}) AS t(relname, attname, description) ON c.relname = t.relname AND a.attname = t.attname",
+                values.join(", ")
+            ));
+        }
+        Compat {
+            descriptions: Some(descriptions),
+        }
     }
 
     /// `statement` as DataFusion can plan it; other statements are unchanged.
@@ -195,6 +220,7 @@ impl Compat {
         // checker.
         let text = statement.to_string().to_ascii_lowercase();
         let describe = self.descriptions.is_some() && !text.contains("pg_constraint") && !text.contains("pg_index");
+        let _ = statement.visit(&mut NameDescriptions);
         let _ = statement.visit(&mut CatalogVectors { compat: self, describe });
         statement
     }
@@ -226,6 +252,37 @@ impl Compat {
 fn parse_one(sql: &str) -> Option<Statement> {
     use datafusion::sql::sqlparser::{dialect::PostgreSqlDialect, parser::Parser};
     Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?.pop()
+}
+
+/// Names the unnamed `obj_description(...)` and `col_description(...)`
+/// columns of a select list after their function, as PostgreSQL does
+/// (`col_description`, then `col_description_2`, ...): they become
+/// subqueries, which DataFusion would otherwise name alike.
+struct NameDescriptions;
+
+impl VisitorMut for NameDescriptions {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{Ident, SelectItem, SetExpr};
+        let SetExpr::Select(select) = query.body.as_mut() else { return ControlFlow::Continue(()) };
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for item in select.projection.iter_mut() {
+            let SelectItem::UnnamedExpr(Expr::Function(f)) = item else { continue };
+            let name = function_name(&f.name);
+            if name != "obj_description" && name != "col_description" {
+                continue;
+            }
+            let n = seen.entry(name.clone()).or_insert(0);
+            *n += 1;
+            let alias = if *n == 1 { name } else { format!("{name}_{n}") };
+            *item = SelectItem::ExprWithAlias {
+                expr: Expr::Function(f.clone()),
+                alias: Ident::new(alias),
+            };
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 struct CatalogVectors<'a> {

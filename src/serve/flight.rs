@@ -396,6 +396,11 @@ impl FlightSql {
             .ok_or_else(|| Status::unauthenticated("the authorization header holds no bearer token; log in first"))?
             .trim()
             .to_string();
+        if token.is_empty() {
+            // The empty token names the shared session of a server without
+            // a password, never a logged-in one.
+            return Err(Status::unauthenticated("the bearer token is empty; log in first"));
+        }
         self.inner.sessions.with(&token, |_| ())?;
         Ok(token)
     }

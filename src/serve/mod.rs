@@ -130,7 +130,7 @@ impl Server {
                 memory: settings.query_memory,
             },
         );
-        let compat = Arc::new(compat::Compat::with_comments(&table_comments(config)));
+        let compat = Arc::new(compat::Compat::with_comments(&comments(config)));
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(policy::Policy::new(service.clone(), compat.clone())),
             Arc::new(CursorStatementHook),
@@ -275,31 +275,72 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
-/// What each published table holds, for BI tools (`pg_description`,
-/// `obj_description`): a mart's SQL header, and a sentence for the others.
-/// A catalog that does not load gives the marts no comment.
-fn table_comments(config: &Config) -> Vec<(String, String)> {
-    let mut comments: Vec<(String, String)> = vec![
-        ("events".into(), "events: every accepted, de-duplicated raw event, with typed columns and its lineage (source_object, source_row, run_id) (EVENTS.md).".into()),
-        ("rejects".into(), "rejects: every rejected raw row, with its reason and detail (EVENTS.md).".into()),
-        (crate::close::RESTATEMENTS.into(), "restatements: each cell of a closed month whose current figure differs from its latest close (METRICS.md §12).".into()),
+/// What each published table and its columns hold, for BI tools
+/// (`pg_description`, `obj_description`, `col_description`): a mart's SQL
+/// header and its `-- column` lines; a sentence for the other tables, and
+/// for the month close's columns. A catalog that does not load gives the
+/// marts no comment.
+fn comments(config: &Config) -> compat::Comments {
+    let mut comments = compat::Comments {
+        tables: vec![
+            ("events".into(), "events: every accepted, de-duplicated raw event, with typed columns and its lineage (source_object, source_row, run_id) (EVENTS.md).".into()),
+            ("rejects".into(), "rejects: every rejected raw row, with its reason and detail (EVENTS.md).".into()),
+            (crate::close::RESTATEMENTS.into(), "restatements: each cell of a closed month whose current figure differs from its latest close (METRICS.md §12).".into()),
+        ],
+        columns: Vec::new(),
+    };
+    let restatements = [
+        ("month", "the closed month (first day)."),
+        ("table_name", "the reported table the cell belongs to, e.g. mrr_bridge_monthly."),
+        ("segment", "the row's segment; NULL for tables without one."),
+        ("column_name", "the column whose figure changed."),
+        ("reported", "the figure as closed, as text (decimals with 4 fractional digits); NULL for NULL or a row only the current table has."),
+        ("current", "the figure the tables hold now, as text; NULL for NULL or a row the current table no longer has."),
+        ("closed_on", "the as-of date of the run that closed this version."),
+        ("close_version", "the latest close of the month the current figure is compared with."),
     ];
+    for (column, text) in restatements {
+        comments.columns.push((crate::close::RESTATEMENTS.into(), column.into(), text.into()));
+    }
+    let marts: Vec<(String, String)> = match crate::catalog::Catalog::load(&config.sql_dir) {
+        Ok(catalog) => catalog
+            .models
+            .iter()
+            .filter(|m| m.layer == crate::catalog::Layer::Marts)
+            .map(|m| (m.name.clone(), m.sql.clone()))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the SQL models did not load; the marts have no comments");
+            Vec::new()
+        }
+    };
+    for (name, sql) in &marts {
+        let description = crate::catalog::description(sql);
+        if !description.is_empty() {
+            comments.tables.push((name.clone(), description));
+        }
+        for (column, text) in crate::catalog::column_descriptions(sql) {
+            comments.columns.push((name.clone(), column, text));
+        }
+    }
     for (table, _) in crate::close::CLOSED {
-        comments.push((
-            crate::close::reported_name(table),
+        let reported = crate::close::reported_name(table);
+        comments.tables.push((
+            reported.clone(),
             format!("reported_{table}: the rows of {table} of each closed month as reported, per close_version; append-only (METRICS.md §12)."),
         ));
-    }
-    match crate::catalog::Catalog::load(&config.sql_dir) {
-        Ok(catalog) => comments.extend(
-            catalog
-                .models
-                .iter()
-                .filter(|m| m.layer == crate::catalog::Layer::Marts)
-                .map(|m| (m.name.clone(), crate::catalog::description(&m.sql)))
-                .filter(|(_, c)| !c.is_empty()),
-        ),
-        Err(e) => tracing::warn!(error = %e, "the SQL models did not load; the marts have no comments"),
+        if let Some((_, sql)) = marts.iter().find(|(name, _)| name == table) {
+            for (column, text) in crate::catalog::column_descriptions(sql) {
+                comments.columns.push((reported.clone(), column, text));
+            }
+        }
+        for (column, text) in [
+            ("close_version", "1 for the month's first close, n+1 for each restatement by hand (tenure close --restate)."),
+            ("closed_on", "the as-of date of the run that closed the month."),
+            ("close_run_id", "the run that closed the month (its report is in _runs/)."),
+        ] {
+            comments.columns.push((reported.clone(), column.into(), text.into()));
+        }
     }
     comments
 }

@@ -383,6 +383,12 @@ fn sqlalchemy_inspects_and_reflects_the_published_tables() {
         // Table comments are the SQL headers.
         let comment = r["comment"].as_str().unwrap_or_default();
         assert!(comment.starts_with("mrr_bridge_monthly: the MRR bridge") && comment.contains("grain:"), "{comment}");
+        assert!(!comment.contains("column "), "column lines are not the table's comment: {comment}");
+        // Column comments are the header's `-- column` lines, on every column.
+        let columns = r["column_comments"].as_object().expect("column comments");
+        assert_eq!(columns.len(), 17);
+        assert!(columns.values().all(|c| c.as_str().is_some_and(|c| !c.is_empty())), "{driver}: {columns:?}");
+        assert!(columns["start_mrr"].as_str().unwrap_or_default().starts_with("Sum of the customers' MRR"), "{columns:?}");
         assert_eq!(
             r["reflected"],
             serde_json::json!(["month", "customer_id", "segment", "mrr", "prev_mrr", "movement", "movement_amount"])
@@ -410,6 +416,15 @@ fn sqlalchemy_inspects_and_reflects_the_published_tables() {
     assert_eq!(catalogs, "tenure");
     let described = server.query(&["select obj_description(c.oid, 'pg_class') from pg_class c where c.relname = 'finance_kpis_monthly'"]);
     assert!(described.starts_with("finance_kpis_monthly: the subscription-analytics KPIs"), "{described}");
+    let column = server.query(&[
+        "select col_description(c.oid, 3), col_description(c.oid, 1) from pg_class c where c.relname = 'mrr_bridge_monthly'",
+    ]);
+    assert!(column.starts_with("Sum of the customers' MRR") && column.contains("|First day of the covered month"), "{column}");
+    let close = server.query(&[
+        "select a.attname, col_description(c.oid, a.attnum) from pg_class c join pg_attribute a on a.attrelid = c.oid \
+         where c.relname = 'reported_mrr_bridge_monthly' and a.attname in ('end_mrr', 'close_version') order by 1",
+    ]);
+    assert!(close.starts_with("close_version|1 for the month's first close") && close.contains("\nend_mrr|Sum of MRR at the cutoff"), "{close}");
     let listed = server.query(&["\\dt+ restatements"]);
     assert!(listed.contains("restatements: each cell of a closed month"), "{listed}");
 }
@@ -643,6 +658,18 @@ fn adbc_reads_the_published_tables_over_flight_sql() {
     );
     assert_eq!(r["table_types"], serde_json::json!(["TABLE"]));
     assert_eq!(r["vendor"], "tenure");
+    // Without a valid bearer token nothing is answered, and a hand-made
+    // ticket is judged like a query.
+    assert_eq!(
+        r["raw"],
+        serde_json::json!({
+            "no_token": "FlightUnauthenticatedError",
+            "empty_token": "FlightUnauthenticatedError",
+            "forged_token": "FlightUnauthenticatedError",
+            "token": "accepted",
+            "ddl_ticket": "FlightUnauthorizedError"
+        })
+    );
     assert!(!server.log().contains(PASSWORD), "the password appears in the server log");
 }
 

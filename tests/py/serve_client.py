@@ -126,6 +126,9 @@ def run_sqlalchemy(port, password, driver):
     out["indexes"] = inspector.get_indexes("mrr_bridge_monthly", schema="public")
     out["unique"] = inspector.get_unique_constraints("mrr_bridge_monthly", schema="public")
     out["comment"] = inspector.get_table_comment("mrr_bridge_monthly", schema="public")["text"]
+    out["column_comments"] = {
+        c["name"]: c.get("comment") for c in inspector.get_columns("mrr_bridge_monthly", schema="public")
+    }
     out["has_table"] = inspector.has_table("mrr_monthly")
     table = Table("mrr_monthly", MetaData(), autoload_with=engine)
     out["reflected"] = [c.name for c in table.columns]
@@ -191,7 +194,49 @@ def run_adbc(port, password):
         out["table_types"] = conn.adbc_get_table_types()
         info = conn.adbc_get_info()
         out["vendor"] = info.get("vendor_name")
+    out["raw"] = raw_flight(port, password)
     print(json.dumps(out))
+
+
+def protobuf_bytes(field, payload):
+    """One length-delimited protobuf field."""
+    n, length = len(payload), b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        length += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            break
+    return bytes([field << 3 | 2]) + length + payload
+
+
+def flight_sql_any(message, body):
+    return protobuf_bytes(1, b"type.googleapis.com/arrow.flight.protocol.sql." + message) + protobuf_bytes(2, body)
+
+
+def raw_flight(port, password):
+    """Calls no well-behaved driver makes: no token, an empty or forged one,
+    and a hand-made ticket holding DDL; what each gets."""
+    import pyarrow.flight as fl
+
+    client = fl.FlightClient(f"grpc://127.0.0.1:{port}")
+    query = fl.FlightDescriptor.for_command(flight_sql_any(b"CommandStatementQuery", protobuf_bytes(1, b"select 1 as one")))
+    out = {}
+
+    def attempt(name, headers, call):
+        try:
+            call(fl.FlightCallOptions(headers=headers))
+            out[name] = "accepted"
+        except fl.FlightError as e:
+            out[name] = type(e).__name__
+
+    attempt("no_token", [], lambda o: client.get_flight_info(query, o))
+    attempt("empty_token", [(b"authorization", b"Bearer ")], lambda o: client.get_flight_info(query, o))
+    attempt("forged_token", [(b"authorization", b"Bearer 0123456789abcdef")], lambda o: client.get_flight_info(query, o))
+    token = client.authenticate_basic_token(b"tenure", password.encode())
+    attempt("token", [token], lambda o: client.get_flight_info(query, o))
+    ddl = fl.Ticket(flight_sql_any(b"TicketStatementQuery", protobuf_bytes(1, b"create table t as select 1")))
+    attempt("ddl_ticket", [token], lambda o: client.do_get(ddl, o).read_all())
+    return out
 
 
 def run_adbc_tls(port, password, root_cert):
