@@ -270,11 +270,11 @@ async fn write_record(warehouse: &Warehouse, report: &VacuumReport) -> Result<()
     Ok(())
 }
 
-/// Whether the run report belongs to a closed month, which is kept whatever
-/// its age. Month close is not built yet, so no report is; when it is, the
-/// close's own record says which runs it closed, and this asks it.
-pub fn is_closed(_report: &RunReport) -> bool {
-    false
+/// Whether the run closed a month (or restated one by hand): its report is
+/// kept whatever its age, as the reported rows name it (`close_run_id`)
+/// and finance traces a reported figure to the run that closed it.
+pub fn is_closed(report: &RunReport) -> bool {
+    !report.closes.is_empty()
 }
 
 /// When the window starts, and whether to delete.

@@ -168,8 +168,16 @@ fn vacuum_after_many_runs_keeps_tables_and_time_travel_in_its_window() {
     old["run_id"] = "20200101T000000000Z-old".into();
     old["started_at"] = "2020-01-01T00:00:00+00:00".into();
     old["finished_at"] = "2020-01-01T00:01:00+00:00".into();
+    // One old run closed nothing, another closed a month: the reported
+    // rows name the second (close_run_id), so its report stays.
+    let mut closing = old.clone();
+    old["closes"] = serde_json::json!([]);
     let old_report = p.warehouse.join("_runs/20200101T000000000Z-old.json");
     std::fs::write(&old_report, serde_json::to_vec(&old).expect("json")).expect("old report");
+    closing["run_id"] = "20200102T000000000Z-closing".into();
+    closing["closes"] = serde_json::json!([{"month": "2019-12", "close_version": 1, "closed_on": "2020-01-02", "rows": 1}]);
+    let closing_report = p.warehouse.join("_runs/20200102T000000000Z-closing.json");
+    std::fs::write(&closing_report, serde_json::to_vec(&closing).expect("json")).expect("closing report");
     let segments_before = names(&p.warehouse.join("_tenure/ingest/keys"));
     let committed = latest_report(&p.warehouse)["ingest"]["sequence"].as_i64().expect("sequence");
 
@@ -180,6 +188,8 @@ fn vacuum_after_many_runs_keeps_tables_and_time_travel_in_its_window() {
         assert!(!o.exists(), "{} is still there:\n{printed}", o.display());
     }
     assert!(!old_report.exists(), "a report older than runs.retain_days is deleted");
+    assert!(closing_report.exists(), "the report of a run that closed a month is kept");
+    std::fs::remove_file(&closing_report).expect("remove");
     assert_eq!(reports(&p.warehouse).len(), 12, "the reports of the last day stay");
     for (name, dir) in tables(&p.warehouse) {
         let parquet = std::fs::read_dir(&dir).expect("table dir").filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "parquet"))).count();
