@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod close;
+pub mod clv;
 pub mod config;
 pub mod dates;
 pub mod demo;

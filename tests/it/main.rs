@@ -11,6 +11,7 @@
 //!   object, never the run or unbounded memory.
 //! - `crash`: a run killed at every failpoint recovers to the same tables.
 //! - `close`: month close, restatements and `tenure close`.
+//! - `clv`: BG/NBD and Gamma-Gamma fit the CDNOW sample as the papers did.
 //! - `cli`: `validate` (every problem with file and line), bad arguments,
 //!   plain piped logs, the run report.
 //! - `s3`: the whole pipeline on a real S3-compatible server (moto) on
@@ -26,6 +27,7 @@
 mod bounded;
 mod cli;
 mod close;
+mod clv;
 mod crash;
 mod common;
 mod incremental;
