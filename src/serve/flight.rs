@@ -123,12 +123,7 @@ impl FlightServer {
                 message: e.to_string(),
             })?;
         }
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| ServeError::Bind { addr: listen, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServeError::Bind { addr: listen, source })?;
+        let (listener, local_addr) = super::listen_on(listen).await?;
         tracing::info!(listen = %local_addr, tls = with_tls, "serving the published tables over Arrow Flight SQL");
         let service = FlightSql {
             inner: Arc::new(Inner {

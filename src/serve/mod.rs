@@ -164,12 +164,7 @@ impl Server {
             idle_timeout: settings.idle_timeout,
         });
 
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| ServeError::Bind { addr: listen, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServeError::Bind { addr: listen, source })?;
+        let (listener, local_addr) = listen_on(listen).await?;
         let auth = match settings.auth {
             ServerAuth::None => "none",
             ServerAuth::Password { .. } => "password",
@@ -268,6 +263,14 @@ impl Server {
         tracing::info!("server stopped");
         Ok(())
     }
+}
+
+/// A listener on `addr`, and the address it got (port 0: a free one).
+async fn listen_on(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let bind = |source| ServeError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind)?;
+    let local = listener.local_addr().map_err(bind)?;
+    Ok((listener, local))
 }
 
 /// EMFILE or ENFILE: the process or the system has no file descriptor left.
