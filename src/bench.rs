@@ -62,6 +62,11 @@ pub struct BenchArgs {
     /// incremental run that picks them up.
     #[arg(long)]
     pub incremental: bool,
+    /// Instead of runs: time the CLV fits (BG/NBD and Gamma-Gamma,
+    /// METRICS.md §14) on this many customers simulated from the BG/NBD and
+    /// Gamma-Gamma processes with CDNOW's published parameters.
+    #[arg(long)]
+    pub clv_customers: Option<usize>,
 }
 
 /// What a dataset folder holds; a folder whose manifest differs is made again.
@@ -227,6 +232,9 @@ pub async fn run(config_file: &Path, args: &BenchArgs) -> anyhow::Result<()> {
 fn run_blocking(config_file: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
+    }
+    if let Some(n) = args.clv_customers {
+        return clv_bench(n, args.runs);
     }
     let end = NaiveDate::from_ymd_opt(END_DATE.0, END_DATE.1, END_DATE.2).context("end date")?;
     let exe = std::env::current_exe().context("cannot find the tenure executable to run the measured runs")?;
@@ -1021,6 +1029,31 @@ fn machine() -> Machine {
 }
 
 #[cfg(test)]
+mod clv_tests {
+    use super::*;
+
+    /// The simulated book is what the models describe: fitting it gives back
+    /// the parameters it was drawn with, within sampling error.
+    #[test]
+    fn a_simulated_book_fits_back_to_its_parameters() {
+        let book = simulate_clv(20_000, 7);
+        let fit = crate::clv::fit_bgnbd(&book).expect("a fit");
+        let gg = crate::clv::fit_gamma_gamma(&book).expect("a fit");
+        for (name, got, truth) in [
+            ("r", fit.r, 0.243),
+            ("alpha", fit.alpha, 4.414),
+            ("a", fit.a, 0.793),
+            ("b", fit.b, 2.426),
+            ("p", gg.p, 6.25),
+            ("q", gg.q, 3.74),
+            ("gamma", gg.gamma, 15.44),
+        ] {
+            assert!((got / truth - 1.0).abs() < 0.35, "{name}: {got} against {truth}; {fit:?} {gg:?}");
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -1082,5 +1115,102 @@ mod tests {
         let (usage, status) = measure(Command::new("true").stdout(Stdio::null())).expect("true runs");
         assert!(status.success());
         assert!(usage.peak_rss_kib > 0);
+    }
+}
+
+/// `tenure bench --clv-customers N`: simulate N customers (seeded), fit both
+/// CLV models `runs` times, print the median fit time and this process's
+/// peak RSS.
+fn clv_bench(customers: usize, runs: usize) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let book = simulate_clv(customers, 42);
+    let days: f64 = book.iter().map(|c| c.x + 1.0).sum();
+    println!(
+        "simulated {customers} customers, {days:.0} purchase days, {} repeat customers in {:.2} s",
+        book.iter().filter(|c| c.x > 0.0).count(),
+        started.elapsed().as_secs_f64()
+    );
+    let mut times = Vec::new();
+    for run in 1..=runs {
+        let t = std::time::Instant::now();
+        let bgnbd = crate::clv::fit_bgnbd(&book).context("no BG/NBD fit")?;
+        let bg_seconds = t.elapsed().as_secs_f64();
+        let gg = crate::clv::fit_gamma_gamma(&book).context("no Gamma-Gamma fit")?;
+        let seconds = t.elapsed().as_secs_f64();
+        println!(
+            "run {run}: {seconds:.2} s (BG/NBD {bg_seconds:.2} s: r {:.4} alpha {:.4} a {:.4} b {:.4}, converged {}; Gamma-Gamma p {:.4} q {:.4} gamma {:.4}, converged {})",
+            bgnbd.r, bgnbd.alpha, bgnbd.a, bgnbd.b, bgnbd.converged, gg.p, gg.q, gg.gamma, gg.converged
+        );
+        times.push(seconds);
+    }
+    times.sort_by(f64::total_cmp);
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let peak_mib = if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+        usage.ru_maxrss.max(0) as f64 / 1024.0
+    } else {
+        f64::NAN
+    };
+    println!("clv fit: median {:.2} s over {runs} runs; peak RSS {peak_mib:.0} MiB", times[times.len() / 2]);
+    Ok(())
+}
+
+/// Customers of the BG/NBD process (CDNOW's r, α, a, b; weeks), each
+/// observed for 1 to 78 weeks after its first purchase, with Gamma-Gamma
+/// spend (CDNOW's p, q, γ). Seeded: the same book every time.
+fn simulate_clv(customers: usize, seed: u64) -> Vec<crate::clv::Customer> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let (r, alpha, a, b) = (0.243, 4.414, 0.793, 2.426);
+    let (p, q, gamma) = (6.25, 3.74, 15.44);
+    (0..customers)
+        .map(|_| {
+            let t = 1.0 + 77.0 * rng.f64();
+            let lambda = gamma_sample(&mut rng, r) / alpha;
+            let drop = {
+                let (u, v) = (gamma_sample(&mut rng, a), gamma_sample(&mut rng, b));
+                u / (u + v)
+            };
+            let (mut now, mut x, mut t_x) = (0.0, 0.0, 0.0);
+            loop {
+                now += -(1.0 - rng.f64()).ln() / lambda.max(1e-12);
+                if now > t {
+                    break;
+                }
+                x += 1.0;
+                t_x = now;
+                // Each repeat purchase may be the last: the customer leaves
+                // after it with probability `drop`.
+                if rng.f64() < drop {
+                    break;
+                }
+            }
+            let scale = gamma / gamma_sample(&mut rng, q).max(1e-12);
+            let monetary = (x > 0.0).then(|| {
+                let total: f64 = (0..x as usize).map(|_| gamma_sample(&mut rng, p) * scale).sum();
+                total / x
+            });
+            crate::clv::Customer { x, t_x, t, monetary }
+        })
+        .collect()
+}
+
+/// A Gamma(shape, 1) draw (Marsaglia and Tsang; shape < 1 boosted).
+fn gamma_sample(rng: &mut fastrand::Rng, shape: f64) -> f64 {
+    if shape < 1.0 {
+        return gamma_sample(rng, shape + 1.0) * rng.f64().max(f64::MIN_POSITIVE).powf(1.0 / shape);
+    }
+    let d = shape - 1.0 / 3.0;
+    let c = 1.0 / (9.0 * d).sqrt();
+    loop {
+        // A standard normal by Box-Muller.
+        let z = (-2.0 * (1.0 - rng.f64()).ln()).sqrt() * (std::f64::consts::TAU * rng.f64()).cos();
+        let v = (1.0 + c * z).powi(3);
+        if v <= 0.0 {
+            continue;
+        }
+        let u = 1.0 - rng.f64();
+        if u.ln() < 0.5 * z * z + d - d * v + d * v.ln() {
+            return d * v;
+        }
     }
 }
