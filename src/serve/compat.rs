@@ -536,7 +536,7 @@ const SETTINGS: [(&str, &str); 8] = [
     ("integer_datetimes", "on"),
     ("transaction_read_only", "on"),
     ("default_transaction_read_only", "on"),
-    ("server_version", "16.6"),
+    ("server_version", super::SERVER_VERSION),
 ];
 
 /// `pg_settings` with [`SETTINGS`] added.

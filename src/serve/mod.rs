@@ -348,6 +348,9 @@ fn comments(config: &Config) -> compat::Comments {
     comments
 }
 
+/// The PostgreSQL version tenure answers as (`version()`, `server_version`).
+const SERVER_VERSION: &str = "16.6";
+
 /// `version()` as PostgreSQL words it: drivers and SQLAlchemy (Superset)
 /// read the server's version from it and fail on anything else.
 fn version_udf() -> datafusion::logical_expr::ScalarUDF {
@@ -355,7 +358,7 @@ fn version_udf() -> datafusion::logical_expr::ScalarUDF {
     use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
     use datafusion::scalar::ScalarValue;
     let text = format!(
-        "PostgreSQL 16.6 on tenure {} (Apache DataFusion {}), read-only",
+        "PostgreSQL {SERVER_VERSION} on tenure {} (Apache DataFusion {}), read-only",
         env!("CARGO_PKG_VERSION"),
         datafusion::DATAFUSION_VERSION
     );
