@@ -71,6 +71,9 @@ pub struct Model {
     /// events of its own date, so an incremental run keeps the rows dated
     /// before the first changed *day*, not month (see `pipeline::incremental`).
     pub by_day: bool,
+    /// `-- kind: <name>`: the model's rows are the input of a Rust step
+    /// ([`crate::fit`]) whose table is the model's.
+    pub kind: Option<String>,
 }
 
 /// The header directives of a model.
@@ -78,6 +81,7 @@ struct Directives {
     materialized: Materialized,
     incremental: Option<String>,
     by_day: bool,
+    kind: Option<String>,
 }
 
 /// The text of a model's header comment lines (the `--` lines before the
@@ -96,7 +100,9 @@ fn header_lines(sql: &str) -> impl Iterator<Item = &str> {
 /// comment.
 pub fn description(sql: &str) -> String {
     let lines: Vec<&str> = header_lines(sql)
-        .filter(|l| !l.starts_with("materialized:") && !l.starts_with("incremental:") && column_line(l).is_none())
+        .filter(|l| {
+            !l.starts_with("materialized:") && !l.starts_with("incremental:") && !l.starts_with("kind:") && column_line(l).is_none()
+        })
         .collect();
     lines.join(" ")
 }
@@ -122,6 +128,8 @@ fn directives(sql: &str, layer: Layer) -> Result<Directives, (usize, String)> {
     let mut incremental = None;
     let mut by_day = false;
     let mut incremental_line = 1;
+    let mut kind = None;
+    let mut kind_line = 1;
     let header = sql.lines().map(str::trim).enumerate().take_while(|(_, l)| l.is_empty() || l.starts_with("--"));
     for (i, line) in header {
         let Some((key, value)) = line.trim_start_matches('-').trim().split_once(':') else { continue };
@@ -153,16 +161,31 @@ fn directives(sql: &str, layer: Layer) -> Result<Directives, (usize, String)> {
                 incremental = Some(column.to_string());
                 incremental_line = i + 1;
             }
+            "kind" => {
+                if crate::fit::kind(value).is_none() {
+                    let known: Vec<&str> = crate::fit::names().collect();
+                    return Err(at(format!("kind: {value:?} is not a model kind; known kinds: {}", known.join(", "))));
+                }
+                kind = Some(value.to_string());
+                kind_line = i + 1;
+            }
             _ => {}
         }
     }
     if incremental.is_some() && materialized == Materialized::View {
         return Err((incremental_line, "incremental: a view cannot keep rows; add `-- materialized: table`".into()));
     }
+    if kind.is_some() && materialized == Materialized::View {
+        return Err((kind_line, "kind: a fitted model is a table; remove `-- materialized: view`".into()));
+    }
+    if kind.is_some() && incremental.is_some() {
+        return Err((kind_line, "kind: a fitted model is refit on every run and cannot be incremental".into()));
+    }
     Ok(Directives {
         materialized,
         incremental,
         by_day,
+        kind,
     })
 }
 
@@ -301,6 +324,7 @@ impl Catalog {
                 materialized,
                 incremental,
                 by_day,
+                kind,
             } = match directives(&sql, layer) {
                 Ok(d) => d,
                 Err((line, message)) => {
@@ -320,6 +344,7 @@ impl Catalog {
                     materialized,
                     incremental,
                     by_day,
+                    kind,
                 },
             );
         }

@@ -90,6 +90,17 @@ pub struct Config {
     /// `finance.close_after_days`: days after a month's last day its close
     /// is due (METRICS.md §12).
     pub close_after_days: i64,
+    /// `metrics.clv`.
+    pub clv: Clv,
+    /// `metrics.churn.l2`: the L2 penalty of the churn model.
+    pub churn_l2: f64,
+}
+
+/// `[metrics.clv]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clv {
+    pub time_unit_days: i64,
+    pub horizon_days: i64,
 }
 
 /// `[vacuum]` and `[runs]`, validated.
@@ -603,6 +614,21 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
         p.push("finance.close_after_days", "must be a number of days from 0 to 3650");
     }
 
+    let clv = Clv {
+        time_unit_days: raw.metrics.clv.time_unit_days.unwrap_or(7),
+        horizon_days: raw.metrics.clv.horizon_days.unwrap_or(365),
+    };
+    if !(1..=3650).contains(&clv.time_unit_days) {
+        p.push("metrics.clv.time_unit_days", "must be a number of days from 1 to 3650");
+    }
+    if !(1..=36500).contains(&clv.horizon_days) {
+        p.push("metrics.clv.horizon_days", "must be a number of days from 1 to 36500");
+    }
+    let churn_l2 = raw.metrics.churn.l2.unwrap_or(1.0);
+    if !churn_l2.is_finite() || churn_l2 < 0.0 {
+        p.push("metrics.churn.l2", "must be a number >= 0");
+    }
+
     let h = raw.metrics.health;
     let w = h.weights;
     let mut non_negative = |key: &str, v: Option<f64>, default: f64| {
@@ -684,6 +710,8 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
         }),
         vacuum,
         close_after_days,
+        clv,
+        churn_l2,
     }
 }
 

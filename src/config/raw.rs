@@ -173,6 +173,31 @@ pub struct RawMetrics {
     pub activity_window_days: Option<i64>,
     #[serde(default)]
     pub health: RawHealth,
+    #[serde(default)]
+    pub clv: RawClv,
+    #[serde(default)]
+    pub churn: RawChurn,
+}
+
+/// `[metrics.clv]`: the BG/NBD and Gamma-Gamma lifetime value (METRICS.md §14).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClv {
+    /// Days in the models' time unit (recency, age). Default 7 (weeks).
+    pub time_unit_days: Option<i64>,
+    /// Days ahead `expected_purchases` and `clv` look. Default 365.
+    pub horizon_days: Option<i64>,
+}
+
+/// `[metrics.churn]`: the learned churn model (METRICS.md §13).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChurn {
+    /// Strength of the L2 penalty of the logistic regression, as
+    /// scikit-learn's 1/C: the fit minimises the summed log-loss plus
+    /// l2/2 times the squared coefficients (of standardised features; the
+    /// intercept is not penalised). Default 1.
+    pub l2: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

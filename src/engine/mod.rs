@@ -31,6 +31,8 @@ pub struct Params {
     pub currency: String,
     pub activity_window_days: i64,
     pub health: crate::config::Health,
+    pub clv: crate::config::Clv,
+    pub churn_l2: f64,
 }
 
 impl Params {
@@ -41,6 +43,8 @@ impl Params {
             currency: config.currency.clone(),
             activity_window_days: config.activity_window_days,
             health: config.health.clone(),
+            clv: config.clv,
+            churn_l2: config.churn_l2,
         }
     }
 
@@ -54,6 +58,8 @@ impl Params {
             Field::new("timezone", DataType::Utf8, false),
             Field::new("currency", DataType::Utf8, false),
             Field::new("activity_window_days", DataType::Int64, false),
+            Field::new("clv_time_unit_days", DataType::Int64, false),
+            Field::new("clv_horizon_days", DataType::Int64, false),
         ];
         let floats = [
             ("weight_usage", h.weight_usage),
@@ -68,12 +74,15 @@ impl Params {
             ("band_green", h.band_green),
             ("band_yellow", h.band_yellow),
             ("score_drop_threshold", h.score_drop_threshold),
+            ("churn_l2", self.churn_l2),
         ];
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(Date32Array::from(vec![days])),
             Arc::new(StringArray::from(vec![self.timezone.clone()])),
             Arc::new(StringArray::from(vec![self.currency.clone()])),
             Arc::new(Int64Array::from(vec![self.activity_window_days])),
+            Arc::new(Int64Array::from(vec![self.clv.time_unit_days])),
+            Arc::new(Int64Array::from(vec![self.clv.horizon_days])),
         ];
         for (name, v) in floats {
             fields.push(f(name));
@@ -148,6 +157,9 @@ fn session_of(limit: Option<usize>, catalog: &str) -> SessionContext {
     ctx.register_udf(local_date_udf());
     ctx.register_udf(udf::rebuild_from_udf());
     ctx.register_udf(udf::safe_divide_udf());
+    for f in udf::clv_udfs() {
+        ctx.register_udf(f);
+    }
     ctx
 }
 
@@ -263,9 +275,48 @@ pub async fn build(ctx: &SessionContext, model: &Model) -> datafusion::error::Re
         Some(b) => b.schema(),
         None => Arc::new(df_schema),
     };
+    let (batches, schema) = match &model.kind {
+        Some(kind) => fit(ctx, model, kind, schema, batches).await?,
+        None => (batches, schema),
+    };
     let rows = batches.iter().map(|b| b.num_rows()).sum();
     register_rows(ctx, &model.name, batches.clone(), schema.clone(), model.incremental.as_deref())?;
     Ok(Some(Built { batches, schema, rows }))
+}
+
+/// The kind of a model, or the error that names the unknown one.
+fn kind_of(kind: &str) -> datafusion::error::Result<&'static dyn crate::fit::Kind> {
+    crate::fit::kind(kind).ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("unknown model kind {kind:?}")))
+}
+
+fn fit_error(e: crate::fit::FitError) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::External(Box::new(e))
+}
+
+/// Run the Rust step of a fitted model on the rows of its SQL, on a thread
+/// that may block, and return its table.
+async fn fit(
+    ctx: &SessionContext,
+    model: &Model,
+    kind: &str,
+    schema: arrow::datatypes::SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> datafusion::error::Result<(Vec<RecordBatch>, arrow::datatypes::SchemaRef)> {
+    let kind = kind_of(kind)?;
+    kind.output_schema(&schema).map_err(fit_error)?;
+    let params = ctx.table("params").await?.collect().await?;
+    let params = params.first().ok_or_else(|| fit_error(crate::fit::FitError::Setting("as_of")))?;
+    let settings = crate::fit::Settings::from_params(&model.name, params).map_err(fit_error)?;
+    let input = crate::fit::Input::new(kind.name(), schema, &batches).map_err(fit_error)?;
+    drop(batches);
+    let started = std::time::Instant::now();
+    let batch = tokio::task::spawn_blocking(move || kind.fit(&input, &settings))
+        .await
+        .map_err(|e| datafusion::error::DataFusionError::Execution(format!("model kind {} stopped: {e}", kind.name())))?
+        .map_err(fit_error)?;
+    tracing::debug!(model = %model.name, kind = kind.name(), seconds = started.elapsed().as_secs_f64(), "model fitted");
+    let schema = batch.schema();
+    Ok((vec![batch], schema))
 }
 
 /// With `TENURE_PROFILE_DIR` set, each model's physical plan with the
@@ -286,6 +337,10 @@ pub async fn plan(ctx: &SessionContext, model: &Model) -> datafusion::error::Res
     let df = ctx.sql_with_options(&model.sql, read_only()).await?;
     let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
     df.create_physical_plan().await?;
+    let schema = match &model.kind {
+        Some(kind) => kind_of(kind)?.output_schema(&schema).map_err(fit_error)?,
+        None => schema,
+    };
     register_batch(ctx, &model.name, vec![], schema)
 }
 
@@ -303,6 +358,7 @@ mod tests {
             materialized,
             incremental: None,
             by_day: false,
+            kind: None,
         }
     }
 

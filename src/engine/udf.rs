@@ -7,6 +7,9 @@
 //! without a join with `params`, and a scan can skip files by statistics.
 //! `safe_divide(a, b)`: the ratio of two numbers as a double, NULL where the
 //! denominator is 0, the one way the models divide.
+//! `clv_p_alive`, `clv_expected_purchases`, `clv_expected_value`: the BG/NBD
+//! and Gamma-Gamma formulas of one customer given fitted parameters
+//! (METRICS.md §14), so that `customer_clv` is plain SQL over `clv_model`.
 
 use arrow::array::{Array, ArrayRef, AsArray, Date32Builder, Float64Array};
 use arrow::compute::CastOptions;
@@ -232,6 +235,139 @@ impl ScalarUDFImpl for SafeDivide {
         }
         Ok(ColumnarValue::Array(Arc::new(ratios)))
     }
+}
+
+/// A function of doubles: every argument cast to double, the result NULL
+/// where `f` gives none or a value that is not finite.
+#[derive(Debug)]
+struct Doubles {
+    name: &'static str,
+    /// The arguments' names, for the error of a wrong call.
+    arguments: &'static [&'static str],
+    f: fn(&[Option<f64>]) -> Option<f64>,
+    signature: Signature,
+}
+
+impl PartialEq for Doubles {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Doubles {}
+
+impl std::hash::Hash for Doubles {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Doubles {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let usage = format!("{}({})", self.name, self.arguments.join(", "));
+        if arg_types.len() != self.arguments.len() {
+            return plan_err!("{usage} takes {} numbers, got {} arguments", self.arguments.len(), arg_types.len());
+        }
+        for t in arg_types {
+            if !(t.is_numeric() || *t == DataType::Null) {
+                return plan_err!("{usage} takes numbers, got {t}; cast it to a number first");
+            }
+        }
+        Ok(vec![DataType::Float64; arg_types.len()])
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let scalars = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let mut columns = Vec::with_capacity(args.args.len());
+        for v in args.args {
+            let array = v.into_array(args.number_rows)?;
+            let options = CastOptions { safe: false, ..Default::default() };
+            columns.push(arrow::compute::cast_with_options(&array, &DataType::Float64, &options)?);
+        }
+        let columns: Vec<&Float64Array> = columns.iter().map(|c| c.as_primitive::<Float64Type>()).collect();
+        let mut row = vec![None; columns.len()];
+        let values: Float64Array = (0..args.number_rows)
+            .map(|i| {
+                for (slot, c) in row.iter_mut().zip(&columns) {
+                    *slot = c.is_valid(i).then(|| c.value(i));
+                }
+                (self.f)(&row).filter(|v| v.is_finite())
+            })
+            .collect();
+        if scalars {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&values, 0)?));
+        }
+        Ok(ColumnarValue::Array(Arc::new(values)))
+    }
+}
+
+fn doubles(name: &'static str, arguments: &'static [&'static str], f: fn(&[Option<f64>]) -> Option<f64>) -> ScalarUDF {
+    ScalarUDF::from(Doubles {
+        name,
+        arguments,
+        f,
+        signature: Signature::user_defined(Volatility::Immutable),
+    })
+}
+
+/// The BG/NBD model of `r, alpha, a, b` and the customer of `x, t_x, t`
+/// (the first seven of `v`), when all are given.
+fn bgnbd_of(v: &[Option<f64>]) -> Option<(crate::clv::BgNbd, crate::clv::Customer)> {
+    let [r, alpha, a, b, x, t_x, t] = [v[0]?, v[1]?, v[2]?, v[3]?, v[4]?, v[5]?, v[6]?];
+    let model = crate::clv::BgNbd {
+        r,
+        alpha,
+        a,
+        b,
+        log_likelihood: f64::NAN,
+        converged: true,
+    };
+    let valid = [r, alpha, a, b].iter().all(|p| *p > 0.0) && x >= 0.0 && t_x >= 0.0 && t >= t_x;
+    valid.then_some((model, crate::clv::Customer { x, t_x, t, monetary: None }))
+}
+
+/// The functions of a fitted CLV model, for SQL: `clv_p_alive(r, alpha, a,
+/// b, frequency, recency, t)`, `clv_expected_purchases(r, alpha, a, b,
+/// frequency, recency, t, horizon)` (horizon in the same time unit) and
+/// `clv_expected_value(p, q, gamma, frequency, monetary_value)` (the
+/// population mean when `frequency` is 0 or `monetary_value` NULL).
+pub fn clv_udfs() -> [ScalarUDF; 3] {
+    [
+        doubles("clv_p_alive", &["r", "alpha", "a", "b", "frequency", "recency", "t"], |v| {
+            bgnbd_of(v).map(|(m, c)| m.p_alive(&c))
+        }),
+        doubles("clv_expected_purchases", &["r", "alpha", "a", "b", "frequency", "recency", "t", "horizon"], |v| {
+            let horizon = v[7].filter(|h| *h >= 0.0)?;
+            bgnbd_of(v).map(|(m, c)| m.expected_purchases(&c, horizon))
+        }),
+        doubles("clv_expected_value", &["p", "q", "gamma", "frequency", "monetary_value"], |v| {
+            let [p, q, gamma, x] = [v[0]?, v[1]?, v[2]?, v[3]?];
+            if !(p > 0.0 && q > 0.0 && gamma > 0.0 && x >= 0.0) {
+                return None;
+            }
+            let model = crate::clv::GammaGamma {
+                p,
+                q,
+                gamma,
+                log_likelihood: f64::NAN,
+                converged: true,
+            };
+            model.expected_avg_value(&crate::clv::Customer {
+                x,
+                t_x: 0.0,
+                t: 0.0,
+                monetary: v[4],
+            })
+        }),
+    ]
 }
 
 #[cfg(test)]

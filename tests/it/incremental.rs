@@ -11,10 +11,15 @@ use std::path::{Path, PathBuf};
 
 pub(crate) const MARTS: &[&str] = &[
     "at_risk_customers",
+    "churn_model_eval",
+    "churn_predictions",
+    "clv_model",
     "cohort_retention",
+    "customer_clv",
     "customer_health",
     "finance_kpis_monthly",
     "health_backtest",
+    "health_weights_proposed",
     "kpi_summary",
     "mrr_bridge_monthly",
     "mrr_monthly",

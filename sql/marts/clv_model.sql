@@ -1,0 +1,24 @@
+-- clv_model: the BG/NBD and Gamma-Gamma models of the paying customers, fit as of D.
+-- grain: one row (METRICS.md §14). BG/NBD (r, alpha, a, b) is fit by maximum
+-- likelihood over every customer with a purchase day, Gamma-Gamma (p, q, gamma)
+-- over those with repeat purchase days and a positive mean spend. The fit is
+-- the Rust step of the kind below (L-BFGS over the parameters' logarithms);
+-- the log-likelihoods are the papers' full forms. `converged` is false when
+-- either fit stopped before converging or had nothing to fit.
+-- kind: bgnbd_gamma_gamma
+-- column as_of: The as-of date D (local date in the reporting timezone).
+-- column customers: Customers with a succeeded payment on or before D, the BG/NBD sample.
+-- column repeat_customers: Customers with a purchase day after their first (frequency > 0).
+-- column r: BG/NBD shape of the purchase-rate gamma distribution.
+-- column alpha: BG/NBD scale of the purchase-rate gamma distribution, in time units.
+-- column a: BG/NBD first shape of the beta distribution of the dropout probability.
+-- column b: BG/NBD second shape of the beta distribution of the dropout probability.
+-- column bgnbd_log_likelihood: BG/NBD log-likelihood at the estimates, with every constant term.
+-- column p: Gamma-Gamma shape of the spend per purchase.
+-- column q: Gamma-Gamma shape of the customers' mean spend distribution.
+-- column gamma: Gamma-Gamma scale of the customers' mean spend distribution.
+-- column gg_log_likelihood: Gamma-Gamma log-likelihood at the estimates, with every constant term.
+-- column time_unit_days: Days in the models' time unit (metrics.clv.time_unit_days, 7 = weeks).
+-- column converged: True when both fits converged; false (and the run warns) otherwise.
+select frequency, recency, t, monetary_value
+from int_clv_inputs
