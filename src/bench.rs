@@ -67,6 +67,11 @@ pub struct BenchArgs {
     /// Gamma-Gamma processes with CDNOW's published parameters.
     #[arg(long)]
     pub clv_customers: Option<usize>,
+    /// Instead of runs: time the churn model's fit (L2 logistic regression,
+    /// METRICS.md §13) on this many simulated customers × 24 monthly
+    /// snapshots of 16 features.
+    #[arg(long)]
+    pub churn_customers: Option<usize>,
 }
 
 /// What a dataset folder holds; a folder whose manifest differs is made again.
@@ -235,6 +240,9 @@ fn run_blocking(config_file: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(n) = args.clv_customers {
         return clv_bench(n, args.runs);
+    }
+    if let Some(n) = args.churn_customers {
+        return churn_bench(n, args.runs);
     }
     let end = NaiveDate::from_ymd_opt(END_DATE.0, END_DATE.1, END_DATE.2).context("end date")?;
     let exe = std::env::current_exe().context("cannot find the tenure executable to run the measured runs")?;
@@ -1144,14 +1152,71 @@ fn clv_bench(customers: usize, runs: usize) -> anyhow::Result<()> {
         times.push(seconds);
     }
     times.sort_by(f64::total_cmp);
+    println!("clv fit: median {:.2} s over {runs} runs; peak RSS {:.0} MiB", times[times.len() / 2], peak_rss_mib());
+    Ok(())
+}
+
+/// The peak resident memory of this process so far, in MiB.
+fn peak_rss_mib() -> f64 {
     // SAFETY: getrusage only writes the struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let peak_mib = if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
         usage.ru_maxrss.max(0) as f64 / 1024.0
     } else {
         f64::NAN
-    };
-    println!("clv fit: median {:.2} s over {runs} runs; peak RSS {peak_mib:.0} MiB", times[times.len() / 2]);
+    }
+}
+
+/// Features of the churn bench: as many as `int_churn_observations` has.
+const CHURN_FEATURES: usize = 16;
+
+/// `tenure bench --churn-customers N`: N simulated customers × 24 monthly
+/// snapshots (seeded), each with 16 features and a churn label drawn from
+/// a logistic model of them; standardise and fit the churn model `runs`
+/// times, print the median time, the fit, its in-sample AUC and this
+/// process's peak RSS.
+fn churn_bench(customers: usize, runs: usize) -> anyhow::Result<()> {
+    let mut rng = fastrand::Rng::with_seed(42);
+    let rows = customers * 24;
+    let truth: Vec<f64> = (0..CHURN_FEATURES).map(|j| if j % 3 == 0 { 0.0 } else { (j as f64 - 8.0) / 8.0 }).collect();
+    let mut x = Vec::with_capacity(rows * CHURN_FEATURES);
+    let mut y = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        let mut z = -2.5;
+        for (j, beta) in truth.iter().enumerate() {
+            // Scores on 0..100, indicators, counts: features of unlike scales.
+            let v = match j % 4 {
+                0 => 100.0 * rng.f64(),
+                1 => f64::from(u8::from(rng.f64() < 0.2)),
+                2 => f64::from(rng.u8(0..6)),
+                _ => rng.f64() * 8.0,
+            };
+            let scale = match j % 4 {
+                0 => 30.0,
+                1 => 0.4,
+                2 => 1.7,
+                _ => 2.3,
+            };
+            z += beta * v / scale;
+            x.push(v);
+        }
+        y.push(rng.f64() < 1.0 / (1.0 + (-z).exp()));
+    }
+    println!("simulated {customers} customers x 24 snapshots = {rows} observations, {} churned", y.iter().filter(|c| **c).count());
+    let mut times = Vec::new();
+    for run in 1..=runs {
+        let t = std::time::Instant::now();
+        let standardiser = crate::churn::Standardiser::fit(&x, CHURN_FEATURES);
+        let z = standardiser.apply_rows(&x);
+        let model = crate::churn::fit_logistic(&z, CHURN_FEATURES, &y, 1.0).context("no fit")?;
+        let seconds = t.elapsed().as_secs_f64();
+        let p: Vec<f64> = z.chunks(CHURN_FEATURES).map(|row| model.probability(row)).collect();
+        let auc = crate::churn::auc(&p, &y).unwrap_or(f64::NAN);
+        println!("run {run}: {seconds:.2} s ({} iterations, converged {}, in-sample AUC {auc:.4})", model.iterations, model.converged);
+        times.push(seconds);
+    }
+    times.sort_by(f64::total_cmp);
+    println!("churn fit: median {:.2} s over {runs} runs; peak RSS {:.0} MiB", times[times.len() / 2], peak_rss_mib());
     Ok(())
 }
 

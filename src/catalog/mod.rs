@@ -653,6 +653,25 @@ mod tests {
         assert_eq!((get("d").incremental.as_deref(), get("d").by_day), (Some("month"), false));
     }
 
+    #[test]
+    fn a_kind_header_makes_a_fitted_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "marts/m.sql", "-- m: the model\n-- kind: bgnbd_gamma_gamma\nselect * from events");
+        let c = Catalog::load(dir.path()).expect("catalog");
+        let m = c.model("m").expect("model");
+        assert_eq!((m.kind.as_deref(), m.materialized), (Some("bgnbd_gamma_gamma"), Materialized::Table));
+        assert_eq!(description(&m.sql), "m: the model");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "marts/a.sql", "-- kind: bgnbd\nselect * from events");
+        write(dir.path(), "marts/b.sql", "-- kind: churn_scores\n-- materialized: view\nselect * from events");
+        write(dir.path(), "marts/c.sql", "-- incremental: month\n-- kind: health_weights\nselect * from events");
+        let err = Catalog::load(dir.path()).expect_err("bad kinds").to_string();
+        assert!(err.contains("a.sql:1: model \"a\": kind: \"bgnbd\" is not a model kind; known kinds: bgnbd_gamma_gamma,"), "{err}");
+        assert!(err.contains("b.sql:1: model \"b\": kind: a fitted model is a table"), "{err}");
+        assert!(err.contains("c.sql:2: model \"c\": kind: a fitted model is refit on every run and cannot be incremental"), "{err}");
+    }
+
     /// `tenure validate` plans what it can: a broken model is left out and
     /// named in `broken`, its readers stay (reading it), and every problem
     /// names its line.

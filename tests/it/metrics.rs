@@ -6,7 +6,7 @@
 //! with the independent Python reader and compared: money exactly, ratios to
 //! 1e-9, NULLs where NULLs are due, column names, order and types.
 
-use crate::common::{copy_tree, output_text, read_table, repo, Project, RunOpts};
+use crate::common::{copy_tree, output_text, read_table, repo, s, Project, RunOpts};
 use serde_json::Value;
 use std::path::Path;
 
@@ -187,6 +187,62 @@ fn demo_data_passes_every_check() {
             - money(&r["churned_mrr"]);
         assert_eq!(end, money(&r["end_mrr"]), "bridge row does not reconcile: {r}");
     }
+    learned_models_have_their_shape(&dir.path().join("warehouse/marts"), report["as_of"].as_str().expect("as_of"));
+}
+
+/// The churn and CLV tables of a demo run (METRICS.md §13, §14): a model
+/// is fit and ranks better than chance, every customer scored at D has a
+/// probability, deciles are NTILE(10)'s sizes, factors are features, the
+/// proposed weights are a distribution, and every paying customer has a CLV.
+fn learned_models_have_their_shape(marts: &Path, as_of: &str) {
+    let f = |v: &Value| v.as_f64().unwrap_or_else(|| panic!("a number: {v}"));
+    let eval = read_table(&marts.join("churn_model_eval"));
+    let row = |model: &str| eval.rows.iter().find(|r| r["model"] == model).unwrap_or_else(|| panic!("{model}: {:?}", eval.rows)).clone();
+    let (learned, baseline) = (row("logistic_regression"), row("health_score"));
+    assert_eq!(eval.rows.len(), 2);
+    assert_eq!(learned["status"], "fitted", "{learned}");
+    assert!(f(&learned["train_observations"]) >= 200.0 && f(&learned["test_observations"]) > 0.0, "{learned}");
+    assert!(f(&learned["auc"]) > 0.6 && f(&baseline["auc"]) > 0.6, "{learned} {baseline}");
+    assert!(f(&learned["brier"]) < 0.25 && f(&learned["log_loss"]) > 0.0, "{learned}");
+    assert_eq!(learned["test_churn_rate"], baseline["test_churn_rate"]);
+
+    let health = read_table(&marts.join("customer_health"));
+    let mut scored: Vec<String> = health.rows.iter().filter(|r| r["snapshot_date"] == as_of).map(|r| s(&r["customer_id"])).collect();
+    scored.sort();
+    let predictions = read_table(&marts.join("churn_predictions"));
+    let mut predicted: Vec<String> = predictions.rows.iter().map(|r| s(&r["customer_id"])).collect();
+    predicted.sort();
+    assert_eq!(predicted, scored, "one prediction per customer scored at D");
+    let features = [
+        "usage_score", "breadth_score", "trend_score", "sentiment_score", "sentiment_missing", "support_score", "billing_score",
+        "email_score", "email_missing", "health_score", "score_change", "score_change_missing", "log_mrr", "months_since_cohort",
+        "tickets_90d", "failed_payments_90d",
+    ];
+    let mut per_decile = [0usize; 10];
+    for r in &predictions.rows {
+        let p = f(&r["churn_probability_90d"]);
+        assert!((0.0..=1.0).contains(&p), "{r}");
+        per_decile[f(&r["risk_decile"]) as usize - 1] += 1;
+        let factors: Vec<String> = s(&r["top_factors"]).split(',').map(str::to_string).collect();
+        assert!(factors.len() == 2 && factors[0] != factors[1] && factors.iter().all(|x| features.contains(&x.as_str())), "{r}");
+    }
+    let n = predictions.rows.len();
+    let sizes: Vec<usize> = (0..10).map(|k| n / 10 + usize::from(k < n % 10)).collect();
+    assert_eq!(per_decile.to_vec(), sizes, "NTILE(10) of {n} rows");
+
+    let weights = read_table(&marts.join("health_weights_proposed"));
+    assert_eq!(weights.rows.len(), 7);
+    let proposed: Vec<f64> = weights.rows.iter().map(|r| f(&r["proposed_weight"])).collect();
+    assert!(proposed.iter().all(|w| *w >= 0.0) && (proposed.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{proposed:?}");
+    assert_eq!(weights.rows[0]["auc_current"], baseline["auc"], "the same test set and score");
+
+    let rfm = read_table(&marts.join("rfm_segments"));
+    let clv = read_table(&marts.join("customer_clv"));
+    assert_eq!(clv.rows.len(), rfm.rows.len(), "a CLV row per customer with a succeeded payment");
+    assert!(clv.rows.iter().all(|r| (0.0..=1.0).contains(&f(&r["p_alive"]))));
+    let model = read_table(&marts.join("clv_model"));
+    assert_eq!(model.rows.len(), 1);
+    assert_eq!(f(&model.rows[0]["customers"]) as usize, clv.rows.len());
 }
 
 /// A failing check stops the run before publishing: the error names the
