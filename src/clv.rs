@@ -286,10 +286,15 @@ impl BgNbd {
         let (r, alpha, a, b) = (self.r, self.alpha, self.a, self.b);
         let x = c.x;
         let z = horizon / (alpha + c.t + horizon);
-        let f = hypergeometric_2f1(r + x, b + x, a + b + x - 1.0, z);
         let lead = (a + b + x - 1.0) / (a - 1.0);
-        let decay = ((alpha + c.t) / (alpha + c.t + horizon)).powf(r + x);
-        let numerator = lead * (1.0 - decay * f);
+        // The paper's ((α+T)/(α+T+t))^(r+x) · 2F1(r+x, b+x; a+b+x−1; z),
+        // with 1 − z = (α+T)/(α+T+t), by Euler's transformation 2F1(A, B;
+        // C; z) = (1−z)^(C−A−B) 2F1(C−A, C−B; C; z): the same value, but
+        // its series has small parameters whatever x is, where the
+        // paper's terms grow like (1−z)^−(r+x) before they shrink and
+        // overflow for a frequent buyer.
+        let decayed = (1.0 - z).powf(a - 1.0) * hypergeometric_2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z);
+        let numerator = lead * (1.0 - decayed);
         let denominator = if x > 0.0 {
             1.0 + (a / (b + x - 1.0)) * ((alpha + c.t) / (alpha + c.t_x)).powf(r + x)
         } else {
@@ -422,6 +427,28 @@ mod tests {
         assert!(e39 > 0.0 && e78 > e39, "{e39} {e78}");
         // 2F1 at z = 0 is 1; 2F1(1, 1; 2; z) = -ln(1 - z) / z.
         assert_eq!(hypergeometric_2f1(1.3, 2.0, 3.0, 0.0), 1.0);
+        // The paper's form of the expectation, where it does not overflow.
+        let paper = |c: &Customer, h: f64| {
+            let (r, alpha, a, b, x) = (m.r, m.alpha, m.a, m.b, c.x);
+            let z = h / (alpha + c.t + h);
+            let f = hypergeometric_2f1(r + x, b + x, a + b + x - 1.0, z);
+            let decay = ((alpha + c.t) / (alpha + c.t + h)).powf(r + x);
+            let d = if x > 0.0 { 1.0 + (a / (b + x - 1.0)) * ((alpha + c.t) / (alpha + c.t_x)).powf(r + x) } else { 1.0 };
+            (a + b + x - 1.0) / (a - 1.0) * (1.0 - decay * f) / d
+        };
+        for (x, t_x, t) in [(0.0, 0.0, 5.0), (2.0, 30.43, 38.86), (7.0, 20.0, 70.0), (25.0, 60.0, 61.0)] {
+            let c = Customer { x, t_x, t, monetary: None };
+            for h in [1.0, 39.0, 52.14] {
+                let (ours, theirs) = (m.expected_purchases(&c, h), paper(&c, h));
+                assert!((ours - theirs).abs() <= 1e-9 * theirs.abs().max(1.0), "x {x} h {h}: {ours} vs {theirs}");
+            }
+        }
+        // A frequent buyer (days as the unit) over a horizon longer than
+        // its age: the paper's series overflows, the transformed one does not.
+        let heavy = Customer { x: 1200.0, t_x: 1499.0, t: 1500.0, monetary: None };
+        assert!(!paper(&heavy, 36500.0).is_finite(), "the paper's form overflows here");
+        let e = m.expected_purchases(&heavy, 36500.0);
+        assert!(e.is_finite() && e > 0.0, "{e}");
         let z: f64 = 0.4;
         assert!((hypergeometric_2f1(1.0, 1.0, 2.0, z) - (-(1.0 - z).ln() / z)).abs() < 1e-12);
         let gg = GammaGamma { p: 6.25, q: 3.74, gamma: 15.44, log_likelihood: 0.0, converged: true };
