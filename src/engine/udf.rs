@@ -338,7 +338,9 @@ fn bgnbd_of(v: &[Option<f64>]) -> Option<(crate::clv::BgNbd, crate::clv::Custome
 /// b, frequency, recency, t)`, `clv_expected_purchases(r, alpha, a, b,
 /// frequency, recency, t, horizon)` (horizon in the same time unit) and
 /// `clv_expected_value(p, q, gamma, frequency, monetary_value)` (the
-/// population mean when `frequency` is 0 or `monetary_value` NULL).
+/// population mean when `frequency` is 0 or `monetary_value` NULL). NULL
+/// where the formula gives what no model can (a negative expectation, from
+/// degenerate estimates) or a value that is not finite.
 pub fn clv_udfs() -> [ScalarUDF; 3] {
     [
         doubles("clv_p_alive", &["r", "alpha", "a", "b", "frequency", "recency", "t"], |v| {
@@ -346,7 +348,9 @@ pub fn clv_udfs() -> [ScalarUDF; 3] {
         }),
         doubles("clv_expected_purchases", &["r", "alpha", "a", "b", "frequency", "recency", "t", "horizon"], |v| {
             let horizon = v[7].filter(|h| *h >= 0.0)?;
-            bgnbd_of(v).map(|(m, c)| m.expected_purchases(&c, horizon))
+            // A negative expectation is the formula breaking down at
+            // degenerate estimates (a fit to one customer): no figure.
+            bgnbd_of(v).map(|(m, c)| m.expected_purchases(&c, horizon)).filter(|e| *e >= 0.0)
         }),
         doubles("clv_expected_value", &["p", "q", "gamma", "frequency", "monetary_value"], |v| {
             let [p, q, gamma, x] = [v[0]?, v[1]?, v[2]?, v[3]?];
@@ -360,12 +364,14 @@ pub fn clv_udfs() -> [ScalarUDF; 3] {
                 log_likelihood: f64::NAN,
                 converged: true,
             };
-            model.expected_avg_value(&crate::clv::Customer {
-                x,
-                t_x: 0.0,
-                t: 0.0,
-                monetary: v[4],
-            })
+            model
+                .expected_avg_value(&crate::clv::Customer {
+                    x,
+                    t_x: 0.0,
+                    t: 0.0,
+                    monetary: v[4],
+                })
+                .filter(|e| *e >= 0.0)
         }),
     ]
 }
@@ -480,5 +486,33 @@ mod tests {
         // not a number: a plan error that says what to do
         let err = ctx.sql("select safe_divide('1', b_count) from t").await.expect_err("text").to_string();
         assert!(err.contains("safe_divide(a, b) takes two numbers"), "{err}");
+    }
+
+    /// The CLV functions give the papers' values at sound estimates and NULL,
+    /// never a negative expectation, at the degenerate estimates of a fit to
+    /// one customer (a regression: the customer_clv check failed on them).
+    #[tokio::test]
+    async fn clv_functions_are_null_where_the_formulas_break_down() {
+        let ctx = SessionContext::new();
+        for f in clv_udfs() {
+            ctx.register_udf(f);
+        }
+        let sql = "select \
+            clv_p_alive(0.243, 4.414, 0.793, 2.426, 2, 30.43, 38.86) as p, \
+            clv_expected_purchases(0.243, 4.414, 0.793, 2.426, 2, 30.43, 38.86, 39) as e, \
+            clv_expected_value(6.25, 3.74, 15.44, 0, cast(null as double)) as v, \
+            clv_expected_purchases(15459951.1, 4416884.4, 11873.98, 0.0000842, 1, 0.2857, 11.4286, 52.14) as broken, \
+            clv_expected_value(6.25, 0.9, 15.44, 0, cast(null as double)) as infinite_mean";
+        let batches = ctx.sql(sql).await.expect("plan").collect().await.expect("run");
+        let value = |name: &str| {
+            let c = batches[0].column_by_name(name).expect("column").as_primitive::<Float64Type>().clone();
+            c.is_valid(0).then(|| c.value(0))
+        };
+        let by_hand = 1.0 / (1.0 + (0.793 / (2.426 + 1.0)) * ((4.414f64 + 38.86) / (4.414 + 30.43)).powf(2.243));
+        assert!((value("p").expect("p_alive") - by_hand).abs() < 1e-12);
+        assert!((value("e").expect("expected purchases") - 1.226).abs() < 0.002);
+        assert!((value("v").expect("population mean") - 6.25 * 15.44 / 2.74).abs() < 1e-9);
+        assert_eq!(value("broken"), None);
+        assert_eq!(value("infinite_mean"), None);
     }
 }
