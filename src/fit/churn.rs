@@ -115,13 +115,10 @@ impl Observations {
         let (mut train, mut test) = (Vec::new(), Vec::new());
         for i in 0..self.churned.len() {
             let (Some(d), Some(_)) = (self.snapshot_date[i], self.churned[i]) else { continue };
-            if d + HORIZON_DAYS > as_of {
-                continue;
-            }
-            if d + HORIZON_DAYS <= as_of - HORIZON_DAYS {
-                train.push(i);
-            } else {
-                test.push(i);
+            match split_of(d, as_of) {
+                Some(Split::Train) => train.push(i),
+                Some(Split::Test) => test.push(i),
+                None => {}
             }
         }
         (train, test)
@@ -129,6 +126,26 @@ impl Observations {
 
     fn labels(&self, rows: &[usize]) -> Vec<bool> {
         rows.iter().map(|&i| self.churned[i].unwrap_or(false)).collect()
+    }
+}
+
+/// Which side of the time split an observation dated `d` falls on.
+enum Split {
+    /// Its label was known 90 days before D: d + 90 ≤ D − 90.
+    Train,
+    /// Labelled later: D − 90 < d + 90 ≤ D.
+    Test,
+}
+
+/// The split of an observation dated `d` as of `as_of`; `None` while its
+/// label is not known (d + 90 > D).
+fn split_of(d: i32, as_of: i32) -> Option<Split> {
+    if d + HORIZON_DAYS > as_of {
+        None
+    } else if d + HORIZON_DAYS <= as_of - HORIZON_DAYS {
+        Some(Split::Train)
+    } else {
+        Some(Split::Test)
     }
 }
 
@@ -391,11 +408,11 @@ impl Kind for HealthWeights {
         let (mut train_rows, mut test_rows) = (Vec::new(), Vec::new());
         for i in canonical_order(&dates, &input.texts("customer_id")?) {
             let (Some(d), Some(label)) = (dates[i], churned[i]) else { continue };
-            if d + HORIZON_DAYS > settings.as_of {
-                continue;
+            match split_of(d, settings.as_of) {
+                Some(Split::Train) => train_rows.push((row(i), label)),
+                Some(Split::Test) => test_rows.push((row(i), label)),
+                None => {}
             }
-            let target = if d + HORIZON_DAYS <= settings.as_of - HORIZON_DAYS { &mut train_rows } else { &mut test_rows };
-            target.push((row(i), label));
         }
         let total: f64 = settings.health_weights.iter().sum();
         let current: [f64; 7] = std::array::from_fn(|k| if total > 0.0 { settings.health_weights[k] / total } else { 0.0 });
