@@ -56,8 +56,23 @@ pub enum Command {
     Vacuum(VacuumArgs),
     /// Close a month by hand with the published figures, or report them again (--restate --reason); runs close due months by themselves.
     Close(CloseArgs),
+    /// Write the finance report of a publishing run: one self-contained HTML page with charts, every mart as CSV, and an Excel workbook.
+    Report(ReportArgs),
     /// Measure speed and memory of full runs on a generated dataset (optionally against a DuckDB peer); prints figures.
     Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Warehouse (URL or local path); overrides storage.warehouse.
+    #[arg(long)]
+    pub warehouse: Option<String>,
+    /// Folder the report is written to (`index.html`, `csv/<table>.csv`, `finance.xlsx`).
+    #[arg(long, default_value = "report")]
+    pub out: std::path::PathBuf,
+    /// The run to report on (default: the latest succeeded run that published tables).
+    #[arg(long)]
+    pub as_of_run: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +329,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let restate = args.restate.then(|| args.reason.clone().unwrap_or_default());
             let (report, path) = crate::close::close_by_hand(&project.config, args.month, restate, Arc::new(SystemClock)).await?;
             print_summary(&pipeline::Finished { report, report_path: Some(path) });
+            Ok(())
+        }
+        Command::Report(args) => {
+            let overrides = Overrides { warehouse: args.warehouse.clone(), raw: Some(String::new()), ..Default::default() };
+            let project = load(&cli, &overrides)?;
+            let warehouse = crate::warehouse::Warehouse::of(&project.config)?;
+            let run = crate::report::select_run(&warehouse, args.as_of_run.as_deref()).await?;
+            let report = crate::report::build(&warehouse, &run).await?;
+            crate::report::write_dir(&report, &args.out)?;
+            println!("report   {} (run {}, as of {}, {} files)", args.out.join("index.html").display(), run.run_id, run.as_of, report.files.len());
             Ok(())
         }
         Command::Bench(args) => crate::bench::run(&config_file(&cli.config), args).await,

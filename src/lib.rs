@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod problem;
 pub mod publish;
 pub mod query;
+pub mod report;
 pub mod scheduler;
 pub mod serve;
 pub mod settle;

@@ -33,6 +33,7 @@ mod common;
 mod incremental;
 mod ingest;
 mod metrics;
+mod report;
 mod s3;
 mod serve;
 mod vacuum;
