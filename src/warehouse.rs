@@ -132,6 +132,11 @@ impl Warehouse {
         self.marts().join(name)
     }
 
+    /// The finance reports `tenure schedule` writes: `<run_id>/` and `latest/`.
+    pub fn reports(&self) -> Location {
+        self.root.join("reports")
+    }
+
     /// The run reports, one JSON file per run.
     pub fn runs(&self) -> Location {
         self.root.join("_runs")

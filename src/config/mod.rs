@@ -218,6 +218,8 @@ pub struct Pipeline {
     pub retry_backoff: Duration,
     /// A run is stopped (nothing published) once it has taken this long.
     pub run_timeout: Option<Duration>,
+    /// Scheduled runs that publish write the finance report to the warehouse.
+    pub report: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -956,6 +958,7 @@ fn compile_pipeline(file: &Path, raw: RawPipeline, p: &mut Problems) -> Pipeline
         retries,
         retry_backoff,
         run_timeout,
+        report: raw.report.unwrap_or(false),
     }
 }
 

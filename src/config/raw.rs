@@ -315,4 +315,8 @@ pub struct RawPipeline {
     /// publishes anything (its lease released, its report saying why); a
     /// run already publishing finishes. Default 21600 (6 h); 0: no limit.
     pub run_timeout_seconds: Option<f64>,
+    /// `tenure schedule` writes the finance report (`tenure report`) after
+    /// each run that publishes, to `<warehouse>/reports/<run_id>/` and
+    /// `<warehouse>/reports/latest/`. Default false.
+    pub report: Option<bool>,
 }

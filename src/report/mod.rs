@@ -266,6 +266,30 @@ pub fn write_dir(report: &Report, dir: &std::path::Path) -> Result<(), ReportErr
     Ok(())
 }
 
+/// Write a report's files under `location` (a warehouse's reports folder
+/// or any other), then the same files under `<location>/latest/`, so that
+/// `latest/` always holds a whole report.
+pub async fn write_store(report: &Report, location: &crate::storage::Location) -> Result<(), ReportError> {
+    for folder in [report.run_id.as_str(), "latest"] {
+        for (path, bytes) in &report.files {
+            let target = location.path(&format!("{folder}/{path}"));
+            object_store::ObjectStoreExt::put(&location.store, &target, bytes.clone().into()).await.map_err(|source| ReportError::Store {
+                path: format!("{}/{folder}/{path}", location.display()),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The report of the run just finished, written to the warehouse (what
+/// `tenure schedule` does after a publishing run of a pipeline with
+/// `report = true`).
+pub async fn publish(warehouse: &Warehouse, run: &RunReport) -> Result<(), ReportError> {
+    let report = build(warehouse, run).await?;
+    write_store(&report, &warehouse.reports()).await
+}
+
 /// Headline KPIs as of D: `kpi_summary`, and the quick ratio of the latest
 /// complete month.
 async fn headline(source: &Source, money: &Money) -> Result<Vec<Kpi>, ReportError> {

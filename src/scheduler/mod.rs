@@ -157,7 +157,22 @@ impl Runner for PipelineRunner<'_> {
             error,
         };
         match pipeline::run(self.project, &opts, self.clock.clone()).await {
-            Ok(finished) => attempt(&finished.report, None),
+            Ok(finished) => {
+                let wanted = self.project.pipelines.iter().any(|p| p.name == pipeline && p.report);
+                if wanted && !finished.report.tables.is_empty() {
+                    // The run has published: a report that cannot be
+                    // written is an operator's warning, not a failed run.
+                    let written = match crate::warehouse::Warehouse::of(&self.project.config) {
+                        Ok(warehouse) => crate::report::publish(&warehouse, &finished.report).await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match written {
+                        Ok(()) => tracing::info!(pipeline, run_id = %finished.report.run_id, "finance report written"),
+                        Err(error) => tracing::warn!(pipeline, run_id = %finished.report.run_id, %error, "finance report not written"),
+                    }
+                }
+                attempt(&finished.report, None)
+            }
             Err(failed) => match &failed.finished {
                 Some(finished) => attempt(&finished.report, Some(error(&failed.error))),
                 None => Attempt {

@@ -142,3 +142,39 @@ fn the_report_of_the_demo_is_a_page_and_exports_that_match_the_marts() {
     let months: Vec<String> = first_bridge.rows.iter().map(|r| s(&r["month"])).collect();
     assert!(months.contains(&bridge["month"]["value"].as_str().expect("a date")[..10].to_string()), "{bridge}");
 }
+
+/// A pipeline with `report = true`: the scheduler's runner writes the report
+/// of each publishing run to `<warehouse>/reports/<run_id>/` and `latest/`.
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_runs_of_a_reporting_pipeline_write_the_report_to_the_warehouse() {
+    use tenure::scheduler::Runner;
+    let dir = tempfile::tempdir().expect("tempdir");
+    crate::common::copy_tree(&repo().join("tests/fixtures/metrics/lifecycle_new_york/raw"), &dir.path().join("raw"));
+    let pipelines = dir.path().join("pipelines");
+    std::fs::create_dir_all(&pipelines).expect("mkdir");
+    std::fs::write(pipelines.join("daily.toml"), "name = \"daily\"\nschedule = \"0 6 * * *\"\nreport = true\n").expect("pipeline");
+    let config = dir.path().join("tenure.toml");
+    let sql = repo().join("sql");
+    std::fs::write(
+        &config,
+        format!(
+            "[project]\npipelines_dir = \"pipelines\"\nsql_dir = \"{}\"\n[storage]\nraw = \"raw\"\nwarehouse = \"warehouse\"\n[reporting]\ntimezone = \"America/New_York\"\n",
+            sql.display()
+        ),
+    )
+    .expect("config");
+    let project = tenure::config::load(&config, &Default::default()).expect("project");
+    let runner = tenure::scheduler::PipelineRunner {
+        project: &project,
+        clock: std::sync::Arc::new(tenure::clock::SystemClock),
+    };
+    let attempt = runner.run("daily", chrono::NaiveDate::from_ymd_opt(2024, 6, 30).expect("date")).await;
+    assert!(attempt.error.is_none(), "{:?}", attempt.error);
+    let run_id = attempt.run_id.expect("a run");
+    let reports = dir.path().join("warehouse/reports");
+    let page = std::fs::read(reports.join(&run_id).join("index.html")).expect("the run's report");
+    assert_eq!(std::fs::read(reports.join("latest/index.html")).expect("latest"), page, "latest is the run's report");
+    assert!(reports.join(&run_id).join("finance.xlsx").is_file());
+    assert!(reports.join(&run_id).join("csv/mrr_bridge_monthly.csv").is_file());
+    assert!(String::from_utf8_lossy(&page).contains(&run_id));
+}
