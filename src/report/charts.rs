@@ -45,8 +45,10 @@ fn short(v: f64) -> String {
         format!("{:.1}M", v / 1e6)
     } else if a >= 1e3 {
         format!("{:.0}k", v / 1e3)
-    } else {
+    } else if a >= 10.0 || v.fract() == 0.0 {
         format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
     }
 }
 
@@ -248,6 +250,8 @@ pub fn lines(title: &str, labels: &[String], series: &[Line]) -> Result<String, 
         (lo, hi) = (0.0, 1.0);
     }
     let pad = ((hi - lo) * 0.1).max(0.01);
+    // A narrow band of ratios needs a decimal on its ticks to tell them apart.
+    let fine = hi - lo + 2.0 * pad < 0.1;
     let palette = [EXPANSION, NEW, CONTRACTION, CHURNED, TOTAL];
     let mut svg = String::new();
     {
@@ -266,7 +270,7 @@ pub fn lines(title: &str, labels: &[String], series: &[Line]) -> Result<String, 
             .light_line_style(TRANSPARENT)
             .x_labels(labels.len().min(13))
             .x_label_formatter(&|i| labels.get(*i as usize).cloned().unwrap_or_default())
-            .y_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+            .y_label_formatter(&|v| if fine { format!("{:.1}%", v * 100.0) } else { format!("{:.0}%", v * 100.0) })
             .draw()
             .map_err(&f)?;
         for (k, s) in series.iter().enumerate() {

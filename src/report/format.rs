@@ -21,6 +21,8 @@ impl Money {
             "AUD" => ("A$", true),
             other => (other, false),
         };
+        // A report of an old run without a recorded currency: plain amounts.
+        let prefix = prefix || symbol.is_empty();
         Money {
             symbol: symbol.to_string(),
             prefix,
