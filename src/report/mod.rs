@@ -201,11 +201,15 @@ pub async fn build(warehouse: &Warehouse, run: &RunReport) -> Result<Report, Rep
     if let Some(s) = close_section(&source, &money).await? {
         sections.push(s);
     }
-    let data_through = if source.has(EVENTS) {
-        let b = source.read(EVENTS, "select cast(max(event_date) as varchar) as d from {}").await?;
-        first(&texts(&b, "d")).unwrap_or_else(|| "–".into())
-    } else {
-        "–".into()
+    // The newest event the run could see: `events` at the version the run
+    // appended, or (a run that ingested nothing) as it is now, up to D.
+    let data_through = match run.as_of.parse::<chrono::NaiveDate>() {
+        Ok(as_of) => {
+            let sql = format!("select cast(max(event_date) as varchar) as d from {{}} where event_date <= date '{as_of}'");
+            let b = source.read(EVENTS, &sql).await?;
+            first(&texts(&b, "d")).unwrap_or_else(|| "–".into())
+        }
+        Err(_) => "–".into(),
     };
     let provenance = vec![
         ("Run", run.run_id.clone()),
