@@ -52,6 +52,26 @@ fn short(v: f64) -> String {
     }
 }
 
+/// The frame every chart shares: its title above, room for the axes' labels.
+fn framed<'a, DB: DrawingBackend>(root: &'a DrawingArea<DB, plotters::coord::Shift>, title: &str, y_label_area: u32) -> ChartBuilder<'a, 'static, DB> {
+    let mut builder = ChartBuilder::on(root);
+    builder.caption(title, (FONT, 18)).margin(12).x_label_area_size(34).y_label_area_size(y_label_area);
+    builder
+}
+
+/// The legend of a chart's named series, on a light box at `position`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+}
+
 /// The label of a bar's segment (nothing at the segment edges).
 fn label_of(v: &SegmentValue<i32>, label: impl Fn(usize) -> Option<String>) -> String {
     match v {
@@ -111,11 +131,7 @@ pub fn waterfall(title: &str, steps: &[Step]) -> Result<String, ChartError> {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(&f)?;
         let n = steps.len() as i32;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(34)
-            .y_label_area_size(64)
+        let mut chart = framed(&root, title, 64)
             .build_cartesian_2d((0..n - 1).into_segmented(), lo..hi)
             .map_err(&f)?;
         chart
@@ -174,11 +190,7 @@ pub fn movements(title: &str, months: &[Movements]) -> Result<String, ChartError
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(&f)?;
         let n = months.len().max(1) as i32;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(34)
-            .y_label_area_size(64)
+        let mut chart = framed(&root, title, 64)
             .build_cartesian_2d((0..n - 1).into_segmented(), lo..hi)
             .map_err(&f)?;
         chart
@@ -219,13 +231,7 @@ pub fn movements(title: &str, months: &[Movements]) -> Result<String, ChartError
                 .label(*name)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(&f)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(&f)?;
         root.present().map_err(&f)?;
     }
     Ok(svg)
@@ -258,11 +264,7 @@ pub fn lines(title: &str, labels: &[String], series: &[Line]) -> Result<String, 
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(&f)?;
         let n = labels.len().max(2) as i32;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(34)
-            .y_label_area_size(64)
+        let mut chart = framed(&root, title, 64)
             .build_cartesian_2d(0..n - 1, (lo - pad)..(hi + pad))
             .map_err(&f)?;
         chart
@@ -295,13 +297,7 @@ pub fn lines(title: &str, labels: &[String], series: &[Line]) -> Result<String, 
                 }
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(&f)?;
+        legend(&mut chart, SeriesLabelPosition::LowerLeft).map_err(&f)?;
         root.present().map_err(&f)?;
     }
     Ok(svg)
@@ -373,11 +369,7 @@ pub fn bands(title: &str, snapshots: &[String], counts: &[[f64; 3]]) -> Result<S
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(&f)?;
         let n = snapshots.len().max(1) as i32;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(34)
-            .y_label_area_size(50)
+        let mut chart = framed(&root, title, 50)
             .build_cartesian_2d((0..n - 1).into_segmented(), 0.0..hi)
             .map_err(&f)?;
         chart
@@ -407,13 +399,7 @@ pub fn bands(title: &str, snapshots: &[String], counts: &[[f64; 3]]) -> Result<S
                 .label(name)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(&f)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(&f)?;
         root.present().map_err(&f)?;
     }
     Ok(svg)
