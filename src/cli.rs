@@ -58,8 +58,17 @@ pub enum Command {
     Close(CloseArgs),
     /// Write the finance report of a publishing run: one self-contained HTML page with charts, every mart as CSV, and an Excel workbook.
     Report(ReportArgs),
+    /// Run the stages of model plans sent by runs with `--workers` (`engine.workers`) until SIGTERM/SIGINT.
+    Worker(WorkerArgs),
     /// Measure speed and memory of full runs on a generated dataset (optionally against a DuckDB peer); prints figures.
     Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:7171")]
+    pub listen: String,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +214,9 @@ pub struct RunArgs {
     /// (by default a run keeps the published rows of months nothing changed).
     #[arg(long)]
     pub full_refresh: bool,
+    /// Run the models on these `tenure worker`s (`http://HOST:PORT`, comma-separated); overrides engine.workers.
+    #[arg(long, value_delimiter = ',', value_parser = crate::cluster::parse_url)]
+    pub workers: Option<Vec<url::Url>>,
 }
 
 #[derive(Debug, Args)]
@@ -266,7 +278,10 @@ fn config_file(given: &std::path::Path) -> PathBuf {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Run(args) => {
-            let project = load(&cli, &args.locations.overrides())?;
+            let mut project = load(&cli, &args.locations.overrides())?;
+            if let Some(workers) = &args.workers {
+                project.config.engine_workers = workers.clone();
+            }
             let opts = RunOptions {
                 pipeline: args.pipeline.clone(),
                 as_of: args.as_of,
@@ -340,6 +355,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::report::write_dir(&report, &args.out)?;
             println!("report   {} (run {}, as of {}, {} files)", args.out.join("index.html").display(), run.run_id, run.as_of, report.files.len());
             Ok(())
+        }
+        Command::Worker(args) => {
+            let overrides = Overrides { raw: Some(String::new()), warehouse: Some(String::new()), ..Default::default() };
+            let config = load(&cli, &overrides)?.config;
+            let storage = crate::storage::Storage::new(config.storage.clone());
+            let worker = crate::cluster::worker::BoundWorker::bind(&args.listen, storage, config.engine_memory).await?;
+            println!("listening on {}", worker.local_addr());
+            Ok(worker.serve(crate::serve::shutdown_signal()).await?)
         }
         Command::Bench(args) => crate::bench::run(&config_file(&cli.config), args).await,
     }

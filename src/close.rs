@@ -473,7 +473,7 @@ pub async fn close_by_hand(
         .as_of
         .parse()
         .map_err(|_| CloseError::Refused(format!("run {} has no as-of date", source.run_id)))?;
-    crate::pipeline::register_sources(&ctx, &warehouse)
+    crate::pipeline::register_sources(&ctx, &warehouse, false)
         .await
         .map_err(|e| CloseError::Refused(format!("cannot read events: {e}")))?;
     let mut report = RunReport::new(

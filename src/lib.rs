@@ -10,6 +10,7 @@ pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod close;
 pub mod churn;
 pub mod clv;

@@ -86,6 +86,8 @@ pub struct Config {
     pub server: Server,
     /// Bytes the models of one run may hold at once (`engine.memory_mb`).
     pub engine_memory: Option<usize>,
+    /// The workers the models run on (`engine.workers`, `--workers`); empty: the run's process.
+    pub engine_workers: Vec<url::Url>,
     pub vacuum: VacuumSettings,
     /// `finance.close_after_days`: days after a month's last day its close
     /// is due (METRICS.md §12).
@@ -690,6 +692,13 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
     let scheduler = compile_scheduler(&raw.scheduler, p);
     let server = compile_server(&base, raw.server, p);
     let vacuum = compile_vacuum(&raw.vacuum, &raw.runs, p);
+    let mut engine_workers = Vec::new();
+    for worker in raw.engine.workers.iter().flatten() {
+        match crate::cluster::parse_url(&interpolate(worker, "engine.workers", p)) {
+            Ok(url) => engine_workers.push(url),
+            Err(e) => p.push("engine.workers", e),
+        }
+    }
 
     Config {
         file: file.to_path_buf(),
@@ -710,6 +719,7 @@ fn compile_config(file: &Path, raw: RawConfig, overrides: &Overrides, p: &mut Pr
         engine_memory: raw.engine.memory_mb.map_or_else(crate::engine::default_memory_limit, |mb| {
             (mb > 0).then(|| usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX))
         }),
+        engine_workers,
         vacuum,
         close_after_days,
         clv,
@@ -1110,6 +1120,24 @@ mod tests {
         let shown = shown(&load_partial(&config, &Overrides::default()).problems);
         assert_eq!(shown.len(), 1, "{shown:?}");
         assert!(shown[0].ends_with("pipelines/daily.toml:1: run_timeout_seconds: must be a number of seconds from 0 (no limit) to 31536000"), "{shown:?}");
+    }
+
+    #[test]
+    fn engine_workers_are_urls_each_checked_on_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = "[project]\npipelines_dir = \"../pipelines\"\nsql_dir = \"../sql\"\n\n[storage]\nraw = \"raw\"\nwarehouse = \"wh\"\n";
+        write(dir.path(), "pipelines/daily.toml", "");
+        let config = write(dir.path(), "config/tenure.toml", base);
+        assert!(load(&config, &Overrides::default()).expect("loads").config.engine_workers.is_empty(), "none by default");
+
+        write(dir.path(), "config/tenure.toml", &format!("{base}\n[engine]\nworkers = [\"10.0.0.7:7171\", \"http://w2:7171\"]\n"));
+        let workers = load(&config, &Overrides::default()).expect("loads").config.engine_workers;
+        assert_eq!(workers.iter().map(|u| u.as_str()).collect::<Vec<_>>(), ["http://10.0.0.7:7171/", "http://w2:7171/"]);
+
+        write(dir.path(), "config/tenure.toml", &format!("{base}\n[engine]\nworkers = [\"ftp://w1:21\"]\n"));
+        let shown = shown(&load_partial(&config, &Overrides::default()).problems);
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(shown[0].contains("tenure.toml:10: engine.workers: \"ftp://w1:21\" is not a worker URL"), "{shown:?}");
     }
 
     #[test]

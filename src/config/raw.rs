@@ -54,6 +54,12 @@ pub struct RawEngine {
     /// a clear error instead of the process being killed. Default: 80 % of
     /// the machine's (or the container's) memory. 0: no limit.
     pub memory_mb: Option<u64>,
+    /// `tenure worker` processes the models run on (`http://HOST:PORT`,
+    /// `--workers` overrides): each model's plan is cut into stages whose
+    /// tasks run on them, round robin. Planning, fits, checks and Delta
+    /// reads and writes stay in the run. Default: none (the models run in
+    /// the run's process).
+    pub workers: Option<Vec<String>>,
 }
 
 /// `[vacuum]`: `tenure vacuum` deletes data files, log entries, state, key

@@ -4,7 +4,7 @@
 //! querying of published tables (`tenure query`) goes through here too.
 
 mod dated;
-mod udf;
+pub mod udf;
 
 use crate::catalog::{Materialized, Model};
 use crate::config::Config;
@@ -154,10 +154,7 @@ fn session_of(limit: Option<usize>, catalog: &str) -> SessionContext {
     let schema = config.options().catalog.default_schema.clone();
     let config = config.with_default_catalog_and_schema(catalog, schema);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
-    ctx.register_udf(local_date_udf());
-    ctx.register_udf(udf::rebuild_from_udf());
-    ctx.register_udf(udf::safe_divide_udf());
-    for f in udf::clv_udfs() {
+    for f in udf::all() {
         ctx.register_udf(f);
     }
     ctx

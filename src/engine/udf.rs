@@ -28,6 +28,15 @@ struct LocalDate {
     signature: Signature,
 }
 
+/// The functions of every session that runs models (a run's, a worker's);
+/// the run's constants (`tenure_as_of()`, `tenure_timezone()`) are added
+/// by the run, which the planner folds before a plan reaches a worker.
+pub fn all() -> Vec<ScalarUDF> {
+    let mut all = vec![local_date_udf(), rebuild_from_udf(), safe_divide_udf()];
+    all.extend(clv_udfs());
+    all
+}
+
 pub fn local_date_udf() -> ScalarUDF {
     ScalarUDF::from(LocalDate {
         signature: Signature::exact(

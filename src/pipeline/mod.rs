@@ -6,6 +6,7 @@
 pub mod backfill;
 pub mod incremental;
 pub mod history;
+mod executor;
 pub mod report;
 
 pub use crate::clock::{Clock, SystemClock};
@@ -14,6 +15,7 @@ use crate::config::{Pipeline, Project};
 use crate::engine::{self, Params};
 use crate::ingest::{self, IngestOptions};
 use crate::publish;
+use executor::Executor;
 use crate::storage::{open_delta_table, Location, Storage};
 use datafusion::prelude::SessionContext;
 use crate::warehouse::{Warehouse, EVENTS, REJECTS};
@@ -104,6 +106,8 @@ pub enum RunError {
     Publish(#[from] publish::PublishError),
     #[error("month close: {0}")]
     Close(#[from] crate::close::CloseError),
+    #[error("the models cannot run on workers: the warehouse {warehouse} is in this process's memory; give workers a warehouse on a shared disk or object store")]
+    WorkersNeedSharedStorage { warehouse: String },
     #[error("cannot keep rows for the next run: {0}")]
     State(#[source] incremental::StateError),
     #[error("the writer of the rows kept for the next run stopped: {0}")]
@@ -129,6 +133,7 @@ impl RunError {
                 | RunError::Check { .. }
                 | RunError::CheckError { .. }
                 | RunError::TimedOut(_)
+                | RunError::WorkersNeedSharedStorage { .. }
         )
     }
 }
@@ -414,7 +419,9 @@ impl Run<'_> {
             return Ok(());
         }
         let ctx = engine::session_with_memory(self.project.config.engine_memory);
-        let sources = register_sources(&ctx, self.warehouse).await?;
+        let workers = &self.project.config.engine_workers;
+        let cluster = (!workers.is_empty()).then(|| crate::cluster::Cluster::new(workers));
+        let sources = register_sources(&ctx, self.warehouse, cluster.is_some()).await?;
         let inputs = inputs_fingerprint(sources.events_version, &models, &params);
         self.report.inputs = Some(inputs.clone());
         self.report.shape = Some(shape.clone());
@@ -433,7 +440,10 @@ impl Run<'_> {
             table: "params".into(),
             source,
         })?;
-        let built = self.build_models(&ctx, &catalog, &models, &plan, &read_ahead).await?;
+        let executor = Executor::new(&ctx, cluster).await;
+        let built = self.build_models(&executor, &catalog, &models, &plan, &read_ahead).await;
+        self.report.engine = executor.report();
+        let built = built?;
         self.check(&catalog, built.checking).await?;
         self.keep_state(built.keeping).await?;
         self.publish(&ctx).await
@@ -510,12 +520,13 @@ impl Run<'_> {
     /// reported in catalog order all the same.
     async fn build_models(
         &mut self,
-        ctx: &SessionContext,
+        executor: &Executor,
         catalog: &Catalog,
         models: &[&Model],
         plan: &incremental::Plan,
         read_ahead: &incremental::ReadAhead,
     ) -> Result<Built, RunError> {
+        let ctx = executor.local();
         let limit = models_at_once();
         let stage = Stage::start(self.opts.progress, "models", models.len() as u64);
         let models_started = Instant::now();
@@ -543,7 +554,7 @@ impl Run<'_> {
                 let warehouse = self.warehouse;
                 running.push(async move {
                     let t = Instant::now();
-                    let (built, keep) = build_model(ctx, warehouse, model, plan, read_ahead).await?;
+                    let (built, keep) = build_model(executor, warehouse, model, plan, read_ahead).await?;
                     Ok::<_, RunError>((i, t.elapsed().as_secs_f64(), built, keep))
                 });
             }
@@ -756,7 +767,7 @@ pub fn select_models<'c>(catalog: &'c Catalog, pipeline: &Pipeline) -> Result<Ve
 /// read the rows it keeps meanwhile and merge them in. Returns what it built
 /// and, for an incremental model, its date column and what to keep of it.
 async fn build_model(
-    ctx: &SessionContext,
+    executor: &Executor,
     warehouse: &Warehouse,
     model: &Model,
     plan: &incremental::Plan,
@@ -767,16 +778,14 @@ async fn build_model(
         file: model.file.display().to_string(),
         source,
     };
+    let ctx = executor.local();
     // On a task of its own, so that two models' own polling runs on two threads.
     let building = tokio::spawn({
         // A model incremental by day plans in a session where
         // `tenure_rebuild_from()` is its own date.
-        let ctx = match plan.rebuild_from_of(model) {
-            from if from != plan.rebuild_from => engine::rebuilding_from(ctx, from).map_err(model_err)?,
-            _ => ctx.clone(),
-        };
-        let model = model.clone();
-        async move { engine::build(&ctx, &model).await }
+        let from = (plan.rebuild_from_of(model) != plan.rebuild_from).then(|| plan.rebuild_from_of(model));
+        let (executor, model) = (executor.clone(), model.clone());
+        async move { executor.build(&model, from).await }
     });
     // The rows an incremental model keeps are read meanwhile.
     let reading = async {
@@ -933,33 +942,66 @@ pub struct Sources {
 }
 
 /// Register `events` and `rejects` (Delta) in a session, creating them empty
-/// if no run has ingested yet.
-pub async fn register_sources(ctx: &datafusion::prelude::SessionContext, warehouse: &Warehouse) -> Result<Sources, RunError> {
+/// if no run has ingested yet. `as_files`, for a run whose models run on
+/// workers: as Parquet scans of the data files of the versions read, which
+/// the distributed planner splits among the workers and the workers read
+/// themselves. Delta's own scan cannot travel to a worker; tenure writes
+/// both tables unpartitioned, without deletion vectors or column mapping, so
+/// their files are their rows. Each keeps the schema the Delta scan gives,
+/// so a model plans the same either way.
+pub async fn register_sources(ctx: &SessionContext, warehouse: &Warehouse, as_files: bool) -> Result<Sources, RunError> {
     let (events, rejects) = tokio::try_join!(warehouse.open_events(), warehouse.open_rejects())?;
     let sources = Sources {
         events_version: events.version().unwrap_or(0) as i64,
         ingest_sequence: ingest::committed_sequence(&events, &warehouse.events()).await?,
     };
+    if as_files {
+        let root = warehouse.root();
+        if root.url.scheme() == "memory" {
+            return Err(RunError::WorkersNeedSharedStorage { warehouse: root.display() });
+        }
+        let mut store_url = root.url.clone();
+        store_url.set_path("");
+        store_url.set_query(None);
+        ctx.register_object_store(&store_url, root.store.clone());
+    }
     for (name, table) in [(EVENTS, events), (REJECTS, rejects)] {
         let err = |source| RunError::Source {
             table: name.into(),
             source,
         };
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|e| err(datafusion::error::DataFusionError::External(Box::new(e))))?;
+        let external = |e: deltalake::DeltaTableError| err(datafusion::error::DataFusionError::External(Box::new(e)));
+        table.update_datafusion_session(&ctx.state()).map_err(external)?;
         // The session's Parquet settings decide whether filters are applied
         // while decoding (off by default): without the session, the scan pushes
         // each filter into the Parquet reader a second time, beside the one
         // DataFusion pushes there, and every row is tested twice.
-        let provider = table
-            .table_provider()
-            .with_session(std::sync::Arc::new(ctx.state()))
-            .await
-            .map_err(err)?;
+        let provider = table.table_provider().with_session(Arc::new(ctx.state())).await.map_err(err)?;
+        let provider: Arc<dyn datafusion::datasource::TableProvider> = match as_files {
+            false => provider,
+            true => {
+                let files: Vec<String> = table.get_file_uris().map_err(external)?.collect();
+                files_of(provider.schema(), files).map_err(err)?
+            }
+        };
         ctx.register_table(name, provider).map_err(err)?;
     }
     Ok(sources)
+}
+
+/// A Parquet scan of `files` (URIs) read as `schema`; an empty table when
+/// there are none.
+fn files_of(schema: arrow::datatypes::SchemaRef, files: Vec<String>) -> datafusion::error::Result<Arc<dyn datafusion::datasource::TableProvider>> {
+    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+    if files.is_empty() {
+        return Ok(Arc::new(datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?));
+    }
+    let files = files.iter().map(ListingTableUrl::parse).collect::<datafusion::error::Result<Vec<_>>>()?;
+    let format = datafusion::datasource::file_format::parquet::ParquetFormat::default();
+    let config = ListingTableConfig::new_with_multi_paths(files)
+        .with_listing_options(ListingOptions::new(Arc::new(format)).with_file_extension(".parquet"))
+        .with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 fn examples(batches: &[arrow::array::RecordBatch], n: usize) -> Vec<String> {

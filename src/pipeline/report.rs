@@ -117,9 +117,23 @@ pub struct RunReport {
     /// Closed months whose current figures differ from those reported.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restated: Vec<crate::close::Restated>,
+    /// How the models ran: present when they ran on workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineReport>,
     /// The error and its causes, outermost first, when the run failed.
     #[serde(default)]
     pub error: Option<Vec<String>>,
+}
+
+/// The run report's `engine`: the workers the models ran on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EngineReport {
+    /// Each worker of `--workers` (`engine.workers`), in order, with the
+    /// tasks it was sent and whether it was lost during the run.
+    pub workers: Vec<crate::cluster::WorkerTasks>,
+    /// Model builds tried again after a worker was lost (locally once none was left).
+    #[serde(default)]
+    pub retried_models: Vec<String>,
 }
 
 impl RunReport {
@@ -162,6 +176,7 @@ impl RunReport {
             full_rebuild_because: None,
             closes: Vec::new(),
             restated: Vec::new(),
+            engine: None,
             error: None,
         }
     }

@@ -20,6 +20,8 @@
 //!   PostgreSQL protocol.
 //! - `vacuum`: `tenure vacuum` after many runs: checkpoints, time travel in
 //!   the window, nothing the next incremental run needs deleted.
+//! - `workers`: runs on `tenure worker` processes publish the tables of a
+//!   run in one process, and survive a lost worker.
 //!
 //! Needs `python3` with `deltalake` and `pyarrow` (`.ci/run` installs them;
 //! `TENURE_TEST_PYTHON` names another interpreter).
@@ -37,3 +39,4 @@ mod report;
 mod s3;
 mod serve;
 mod vacuum;
+mod workers;
