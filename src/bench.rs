@@ -72,6 +72,11 @@ pub struct BenchArgs {
     /// snapshots of 16 features.
     #[arg(long)]
     pub churn_customers: Option<usize>,
+    /// Start this many `tenure worker` processes on 127.0.0.1 and run the
+    /// models on them (`--workers`); their peak RSS and tasks are reported
+    /// beside the run's.
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
 }
 
 /// What a dataset folder holds; a folder whose manifest differs is made again.
@@ -142,6 +147,9 @@ struct TenureRun {
     rejected: u64,
     duplicates: u64,
     objects_ingested: u64,
+    /// Tasks per worker (`engine.workers` of the run report), with `--workers`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    workers: Vec<crate::cluster::WorkerTasks>,
 }
 
 /// One measured run of the DuckDB peer.
@@ -190,6 +198,16 @@ struct Report {
     tenure_runs: Vec<TenureRun>,
     duckdb_runs: Vec<PeerRun>,
     incremental_runs: Vec<TenureRun>,
+    /// The `tenure worker` processes of `--workers`: each one's peak RSS
+    /// over all runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    workers: Vec<WorkerUsage>,
+}
+
+#[derive(Debug, Serialize)]
+struct WorkerUsage {
+    url: String,
+    peak_rss_kib: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -287,6 +305,7 @@ fn run_blocking(config_file: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         data_raw.clone()
     };
 
+    let workers = LocalWorkers::start(&exe, config_file, args.workers, &work)?;
     let mut tenure_runs = Vec::new();
     let mut peer_runs = Vec::new();
     let mut incremental_runs = Vec::new();
@@ -295,7 +314,7 @@ fn run_blocking(config_file: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         let run_dir = work.join(format!("run-{}", i + 1));
         reset_dir(&run_dir)?;
         let warehouse = run_dir.join("warehouse");
-        let full = tenure_run(&exe, config_file, &run_raw, &warehouse, end, &run_dir.join("full"))
+        let full = tenure_run(&exe, config_file, &run_raw, &warehouse, end, &workers.urls, &run_dir.join("full"))
             .with_context(|| format!("run {} of tenure failed", i + 1))?;
         eprintln!(
             "run {}/{}  tenure   {:>8.2}s  peak RSS {}",
@@ -309,7 +328,7 @@ fn run_blocking(config_file: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             let next = end + Days::new(1);
             let added = add_next_day(&run_raw, end)?;
             new_day = (added.paths.len(), added.rows);
-            let inc = tenure_run(&exe, config_file, &run_raw, &warehouse, next, &run_dir.join("incremental"));
+            let inc = tenure_run(&exe, config_file, &run_raw, &warehouse, next, &workers.urls, &run_dir.join("incremental"));
             for p in &added.paths {
                 let _ = fs::remove_file(p);
             }
@@ -343,6 +362,7 @@ fn run_blocking(config_file: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
 
+    let workers = workers.stop();
     let tenure = summarize(&tenure_runs.iter().map(|r| (r.usage, r.steps.clone(), r.rows_read)).collect::<Vec<_>>());
     let duckdb = (!peer_runs.is_empty()).then(|| {
         let rows_read = |r: &PeerRun| r.counts.get("rows_read").copied().unwrap_or(0);
@@ -376,6 +396,7 @@ fn run_blocking(config_file: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         tenure_runs,
         duckdb_runs: peer_runs,
         incremental_runs,
+        workers,
     };
     print_report(&report, end);
     if let Some(path) = &args.json {
@@ -627,7 +648,8 @@ fn tail(path: &Path, lines: usize) -> String {
 }
 
 /// One `tenure run` as a child process, and the steps of its run report.
-fn tenure_run(exe: &Path, config_file: &Path, raw: &Path, warehouse: &Path, as_of: NaiveDate, logs: &Path) -> anyhow::Result<TenureRun> {
+#[allow(clippy::too_many_arguments)]
+fn tenure_run(exe: &Path, config_file: &Path, raw: &Path, warehouse: &Path, as_of: NaiveDate, workers: &[String], logs: &Path) -> anyhow::Result<TenureRun> {
     let (_, err_path, stdout, stderr) = log_files(logs)?;
     let mut cmd = Command::new(exe);
     cmd.arg("--config")
@@ -642,6 +664,9 @@ fn tenure_run(exe: &Path, config_file: &Path, raw: &Path, warehouse: &Path, as_o
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
+    if !workers.is_empty() {
+        cmd.arg("--workers").arg(workers.join(","));
+    }
     let (usage, status) = measure(&mut cmd)?;
     if !status.success() {
         bail!("tenure run exited with {status}:\n{}", tail(&err_path, 20));
@@ -666,7 +691,70 @@ fn tenure_run(exe: &Path, config_file: &Path, raw: &Path, warehouse: &Path, as_o
         rejected: totals.rejected,
         duplicates: totals.duplicates,
         objects_ingested: totals.objects_ingested,
+        workers: report.engine.map(|e| e.workers).unwrap_or_default(),
     })
+}
+
+/// The `tenure worker` processes of `--workers N`, on free ports of 127.0.0.1.
+struct LocalWorkers {
+    children: Vec<std::process::Child>,
+    urls: Vec<String>,
+}
+
+impl LocalWorkers {
+    fn start(exe: &Path, config_file: &Path, n: usize, work: &Path) -> anyhow::Result<LocalWorkers> {
+        let mut workers = LocalWorkers { children: Vec::new(), urls: Vec::new() };
+        for i in 0..n {
+            let log = fs::File::create(work.join(format!("worker-{}.stderr.txt", i + 1)))?;
+            let mut child = Command::new(exe)
+                .arg("--config")
+                .arg(config_file)
+                .args(["worker", "--listen", "127.0.0.1:0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::from(log))
+                .spawn()
+                .context("cannot start tenure worker")?;
+            let stdout = child.stdout.take().ok_or_else(|| anyhow!("tenure worker has no stdout"))?;
+            workers.children.push(child);
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+            let addr = line.trim().strip_prefix("listening on ").ok_or_else(|| anyhow!("tenure worker printed {line:?}"))?;
+            workers.urls.push(format!("http://{addr}"));
+        }
+        if n > 0 {
+            eprintln!("workers  {}", workers.urls.join(", "));
+        }
+        Ok(workers)
+    }
+
+    /// Stop the workers (SIGTERM) and return each one's peak RSS.
+    fn stop(mut self) -> Vec<WorkerUsage> {
+        let mut usage = Vec::new();
+        for (child, url) in self.children.iter_mut().zip(&self.urls) {
+            let status = fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+            let peak_rss_kib = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+            // SAFETY: a signal to our own child, whose pid is not yet reaped.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+            usage.push(WorkerUsage { url: url.clone(), peak_rss_kib });
+        }
+        self.children.clear();
+        usage
+    }
+}
+
+impl Drop for LocalWorkers {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// The newest run report of a local warehouse (run ids sort by start time).
@@ -949,6 +1037,14 @@ fn print_report(r: &Report, end: NaiveDate) {
     println!("{:<40} {:>10.3}", "run (report seconds)", total);
     println!("{:<40} {:>10.3}", "process wall time", t.wall_seconds);
     println!("{:<40} {:>10}   (max {})", "peak RSS", mib(t.peak_rss_kib), mib(t.peak_rss_kib_max));
+    for (i, w) in r.workers.iter().enumerate() {
+        let tasks: Vec<String> = r
+            .tenure_runs
+            .iter()
+            .map(|run| run.workers.iter().find(|t| t.url.trim_end_matches('/') == w.url).map_or(0, |t| t.tasks).to_string())
+            .collect();
+        println!("{:<40} {:>10}   (tasks per run: {})", format!("worker {} peak RSS", i + 1), mib(w.peak_rss_kib), tasks.join(", "));
+    }
     if let Some(rate) = t.ingest_rows_per_second {
         println!("{:<40} {:>10}", "ingest rows read per second", thousands(rate as u64));
     }
