@@ -91,12 +91,17 @@ fn s3_config(dir: &Path, moto: &Moto) -> std::path::PathBuf {
 }
 
 fn run_s3(config: &Path, raw: &str, warehouse: &str) -> std::process::Output {
+    run_s3_with(config, raw, warehouse, AS_OF, &[])
+}
+
+fn run_s3_with(config: &Path, raw: &str, warehouse: &str, as_of: &str, extra: &[&str]) -> std::process::Output {
     let args = [
         "run", "--config", &config.display().to_string(), "--raw", raw, "--warehouse", warehouse,
-        "--as-of", AS_OF, "--timezone", "UTC",
+        "--as-of", as_of, "--timezone", "UTC",
     ];
     let out = Command::new(env!("CARGO_BIN_EXE_tenure"))
         .args(args)
+        .args(extra)
         .current_dir(crate::common::repo())
         .env("TENURE_TEST_S3_KEY", KEY)
         .env("TENURE_TEST_S3_SECRET", SECRET)
@@ -157,6 +162,46 @@ fn pipeline_runs_end_to_end_on_s3() {
     assert!(out.status.success(), "second run failed:\n{}", output_text(&out));
     let events = moto.read_delta("s3://lake/warehouse/events");
     assert_eq!(events["rows"].as_array().unwrap().len() as u64, acc.unwrap(), "no double ingest");
+}
+
+/// Workers read `events` from the bucket with the storage settings of their
+/// config: a distributed run on S3 publishes the marts of a run in one
+/// process on local files.
+#[test]
+fn a_distributed_run_on_s3_reads_events_on_its_workers() {
+    let base = crate::workers::baseline();
+    let moto = Moto::start();
+    moto.boto("s3.create_bucket(Bucket='lake')");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = s3_config(dir.path(), &moto);
+    moto.upload_dir("lake", "raw", &base.raw);
+    let env = [("TENURE_TEST_S3_KEY", KEY), ("TENURE_TEST_S3_SECRET", SECRET)];
+    let workers: Vec<crate::workers::Worker> = (0..2).map(|_| crate::workers::Worker::start_with(None, Some(&config), &env)).collect();
+    let urls = workers.iter().map(|w| w.url.clone()).collect::<Vec<_>>().join(",");
+    let out = run_s3_with(&config, "s3://lake/raw", "s3://lake/warehouse", &base.as_of, &["--workers", &urls]);
+    assert!(out.status.success(), "distributed run on S3 failed:\n{}", output_text(&out));
+    let options = serde_json::json!({
+        "AWS_ENDPOINT_URL": moto.endpoint(), "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true",
+    });
+    let tables = "mrr_bridge_monthly,customer_health,ndr_trailing_12m,churn_predictions,customer_clv";
+    let compared = Command::new(python())
+        .arg(crate::common::repo().join("tests/py/compare_marts.py"))
+        .arg(&base.local)
+        .arg("s3://lake/warehouse")
+        .args(["--tables", tables, "--b-options", &options.to_string()])
+        .output()
+        .expect("run compare_marts.py");
+    assert!(compared.status.success(), "compare_marts.py failed:\n{}", output_text(&compared));
+    let compared: Value = serde_json::from_slice(&compared.stdout).expect("json");
+    assert_eq!(compared["differences"], serde_json::json!([]), "S3 distributed run differs: {compared}");
+    assert!(compared["tables"]["customer_health"].as_u64() > Some(100), "{compared}");
+    let keys = moto.boto("print(json.dumps([o['Key'] for o in s3.list_objects_v2(Bucket='lake', Prefix='warehouse/_runs/')['Contents']]))");
+    let keys: Vec<String> = serde_json::from_str(keys.trim()).expect("keys");
+    let report: Value = serde_json::from_str(&moto.boto(&format!("print(s3.get_object(Bucket='lake', Key='{}')['Body'].read().decode())", keys[0]))).expect("report");
+    let tasks: Vec<u64> = report["engine"]["workers"].as_array().expect("engine.workers").iter().map(|w| w["tasks"].as_u64().unwrap_or(0)).collect();
+    assert!(tasks.len() == 2 && tasks.iter().all(|t| *t > 0), "both workers ran tasks: {}", report["engine"]);
+    assert!(report["engine"]["workers"].as_array().expect("workers").iter().all(|w| w.get("lost").is_none()), "{}", report["engine"]);
 }
 
 #[test]

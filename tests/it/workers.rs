@@ -14,16 +14,25 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A `tenure worker` on a free port of 127.0.0.1.
-struct Worker {
+pub(crate) struct Worker {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Worker {
     /// Start one, with `TENURE_FAILPOINT` set to `failpoint` when given,
     /// and wait (bounded) for its `listening on ADDR`.
     fn start(failpoint: Option<&str>) -> Worker {
+        Worker::start_with(failpoint, None, &[])
+    }
+
+    /// [`Worker::start`] with a config file and environment variables.
+    pub(crate) fn start_with(failpoint: Option<&str>, config: Option<&Path>, env: &[(&str, &str)]) -> Worker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tenure"));
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.envs(env.iter().copied());
         cmd.args(["worker", "--listen", "127.0.0.1:0"])
             .current_dir(repo())
             .env("NO_COLOR", "1")
@@ -79,14 +88,14 @@ impl Drop for Worker {
 }
 
 /// The demo's raw data and a run of it in one process, shared by the tests.
-struct Baseline {
+pub(crate) struct Baseline {
     _dir: tempfile::TempDir,
-    raw: PathBuf,
-    local: PathBuf,
-    as_of: String,
+    pub(crate) raw: PathBuf,
+    pub(crate) local: PathBuf,
+    pub(crate) as_of: String,
 }
 
-fn baseline() -> &'static Baseline {
+pub(crate) fn baseline() -> &'static Baseline {
     static BASELINE: OnceLock<Baseline> = OnceLock::new();
     BASELINE.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
