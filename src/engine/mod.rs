@@ -252,6 +252,14 @@ pub struct Built {
     pub rows: usize,
 }
 
+impl Built {
+    /// The outcome without its rows, for a table whose rows only its
+    /// registered table needs to hold.
+    pub fn rows_only(self) -> Built {
+        Built { batches: Vec::new(), ..self }
+    }
+}
+
 /// Build one model: a view (registered, not run), or a table computed once and
 /// held in memory.
 pub async fn build(ctx: &SessionContext, model: &Model) -> datafusion::error::Result<Option<Built>> {
