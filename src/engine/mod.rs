@@ -168,7 +168,7 @@ fn session_of(limit: Option<usize>, catalog: &str) -> SessionContext {
 /// grows with the customers and days they group, not with the memory there
 /// is, and a pool sized to the machine let a large run's aggregates hold
 /// gigabytes before any of them spilled.
-pub const DEFAULT_MEMORY_MB: u64 = 256;
+pub const DEFAULT_MEMORY_MB: u64 = 512;
 
 /// [`DEFAULT_MEMORY_MB`], or 80 % of the memory this process may use (the
 /// cgroup limit of a container, else the machine's) where that is less.
