@@ -11,6 +11,29 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `purge_delay` and `arena_purge_mult` (the order of `mi_option_e`
+/// in mimalloc 3's `mimalloc.h`, as libmimalloc-sys 0.1.49 builds it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+const MI_OPTION_ARENA_PURGE_MULT: libmimalloc_sys::mi_option_t = 24;
+
+/// Give memory that was freed back to the OS after 10 ms, not mimalloc 3's
+/// default of one second (ten for whole arenas): a run frees large buffers
+/// from phase to phase (the key index after ingest, each model's operators),
+/// and held freed memory added about 300 MiB to the peak RSS of a 10 M
+/// event run. `MIMALLOC_PURGE_DELAY` still overrides it.
+fn return_freed_memory_soon() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // SAFETY: mi_option_set stores an option value, which mimalloc reads at
+    // each purge; it is not thread safe, and this runs first in `main`,
+    // before any other thread of the process exists.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10);
+        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_PURGE_MULT, 1);
+    }
+}
+
 fn main() -> ExitCode {
     // No transparent huge pages for this process, also where the system
     // enables them for every mapping: ingest allocates and frees large
@@ -21,6 +44,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+    return_freed_memory_soon();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "info",

@@ -51,8 +51,9 @@ pub struct RawEngine {
     /// Memory the models of one run may hold at once, in MiB; sorts,
     /// aggregates and joins that can spill to temporary files do so
     /// rather than exceed it, and a model that cannot fails the run with
-    /// a clear error instead of the process being killed. Default: 80 % of
-    /// the machine's (or the container's) memory. 0: no limit.
+    /// a clear error instead of the process being killed. Default: 512
+    /// (or 80 % of the machine's or the container's memory, where less).
+    /// The tables the models build are held besides it. 0: no limit.
     pub memory_mb: Option<u64>,
     /// `tenure worker` processes the models run on (`http://HOST:PORT`,
     /// `--workers` overrides): each model's plan is cut into stages whose

@@ -160,10 +160,17 @@ fn session_of(limit: Option<usize>, catalog: &str) -> SessionContext {
     ctx
 }
 
-/// The memory limit of a run's models unless `engine.memory_mb` says
-/// otherwise: 80 % of the memory this process may use (the cgroup limit of a
-/// container, else the machine's), as DuckDB does; None where unknown.
+/// The memory pool of a run's models unless `engine.memory_mb` says otherwise.
+/// A fixed size, not a share of the machine: what a run's operators need
+/// grows with the customers and days they group, not with the memory there
+/// is, and a pool sized to the machine let a large run's aggregates hold
+/// gigabytes before any of them spilled.
+pub const DEFAULT_MEMORY_MB: u64 = 512;
+
+/// [`DEFAULT_MEMORY_MB`], or 80 % of the memory this process may use (the
+/// cgroup limit of a container, else the machine's) where that is less.
 pub fn default_memory_limit() -> Option<usize> {
+    let default = usize::try_from(DEFAULT_MEMORY_MB << 20).ok()?;
     let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok());
@@ -174,9 +181,12 @@ pub fn default_memory_limit() -> Option<usize> {
     });
     let total = match (cgroup, machine) {
         (Some(c), Some(m)) => c.min(m),
-        (c, m) => c.or(m)?,
+        (c, m) => match c.or(m) {
+            Some(t) => t,
+            None => return Some(default),
+        },
     };
-    usize::try_from(total / 5 * 4).ok()
+    Some(usize::try_from(total / 5 * 4).map_or(default, |share| share.min(default)))
 }
 
 /// A session over the same tables (registering one registers it in both) in
@@ -247,6 +257,14 @@ pub struct Built {
     pub batches: Vec<RecordBatch>,
     pub schema: arrow::datatypes::SchemaRef,
     pub rows: usize,
+}
+
+impl Built {
+    /// The outcome without its rows, for a table whose rows only its
+    /// registered table needs to hold.
+    pub fn rows_only(self) -> Built {
+        Built { batches: Vec::new(), ..self }
+    }
 }
 
 /// Build one model: a view (registered, not run), or a table computed once and

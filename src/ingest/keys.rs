@@ -253,15 +253,52 @@ impl SeenKeys {
         taken
     }
 
-    /// Write the segment of `sequence` (before its manifest entry).
-    pub async fn write(&self, manifest: &Manifest, sequence: i64, run_id: &str, threads: usize) -> Result<KeysFile, IngestError> {
+    /// Write the segment of `sequence` (before its manifest entry). Where
+    /// it takes in no earlier segment (a first or a large ingest), its records
+    /// are this run's table, sorted where it lies, without a second copy of
+    /// the index ([`KeyTable::into_sorted`]).
+    pub async fn write(self, manifest: &Manifest, sequence: i64, run_id: &str, threads: usize) -> Result<KeysFile, IngestError> {
         let t = std::time::Instant::now();
-        let (file, body) = self.segment_for(sequence, run_id, threads);
+        let (file, body) = match self.merged() {
+            0 if cfg!(target_endian = "little") => {
+                let covers_from = if self.scanned { 1 } else { sequence };
+                let records = self.current.into_sorted(threads);
+                let file = KeysFile {
+                    file: KeysFile::name(sequence, run_id),
+                    covers_from,
+                    count: records.len() as u64,
+                };
+                let mut header = Vec::with_capacity(HEADER);
+                header.extend_from_slice(MAGIC);
+                header.extend_from_slice(&file.count.to_le_bytes());
+                let body = object_store::PutPayload::from_iter([Bytes::from(header), Bytes::from_owner(Records(records))]);
+                (file, body)
+            }
+            _ => {
+                let (file, body) = self.segment_for(sequence, run_id, threads);
+                (file, object_store::PutPayload::from(body))
+            }
+        };
         tracing::debug!(seconds = t.elapsed().as_secs_f64(), keys = file.count, "key segment sorted");
-        manifest.write_file(&file.file, body).await?;
+        manifest.write_payload(&file.file, body).await?;
         Ok(file)
     }
 }
+
+/// Sorted slots as the records of a segment: a [`Slot`] is laid out as a
+/// record is encoded on a little-endian machine (low and high half of the
+/// id, then the payload, each little-endian).
+struct Records(Vec<Slot>);
+
+impl AsRef<[u8]> for Records {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `Slot` is `repr(C)`, three `u64`s without padding
+        // (RECORD bytes, asserted below), so its slots are initialised bytes.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast::<u8>(), self.0.len() * RECORD) }
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == RECORD);
 
 /// How many keys ahead [`SeenKeys::claim_all`] fetches a slot: enough for
 /// the misses of that many keys to overlap.
@@ -282,8 +319,10 @@ struct KeyTable {
     zero: Option<u64>,
 }
 
-/// One key, 24 bytes (a `u128` field would align it to 32).
+/// One key, 24 bytes (a `u128` field would align it to 32), laid out as
+/// a segment's record (see [`Records`]).
 #[derive(Clone, Copy, Default, PartialEq)]
+#[repr(C)]
 struct Slot {
     id: [u64; 2],
     payload: u64,
@@ -370,6 +409,66 @@ impl KeyTable {
         }
         let slot = &self.slots[self.find(halves(id))];
         (slot.id != FREE).then_some(slot.payload)
+    }
+
+    /// The held keys sorted by id, in the table's own memory. Ids are
+    /// uniform hashes: one pass moves each slot to the bucket of its top
+    /// byte (in place, cycle by cycle), then the buckets are sorted on
+    /// `threads` threads, each a run of whole buckets.
+    fn into_sorted(self, threads: usize) -> Vec<Slot> {
+        let KeyTable { mut slots, zero, .. } = self;
+        slots.retain(|s| s.id != FREE);
+        if let Some(payload) = zero {
+            slots.push(Slot { id: FREE, payload });
+        }
+        let bucket = |s: &Slot| (s.id[1] >> 56) as usize;
+        let mut counts = [0usize; 256];
+        for s in &slots {
+            counts[bucket(s)] += 1;
+        }
+        let mut starts = [0usize; 256];
+        let mut at = 0;
+        for (b, n) in counts.iter().enumerate() {
+            starts[b] = at;
+            at += n;
+        }
+        let ends: Vec<usize> = starts.iter().zip(counts).map(|(s, n)| s + n).collect();
+        let mut next = starts;
+        for b in 0..256 {
+            while next[b] < ends[b] {
+                let i = next[b];
+                let home = bucket(&slots[i]);
+                if home == b {
+                    next[b] += 1;
+                } else {
+                    slots.swap(i, next[home]);
+                    next[home] += 1;
+                }
+            }
+        }
+        let key = |s: &Slot| (s.id[1], s.id[0]);
+        let share = slots.len().div_ceil(threads.max(1)).max(1);
+        std::thread::scope(|scope| {
+            let mut rest = &mut slots[..];
+            let mut b = 0;
+            while b < 256 {
+                // Whole buckets until this part holds its share of the keys.
+                let (first_bucket, first) = (b, starts[b]);
+                while b < 255 && ends[b] - first < share {
+                    b += 1;
+                }
+                let (part, tail) = rest.split_at_mut(ends[b] - first);
+                let buckets: Vec<(usize, usize)> = (first_bucket..=b).map(|c| (starts[c] - first, ends[c] - first)).collect();
+                scope.spawn(move || {
+                    for (start, end) in buckets {
+                        part[start..end].sort_unstable_by_key(key);
+                    }
+                });
+                rest = tail;
+                b += 1;
+            }
+        });
+        slots
     }
 
     fn iter(&self) -> impl Iterator<Item = (u128, u64)> + '_ {
@@ -668,6 +767,28 @@ mod tests {
                 let body = sorted_segment(|| records.iter().copied(), threads);
                 let got: Vec<(u128, u64)> = check(&Bytes::from(body)).expect("valid").chunks_exact(RECORD).map(decode_record).collect();
                 assert_eq!(got, want, "{threads} threads");
+            }
+        }
+    }
+
+    /// The table sorted where it lies gives the bytes of the segment sorted
+    /// into a buffer of its own: the id 0, uniform ids and ids all in one
+    /// bucket alike.
+    #[test]
+    fn the_table_sorted_in_place_is_the_segment() {
+        let mut rng = fastrand::Rng::with_seed(0x5EED);
+        let mut next = || rng.u64(..);
+        let uniform: Vec<(u128, u64)> = (0..30_000).map(|i| ((next() as u128) << 64 | next() as u128, i)).collect();
+        let small: Vec<(u128, u64)> = (0..3_000u64).map(|i| ((i * 7919 % 3_001) as u128, i)).collect();
+        for records in [uniform, small, vec![(0, 5), (u128::MAX, 6)], Vec::new()] {
+            for threads in [1, 2, 3, 8] {
+                let mut seen = SeenKeys::default();
+                for &(id, payload) in &records {
+                    seen.insert(id, payload);
+                }
+                let (_, want) = seen.segment_for(1, "r", threads);
+                let got = Records(seen.current.into_sorted(threads));
+                assert_eq!(got.as_ref(), &want[HEADER..], "{} keys, {threads} threads", records.len());
             }
         }
     }

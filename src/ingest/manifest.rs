@@ -136,6 +136,16 @@ impl Manifest {
         Ok(())
     }
 
+    /// [`Manifest::write_file`] of a body in parts.
+    pub(super) async fn write_payload(&self, name: &str, body: PutPayload) -> Result<(), IngestError> {
+        self.location
+            .store
+            .put(&self.location.path(name), body)
+            .await
+            .map_err(|e| self.err(name, ManifestError::Write(e)))?;
+        Ok(())
+    }
+
     /// Read a file of the manifest folder.
     pub(super) async fn read_file(&self, name: &str) -> Result<bytes::Bytes, IngestError> {
         let read_err = |e| self.err(name, ManifestError::Read(e));

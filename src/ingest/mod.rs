@@ -606,7 +606,6 @@ async fn ingest_in_parts(raw: &Location, warehouse: &Warehouse, opts: &IngestOpt
 
     let sequence = opened.committed + 1;
     let keys = seen.write(&opened.manifest, sequence, opts.run_id, opts.parallelism.max(1)).await?;
-    drop(seen);
     tracing::debug!(seconds = seconds(), "ingest: key index written");
     let (events_version, rejects_version) = commit_sequence(opened, &tables, sequence, written, keys, opts.run_id).await?;
     report.sequence = Some(sequence);

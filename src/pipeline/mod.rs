@@ -540,6 +540,7 @@ impl Run<'_> {
             keeping: models.iter().map(|_| None).collect(),
         };
         let start_order = critical_first(models);
+        let mut readers = Readers::new(models, &catalog.checks);
         loop {
             for &i in &start_order {
                 let model = models[i];
@@ -578,7 +579,11 @@ impl Run<'_> {
                 self.staging.start(publish::stage(location, model.name.clone(), i, b.schema.clone(), b.batches.clone(), layout));
             }
             built_names.insert(model.name.clone());
-            outcomes[i] = Some((seconds, model_built));
+            outcomes[i] = Some((seconds, model_built.map(|b| if model.layer == Layer::Marts { b } else { b.rows_only() })));
+            for name in readers.built(model) {
+                // Nothing left reads it: its rows go (the report keeps the count).
+                ctx.deregister_table(name.as_str()).map_err(|source| RunError::Source { table: name, source })?;
+            }
             start_ready_checks(ctx, &catalog.checks, &built_names, &mut built.checking);
         }
         drop(running);
@@ -814,6 +819,50 @@ async fn build_model(
 async fn table_rows(ctx: &datafusion::prelude::SessionContext, table: &str) -> datafusion::error::Result<u64> {
     let batches = ctx.table(table).await?.count().await?;
     Ok(batches as u64)
+}
+
+/// Who still reads each intermediate table of a run: a table model that is
+/// no mart, that no check reads, is released once every model reading it is
+/// built, so that a run holds only the tables later models still need (the
+/// marts stay: they are published, closed and checked at the end).
+struct Readers {
+    /// Per releasable table: the selected models that read it, not built yet.
+    waiting: std::collections::BTreeMap<String, usize>,
+}
+
+impl Readers {
+    fn new(models: &[&Model], checks: &[crate::catalog::Check]) -> Readers {
+        let checked: std::collections::BTreeSet<&str> = checks.iter().flat_map(|c| c.depends_on.iter().map(String::as_str)).collect();
+        let mut waiting: std::collections::BTreeMap<String, usize> = models
+            .iter()
+            .filter(|m| m.materialized == crate::catalog::Materialized::Table && m.layer != Layer::Marts && !checked.contains(m.name.as_str()))
+            .map(|m| (m.name.clone(), 0))
+            .collect();
+        for m in models {
+            for d in &m.depends_on {
+                if let Some(n) = waiting.get_mut(d) {
+                    *n += 1;
+                }
+            }
+        }
+        Readers { waiting }
+    }
+
+    /// `model` is built: the tables nothing reads any more (itself, if no
+    /// model reads it).
+    fn built(&mut self, model: &Model) -> Vec<String> {
+        for d in &model.depends_on {
+            if let Some(n) = self.waiting.get_mut(d) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        let done: Vec<String> =
+            model.depends_on.iter().chain([&model.name]).filter(|n| self.waiting.get(n.as_str()) == Some(&0)).cloned().collect();
+        for name in &done {
+            self.waiting.remove(name);
+        }
+        done
+    }
 }
 
 /// The order in which models that are ready start: those with the longest
