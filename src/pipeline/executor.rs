@@ -103,13 +103,29 @@ impl Executor {
     }
 }
 
+/// What tonic writes for a failed connection, as it reaches the run when
+/// a worker's task failed to reach another worker: datafusion-distributed
+/// sends a worker's error back as text, so its type is lost on the way.
+const TRANSPORT_FAILURES: [&str; 5] = [
+    "The service is currently unavailable",
+    "transport error",
+    "tcp connect error",
+    "connection reset",
+    "broken pipe",
+];
+
 /// Whether a model's error is a failure of the connection to a worker (a
-/// gRPC status or transport error anywhere in its causes) rather than of
-/// the model itself: errors of a worker's execution come back as DataFusion's.
+/// gRPC status or transport error anywhere in its causes, or the text of
+/// one that a worker sent back) rather than of the model itself: errors of
+/// a worker's execution come back as DataFusion's.
 fn is_transport_failure(e: &datafusion::error::DataFusionError) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cause {
         if err.is::<tonic::Status>() || err.is::<tonic::transport::Error>() {
+            return true;
+        }
+        let text = err.to_string();
+        if TRANSPORT_FAILURES.iter().any(|t| text.contains(t)) {
             return true;
         }
         cause = err.source();
@@ -128,6 +144,9 @@ mod tests {
         assert!(is_transport_failure(&DataFusionError::External(Box::new(status))));
         let wrapped = DataFusionError::Context("model".into(), Box::new(DataFusionError::External(Box::new(tonic::Status::unavailable("gone")))));
         assert!(is_transport_failure(&wrapped));
+        // A worker that could not reach another sends the status back as text.
+        let relayed = "code: 'The service is currently unavailable', message: \"tcp connect error\", source: tonic::transport::Error(Transport, ConnectError(\"tcp connect error\", 127.0.0.1:41713, Os { code: 111, kind: ConnectionRefused }))";
+        assert!(is_transport_failure(&DataFusionError::External(relayed.into())));
         assert!(!is_transport_failure(&DataFusionError::Plan("no such column".into())));
         assert!(!is_transport_failure(&DataFusionError::ResourcesExhausted("memory".into())));
     }
