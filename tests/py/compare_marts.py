@@ -17,7 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from read_delta import render  # noqa: E402
+from read_delta import exit_after, render  # noqa: E402
 
 from deltalake import DeltaTable  # noqa: E402
 
@@ -69,7 +69,4 @@ def main():
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_after(main)

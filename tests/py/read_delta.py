@@ -90,11 +90,16 @@ def main():
     return 0
 
 
-if __name__ == "__main__":
+def exit_after(main):
+    """Run `main` and exit with its code, skipping interpreter teardown: the
+    native threads of deltalake/pyarrow can abort the process at exit
+    ("terminate called without an active exception") after the output was
+    complete."""
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    # Skip interpreter teardown: the native threads of deltalake/pyarrow can
-    # abort the process at exit ("terminate called without an active
-    # exception") after the output was complete.
     os._exit(code)
+
+
+if __name__ == "__main__":
+    exit_after(main)
