@@ -63,7 +63,7 @@ fn conserved(d: &mut Decoded, max_row: u64) {
     let rows: Vec<i64> = d.rejects.iter().map(|x| x.source_row).collect();
     assert!(rows.windows(2).all(|w| w[0] < w[1]), "one reject per row, in row order: {rows:?}");
     assert!(rows.iter().all(|&n| n >= 1 && n as u64 <= max_row), "reject rows {rows:?} within 1..={max_row}");
-    d.claim(&mut SeenKeys::default());
+    d.claim(&mut SeenKeys::default()).expect("claimed");
     let r = &d.report;
     assert_eq!(r.accepted + r.duplicates + r.rejected, r.rows_read, "accepted + duplicates + rejected = rows read");
 }

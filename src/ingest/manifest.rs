@@ -104,6 +104,8 @@ pub enum ManifestError {
     NotAnEntry(#[source] serde_json::Error),
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    #[error("cannot write: {0}")]
+    Stream(#[source] std::io::Error),
 }
 
 pub struct Manifest {
@@ -143,6 +145,30 @@ impl Manifest {
             .put(&self.location.path(name), body)
             .await
             .map_err(|e| self.err(name, ManifestError::Write(e)))?;
+        Ok(())
+    }
+
+    /// Write a file of the manifest folder from `chunks` as they come (in
+    /// parts where it is large); a failed chunk or write leaves no file.
+    pub(super) async fn write_stream(
+        &self,
+        name: &str,
+        mut chunks: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    ) -> Result<(), IngestError> {
+        use tokio::io::AsyncWriteExt;
+        let path = self.location.path(name);
+        let mut writer = object_store::buffered::BufWriter::with_capacity(self.location.store.clone(), path, 16 << 20);
+        let written = async {
+            while let Some(chunk) = chunks.recv().await {
+                writer.write_all(&chunk?).await?;
+            }
+            writer.shutdown().await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = writer.abort().await;
+            return Err(self.err(name, ManifestError::Stream(e)));
+        }
         Ok(())
     }
 

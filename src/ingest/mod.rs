@@ -87,6 +87,8 @@ pub enum IngestError {
         #[source]
         source: datafusion::error::DataFusionError,
     },
+    #[error("the key index cannot spill to {dir}: {source} (set TMPDIR to a folder with room, or raise engine.memory_mb)")]
+    KeySpill { dir: String, source: std::io::Error },
     #[error("ingest manifest {path}: {source}")]
     Manifest {
         path: String,
@@ -165,6 +167,10 @@ pub struct IngestOptions<'a> {
     /// `ingest.max_object_bytes`).
     pub limits: decode::Limits,
     pub progress: Option<&'a indicatif::ProgressBar>,
+    /// The most bytes the key index of this run's events holds in memory
+    /// (`engine.memory_mb`; `None`: no limit); beyond, it spills to sorted
+    /// runs in the temporary folder.
+    pub key_memory: Option<usize>,
     /// The latest as-of date of earlier runs: accepted events dated before it
     /// are late, and counted as such.
     pub late_before: Option<chrono::NaiveDate>,
@@ -264,6 +270,9 @@ pub struct IngestReport {
     pub events_version: Option<i64>,
     pub rejects_version: Option<i64>,
     pub recovered_sequence: Option<i64>,
+    /// Keys of this run's events that the key index spilled to disk, over
+    /// its memory budget (`engine.memory_mb`); 0 when it held them all.
+    pub keys_spilled: u64,
     pub seconds: f64,
 }
 
@@ -476,7 +485,7 @@ impl Decoded {
     /// Claim the keys of the accepted rows in row order, across both kinds
     /// (the first occurrence wins); count duplicates and accepted rows. The
     /// rows to keep of each kind.
-    fn claim(&mut self, seen: &mut SeenKeys) -> [Vec<bool>; 2] {
+    fn claim(&mut self, seen: &mut SeenKeys) -> std::io::Result<[Vec<bool>; 2]> {
         let mut next = [0usize; 2];
         let mut ordered = Vec::with_capacity(self.kinds.len());
         let mut kinds = Vec::with_capacity(self.kinds.len());
@@ -489,7 +498,7 @@ impl Decoded {
             kinds.push(k);
         }
         let mut keep: [Vec<bool>; 2] = next.map(Vec::with_capacity);
-        let claimed = seen.claim_all(&ordered);
+        let claimed = seen.claim_all(&ordered)?;
         for ((k, claimed), (_, payload)) in kinds.into_iter().zip(claimed).zip(ordered) {
             if let Some(earlier) = claimed {
                 self.report.duplicates += 1;
@@ -500,7 +509,7 @@ impl Decoded {
             keep[k].push(claimed.is_none());
         }
         self.report.accepted = self.kinds.len() as u64 - self.report.duplicates;
-        keep
+        Ok(keep)
     }
 }
 
@@ -574,7 +583,7 @@ async fn ingest_in_parts(raw: &Location, warehouse: &Warehouse, opts: &IngestOpt
         return Ok(report);
     }
 
-    let mut seen = load_keys(&opened, &tables).await?;
+    let mut seen = load_keys(&opened, &tables, opts).await?;
     tracing::debug!(seconds = seconds(), "ingest: keys of earlier runs opened");
     // Room for this run's keys.
     let raw_bytes: u64 = new_objects.iter().map(|o| o.meta.size).sum();
@@ -605,6 +614,7 @@ async fn ingest_in_parts(raw: &Location, warehouse: &Warehouse, opts: &IngestOpt
     }
 
     let sequence = opened.committed + 1;
+    report.keys_spilled = seen.spilled().0 as u64;
     let keys = seen.write(&opened.manifest, sequence, opts.run_id, opts.parallelism.max(1)).await?;
     tracing::debug!(seconds = seconds(), "ingest: key index written");
     let (events_version, rejects_version) = commit_sequence(opened, &tables, sequence, written, keys, opts.run_id).await?;
@@ -675,12 +685,15 @@ fn select_new(found: Vec<Discovered>, ingested: &HashMap<String, ObjectId>, repo
 
 /// The keys of the events of earlier runs: from their key index, or read back
 /// from `events` where a sequence has no segment of this version.
-async fn load_keys(opened: &Opened, tables: &Tables) -> Result<SeenKeys, IngestError> {
+async fn load_keys(opened: &Opened, tables: &Tables, opts: &IngestOptions<'_>) -> Result<SeenKeys, IngestError> {
     Ok(match SeenKeys::load(&opened.manifest, opened.committed, &opened.prior.keys).await? {
-        Some(keys) => keys,
+        Some(mut keys) => {
+            keys.limit(opts.key_memory, opts.parallelism);
+            keys
+        }
         None => {
             tracing::info!(table = %tables.events.display(), "reading the keys of earlier events back from events (no key index of this version yet)");
-            load_seen(&opened.events, &tables.events).await?
+            load_seen(&opened.events, &tables.events, opts).await?
         }
     })
 }
@@ -961,7 +974,7 @@ impl<'a> Output<'a> {
                     rejects: RecordBatchWriter::for_table(self.rejects_table).map_err(delta_err(&tables.rejects))?,
                 });
             }
-            let mut keep = part.claim(seen);
+            let mut keep = part.claim(seen).map_err(|source| spill_err(seen, source))?;
             let (events, rejects_writer) = match &mut tentative {
                 Some(t) => (&mut t.events, &mut t.rejects),
                 None => (&mut self.events, &mut self.rejects),
@@ -1001,7 +1014,7 @@ impl<'a> Output<'a> {
             }
         }
         if let Some(kept) = tentative {
-            seen.commit();
+            seen.commit().map_err(|source| spill_err(seen, source))?;
             self.events.adopt(kept.events).await?;
             let mut rejects = kept.rejects;
             self.rejects_adds.extend(rejects.flush().await.map_err(delta_err(&tables.rejects))?);
@@ -1411,9 +1424,15 @@ fn count_late(batch: &arrow::array::RecordBatch, before: i32, late: &mut u64, mo
     }
 }
 
+/// A failed write or read of the key index's spilled runs.
+fn spill_err(seen: &SeenKeys, source: std::io::Error) -> IngestError {
+    IngestError::KeySpill { dir: seen.spilled().1, source }
+}
+
 /// Keys of every event already in `events` (for de-duplication across runs).
-async fn load_seen(events: &DeltaTable, location: &Location) -> Result<SeenKeys, IngestError> {
+async fn load_seen(events: &DeltaTable, location: &Location, opts: &IngestOptions<'_>) -> Result<SeenKeys, IngestError> {
     let mut seen = SeenKeys::scanned();
+    seen.limit(opts.key_memory, opts.parallelism);
     if events.snapshot().map(|s| s.log_data().num_files()).unwrap_or(0) == 0 {
         return Ok(seen);
     }
@@ -1436,7 +1455,7 @@ async fn load_seen(events: &DeltaTable, location: &Location) -> Result<SeenKeys,
             table: location.display(),
             source,
         })? {
-            seen.insert(key.id, key.payload);
+            seen.insert(key.id, key.payload).map_err(|source| spill_err(&seen, source))?;
         }
     }
     Ok(seen)
@@ -1491,7 +1510,7 @@ mod tests {
         assert_eq!(decoded.kinds, [Usage, Other, Other, Usage, Usage, Other]);
 
         let mut seen = SeenKeys::default();
-        let keep = decoded.claim(&mut seen);
+        let keep = decoded.claim(&mut seen).expect("claimed");
         // Row 3 (email "x") repeats row 1 (usage "x") with another payload;
         // row 5 (usage "e1") repeats row 2 (email "e1").
         assert_eq!(keep[Usage as usize], [true, true, false]);
@@ -1524,6 +1543,7 @@ mod tests {
             parallelism: 2,
             limits,
             progress: None,
+            key_memory: None,
             late_before: chrono::NaiveDate::from_ymd_opt(2026, 3, 3),
         }
     }
@@ -1719,6 +1739,46 @@ mod tests {
         }
     }
 
+    /// An index over its memory budget spills to disk and decides exactly
+    /// as one held whole: duplicates of spilled keys (exact and conflicting,
+    /// in one object read in parts or across objects) are found, and the
+    /// segment merged from the runs serves the next ingest.
+    #[tokio::test]
+    async fn a_key_index_over_its_budget_decides_as_one_in_memory() {
+        let login = |id: usize, day: u32| event(&format!("k{id}"), "usage.login", day, r#""user_id":"u1""#);
+        let object = |ids: std::ops::Range<usize>, day: u32| lines(&ids.map(|i| login(i, day)).collect::<Vec<_>>());
+        let first = [
+            ("a.jsonl", object(0..1_500, 1)),
+            ("b.jsonl", object(1_000..2_600, 1)),
+            ("c.jsonl", object(2_500..4_000, 2)),
+        ];
+        let second = [("d.jsonl", object(3_900..4_100, 2)), ("e.jsonl", object(0..50, 3))];
+        let run = |key_memory: Option<usize>, parts: PartLimits| {
+            let (first, second) = (first.clone(), second.clone());
+            async move {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let (raw, warehouse) = raw_and_warehouse(&first, dir.path()).await;
+                let opts = IngestOptions { key_memory, ..options(decode::Limits::default()) };
+                let one = ingest_in_parts(&raw, &warehouse, &opts, parts).await.expect("first ingest");
+                for (name, bytes) in &second {
+                    raw.store.put(&format!("raw/{name}").as_str().into(), bytes.clone().into()).await.expect("put");
+                }
+                let opts = IngestOptions { run_id: "r2", ..opts };
+                let two = ingest_in_parts(&raw, &warehouse, &opts, parts).await.expect("second ingest");
+                assert_eq!(one.keys_spilled > 0, key_memory.is_some(), "first ingest, {parts:?}");
+                (one.totals, two.totals, table_rows(&warehouse.events(), "event_id").await)
+            }
+        };
+        let (one, two, events) = run(None, PartLimits::DEFAULT).await;
+        assert_eq!((one.accepted, one.duplicates, one.conflicting_duplicates), (4_000, 600, 100));
+        assert_eq!((two.accepted, two.duplicates, two.conflicting_duplicates), (100, 150, 50));
+        for parts in [PartLimits::DEFAULT, PartLimits { rows: 700, bytes: usize::MAX }] {
+            let spilled = run(Some(0), parts).await;
+            assert_eq!((&spilled.0, &spilled.1), (&one, &two), "{parts:?}");
+            assert!(spilled.2 == events, "{parts:?}: other events kept");
+        }
+    }
+
     fn line(id: &str, day: u32) -> String {
         format!(r#"{{"event_id":"{id}","event_type":"usage.login","customer_id":"c1","occurred_at":"2026-03-{day:02}T10:00:00Z","user_id":"u1"}}"#)
     }
@@ -1751,6 +1811,7 @@ mod tests {
             parallelism: 2,
             limits: Default::default(),
             progress: None,
+            key_memory: None,
             late_before: None,
         };
         let first = ingest(&raw, &warehouse, &opts).await.expect("first ingest");

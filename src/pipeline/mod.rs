@@ -477,6 +477,7 @@ impl Run<'_> {
             parallelism: config.parallelism,
             limits: config.ingest_limits,
             progress: stage.bar(),
+            key_memory: config.engine_memory,
             late_before: history::latest_as_of(runs),
         };
         let ingest_report = ingest_exclusively(self.raw, self.warehouse, &opts, config.scheduler.lease_ttl, self.clock.clone()).await?;
@@ -1114,6 +1115,7 @@ mod tests {
                             parallelism: 2,
                             progress: None,
                             limits: Default::default(),
+                            key_memory: None,
                             late_before: None,
                         };
                         ingest_exclusively(&raw, &warehouse, &opts, Duration::from_secs(30), Arc::new(SystemClock)).await

@@ -16,14 +16,21 @@
 //! warehouse whose entries have no segments (written before the index existed)
 //! is read back from `events` once, and the next segment covers everything.
 //!
+//! This run's keys are held in a table in memory up to a budget
+//! (`engine.memory_mb`); beyond it the table spills to sorted runs on local
+//! disk ([`spill`]), and the segment is their merge, uploaded as it is made.
+//!
 //! This module answers "was this id accepted before, with what payload"; what
 //! counts as a duplicate is ingest's decision.
+
+mod spill;
 
 use super::manifest::Manifest;
 use super::IngestError;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::io;
 
 /// Version 02: the column-wise payload hash of `batch::row_keys`.
 const MAGIC: &[u8; 8] = b"TNKEYS02";
@@ -89,7 +96,16 @@ impl Segment {
 pub struct SeenKeys {
     /// The chain, newest first.
     segments: Vec<Segment>,
+    /// This run's keys since its last spill.
     current: KeyTable,
+    /// This run's keys spilled to disk.
+    spilled: spill::Spilled,
+    /// The most keys `current` holds before it spills (`None`: no limit).
+    budget: Option<usize>,
+    /// About how many keys this run adds in all ([`SeenKeys::reserve`]).
+    expected: usize,
+    /// Threads that sort a table before it spills.
+    threads: usize,
     /// Keys claimed by the object being read while it may still turn out
     /// unreadable ([`SeenKeys::begin`]): kept only once it is read to its end.
     tentative: Option<KeyTable>,
@@ -143,7 +159,8 @@ impl SeenKeys {
     #[cfg(test)]
     pub fn get(&self, id: u128) -> Option<u64> {
         let tentative = || self.tentative.as_ref().and_then(|t| t.get(id));
-        self.current.get(id).or_else(tentative).or_else(|| self.in_segments(id))
+        let spilled = || self.spilled.get(id).expect("read a run");
+        self.current.get(id).or_else(tentative).or_else(|| self.in_segments(id)).or_else(spilled)
     }
 
     /// The payload hash of an id accepted by an earlier sequence.
@@ -151,16 +168,60 @@ impl SeenKeys {
         self.segments.iter().find_map(|s| search(&s.records, id))
     }
 
+    /// Hold at most `bytes` of this run's keys in memory (`None`: no
+    /// limit); beyond, the table is sorted on `threads` threads and spilled.
+    pub fn limit(&mut self, bytes: Option<usize>, threads: usize) {
+        self.budget = bytes.map(|b| (b / RECORD * 4 / 5).max(1 << 10));
+        self.threads = threads.max(1);
+    }
+
     /// Accept `id` unless it was accepted before: `None` when it is new (and
-    /// now claimed), else the payload hash it was accepted with.
-    pub fn claim(&mut self, id: u128, payload: u64) -> Option<u64> {
+    /// now claimed), else the payload hash it was accepted with. An error
+    /// is a failed read or write of a spilled run.
+    pub fn claim(&mut self, id: u128, payload: u64) -> io::Result<Option<u64>> {
         if let Some(p) = self.in_segments(id) {
-            return Some(p);
+            return Ok(Some(p));
+        }
+        if self.spilled.is_empty() && self.tentative.is_none() && !self.full() {
+            return Ok(self.current.claim(id, payload));
+        }
+        if let Some(p) = self.current.get(id) {
+            return Ok(Some(p));
+        }
+        if let Some(p) = self.spilled.get(id)? {
+            return Ok(Some(p));
         }
         match &mut self.tentative {
-            None => self.current.claim(id, payload),
-            Some(tentative) => self.current.get(id).or_else(|| tentative.claim(id, payload)),
+            Some(tentative) => Ok(tentative.claim(id, payload)),
+            None => self.hold(id, payload).map(|()| None),
         }
+    }
+
+    /// Whether `current` holds its budget of keys.
+    fn full(&self) -> bool {
+        self.budget.is_some_and(|b| self.current.len >= b)
+    }
+
+    /// Put a new key in `current`, spilling it first if it is full.
+    fn hold(&mut self, id: u128, payload: u64) -> io::Result<()> {
+        if self.full() {
+            self.spill()?;
+        }
+        self.current.claim(id, payload);
+        Ok(())
+    }
+
+    /// Write `current` as a run and start a new table, of the keys still
+    /// expected (within the budget).
+    fn spill(&mut self) -> io::Result<()> {
+        let table = std::mem::take(&mut self.current);
+        let sorted = table.into_sorted(self.threads.max(1));
+        self.spilled.add(&sorted, self.expected)?;
+        drop(sorted);
+        let held = self.spilled.keys();
+        self.current.max_slots = self.budget.map_or(0, KeyTable::slots_for);
+        self.current.reserve(self.expected.saturating_sub(held).max(1 << 10));
+        Ok(())
     }
 
     /// From now on, claims are tentative: an object read in several parts
@@ -172,13 +233,14 @@ impl SeenKeys {
     }
 
     /// Keep the tentative claims.
-    pub fn commit(&mut self) {
+    pub fn commit(&mut self) -> io::Result<()> {
         if let Some(tentative) = self.tentative.take() {
             self.current.reserve(tentative.len);
             for (id, payload) in tentative.iter() {
-                self.current.claim(id, payload);
+                self.hold(id, payload)?;
             }
         }
+        Ok(())
     }
 
     /// Forget the tentative claims.
@@ -189,26 +251,37 @@ impl SeenKeys {
     /// [`SeenKeys::claim`] for each `(id, payload)` in order (a key claimed by
     /// an earlier one of them is a duplicate). The slots of later keys are
     /// fetched into the cache ahead of their turn.
-    pub fn claim_all(&mut self, keys: &[(u128, u64)]) -> Vec<Option<u64>> {
+    pub fn claim_all(&mut self, keys: &[(u128, u64)]) -> io::Result<Vec<Option<u64>>> {
         let mut claimed = Vec::with_capacity(keys.len());
         for (i, &(id, payload)) in keys.iter().enumerate() {
             if let Some(&(ahead, _)) = keys.get(i + PREFETCH_AHEAD) {
                 self.current.prefetch(ahead);
+                self.spilled.prefetch(ahead);
             }
-            claimed.push(self.claim(id, payload));
+            claimed.push(self.claim(id, payload)?);
         }
-        claimed
+        Ok(claimed)
     }
 
-    /// Room for about `n` more keys (saves growing a large index).
+    /// Room for about `n` more keys (saves growing a large index), within
+    /// the budget ([`SeenKeys::limit`]).
     pub fn reserve(&mut self, n: usize) {
-        self.current.reserve(n);
+        self.expected = self.expected.saturating_add(n);
+        if let Some(budget) = self.budget {
+            self.current.max_slots = KeyTable::slots_for(budget);
+        }
+        self.current.reserve(n.min(self.budget.unwrap_or(usize::MAX).saturating_sub(self.current.len)));
     }
 
     /// Record a key read back from `events` (or, in tests, any key); `events`
     /// holds each id once, so this is a claim whose answer is not needed.
-    pub fn insert(&mut self, id: u128, payload: u64) {
-        self.current.claim(id, payload);
+    pub fn insert(&mut self, id: u128, payload: u64) -> io::Result<()> {
+        self.hold(id, payload)
+    }
+
+    /// Keys this run spilled to disk, and where (for errors).
+    pub fn spilled(&self) -> (usize, String) {
+        (self.spilled.keys(), self.spilled.dir())
     }
 
     /// The segment this run writes for `sequence`, sorted on `threads`
@@ -241,7 +314,7 @@ impl SeenKeys {
         if self.segments.len() + 1 > MERGE_AFTER {
             return self.segments.len();
         }
-        let mut keys = self.current.len;
+        let mut keys = self.current.len + self.spilled.keys();
         let mut taken = 0;
         for s in &self.segments {
             if s.keys() > 2 * keys {
@@ -259,6 +332,11 @@ impl SeenKeys {
     /// the index ([`KeyTable::into_sorted`]).
     pub async fn write(self, manifest: &Manifest, sequence: i64, run_id: &str, threads: usize) -> Result<KeysFile, IngestError> {
         let t = std::time::Instant::now();
+        if !self.spilled.is_empty() {
+            let file = self.write_merged(manifest, sequence, run_id, threads).await?;
+            tracing::debug!(seconds = t.elapsed().as_secs_f64(), keys = file.count, "key segment merged from spilled runs and written");
+            return Ok(file);
+        }
         let (file, body) = match self.merged() {
             0 if cfg!(target_endian = "little") => {
                 let covers_from = if self.scanned { 1 } else { sequence };
@@ -283,6 +361,104 @@ impl SeenKeys {
         manifest.write_payload(&file.file, body).await?;
         Ok(file)
     }
+}
+
+impl SeenKeys {
+    /// Write the segment of `sequence` as the merge of the spilled runs,
+    /// the last table (sorted where it lies) and the newest segments it
+    /// takes in, uploaded in parts as the merge makes them.
+    async fn write_merged(self, manifest: &Manifest, sequence: i64, run_id: &str, threads: usize) -> Result<KeysFile, IngestError> {
+        let spill_dir = self.spilled.dir();
+        let (file, sources, dir) = self.merge_sources(sequence, run_id, threads);
+        let count = file.count as usize;
+        let (sender, chunks) = tokio::sync::mpsc::channel(2);
+        let merging = tokio::task::spawn_blocking(move || {
+            let _runs = dir;
+            let merged = merge(sources, count, &mut |chunk| sender.blocking_send(Ok(chunk)).is_ok());
+            if let Err(e) = merged {
+                let _ = sender.blocking_send(Err(e));
+            }
+        });
+        let written = manifest.write_stream(&file.file, chunks).await;
+        merging.await.map_err(|e| IngestError::KeySpill {
+            dir: spill_dir,
+            source: io::Error::other(e),
+        })?;
+        written?;
+        Ok(file)
+    }
+
+    /// The segment's entry and the sorted sources it merges, with the
+    /// folder of the runs (removed when dropped).
+    fn merge_sources(self, sequence: i64, run_id: &str, threads: usize) -> (KeysFile, Vec<Sorted>, Option<tempfile::TempDir>) {
+        let taken: Vec<Segment> = self.segments[..self.merged()].to_vec();
+        let covers_from = match taken.last() {
+            _ if self.scanned => 1,
+            Some(oldest) => oldest.covers_from,
+            None => sequence,
+        };
+        let sorted = self.current.into_sorted(threads);
+        let count = sorted.len() + self.spilled.keys() + taken.iter().map(Segment::keys).sum::<usize>();
+        let (runs, dir) = self.spilled.readers();
+        let mut sources: Vec<Sorted> = vec![Box::new(sorted.into_iter().map(|s| Ok((spill::id_of(&s), s.payload))))];
+        sources.extend(runs.into_iter().map(|r| Box::new(r) as Sorted));
+        for segment in taken {
+            let records = segment.records;
+            let n = records.len() / RECORD;
+            sources.push(Box::new((0..n).map(move |i| Ok(decode_record(&records[i * RECORD..(i + 1) * RECORD])))));
+        }
+        let file = KeysFile {
+            file: KeysFile::name(sequence, run_id),
+            covers_from,
+            count: count as u64,
+        };
+        (file, sources, dir)
+    }
+}
+
+/// Records in id order, from one source of a merge.
+type Sorted = Box<dyn Iterator<Item = io::Result<(u128, u64)>> + Send>;
+
+/// The bytes of the segment of `count` records merged from `sources` (each
+/// sorted; no id in two of them), handed to `emit` in chunks of a few MiB;
+/// `emit` returns false to stop.
+fn merge(mut sources: Vec<Sorted>, count: usize, emit: &mut dyn FnMut(Bytes) -> bool) -> io::Result<()> {
+    use std::cmp::Reverse;
+    const CHUNK: usize = (8 << 20) / RECORD * RECORD;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    chunk.extend_from_slice(MAGIC);
+    chunk.extend_from_slice(&(count as u64).to_le_bytes());
+    let mut payloads = vec![0u64; sources.len()];
+    let mut heads = std::collections::BinaryHeap::with_capacity(sources.len());
+    for (i, source) in sources.iter_mut().enumerate() {
+        if let Some(record) = source.next() {
+            let (id, payload) = record?;
+            payloads[i] = payload;
+            heads.push(Reverse((id, i)));
+        }
+    }
+    let mut written = 0usize;
+    let mut record = [0u8; RECORD];
+    while let Some(Reverse((id, i))) = heads.pop() {
+        encode_record(&mut record, id, payloads[i]);
+        chunk.extend_from_slice(&record);
+        written += 1;
+        if chunk.len() + RECORD > CHUNK && !emit(Bytes::from(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))) {
+            return Ok(());
+        }
+        if let Some(next) = sources[i].next() {
+            let (id, payload) = next?;
+            payloads[i] = payload;
+            heads.push(Reverse((id, i)));
+        }
+    }
+    if written != count {
+        return Err(io::Error::other(format!("the merge gave {written} keys, {count} were counted")));
+    }
+    if !chunk.is_empty() {
+        emit(Bytes::from(chunk));
+    }
+    Ok(())
 }
 
 /// Sorted slots as the records of a segment: a [`Slot`] is laid out as a
@@ -312,9 +488,12 @@ const PREFETCH_AHEAD: usize = 16;
 /// large index, one after the other.
 #[derive(Default)]
 struct KeyTable {
-    /// A power of two many slots, or none; an id of all zeros marks a free slot.
+    /// Slots, or none; an id of all zeros marks a free slot.
     slots: Vec<Slot>,
     len: usize,
+    /// The most slots growing may reach (0: no limit), the budget of
+    /// [`SeenKeys::limit`]; a table that holds its budget spills instead.
+    max_slots: usize,
     /// The payload of the id 0, which a slot cannot hold.
     zero: Option<u64>,
 }
@@ -348,7 +527,9 @@ impl KeyTable {
     fn reserve(&mut self, more: usize) {
         let wanted = Self::slots_for(self.len.saturating_add(more));
         if wanted > self.slots.len() {
-            self.resize(wanted.max(self.slots.len().saturating_mul(2)));
+            let doubled = self.slots.len().saturating_mul(2);
+            let doubled = if self.max_slots > 0 { doubled.min(self.max_slots) } else { doubled };
+            self.resize(wanted.max(doubled));
         }
     }
 
@@ -613,7 +794,7 @@ mod tests {
     fn segment_of(keys: &[(u128, u64)], sequence: i64) -> (KeysFile, Bytes) {
         let mut s = SeenKeys::default();
         for (k, v) in keys {
-            s.insert(*k, *v);
+            s.insert(*k, *v).expect("insert");
         }
         let (file, body) = s.segment_for(sequence, "r", 2);
         (file, check(&Bytes::from(body)).expect("valid segment"))
@@ -624,20 +805,20 @@ mod tests {
     #[test]
     fn tentative_claims_are_kept_or_forgotten_whole() {
         let mut seen = SeenKeys::default();
-        assert_eq!(seen.claim(1, 10), None);
+        assert_eq!(seen.claim(1, 10).expect("claim"), None);
         seen.begin();
-        assert_eq!(seen.claim(1, 11), Some(10), "a kept key is a duplicate");
-        assert_eq!(seen.claim(2, 20), None);
-        assert_eq!(seen.claim(2, 21), Some(20), "a tentative key is a duplicate of the same object");
-        assert_eq!(seen.claim(0, 30), None);
+        assert_eq!(seen.claim(1, 11).expect("claim"), Some(10), "a kept key is a duplicate");
+        assert_eq!(seen.claim(2, 20).expect("claim"), None);
+        assert_eq!(seen.claim(2, 21).expect("claim"), Some(20), "a tentative key is a duplicate of the same object");
+        assert_eq!(seen.claim(0, 30).expect("claim"), None);
         seen.rollback();
         assert_eq!((seen.get(2), seen.get(0), seen.get(1)), (None, None, Some(10)));
         seen.begin();
-        assert_eq!(seen.claim(2, 22), None, "a forgotten key is new again");
-        assert_eq!(seen.claim(0, 31), None);
-        seen.commit();
-        assert_eq!(seen.claim(2, 23), Some(22));
-        assert_eq!(seen.claim(0, 32), Some(31));
+        assert_eq!(seen.claim(2, 22).expect("claim"), None, "a forgotten key is new again");
+        assert_eq!(seen.claim(0, 31).expect("claim"), None);
+        seen.commit().expect("commit");
+        assert_eq!(seen.claim(2, 23).expect("claim"), Some(22));
+        assert_eq!(seen.claim(0, 32).expect("claim"), Some(31));
         assert_eq!(seen.current.len, 2, "id 0 is held apart from the slots");
     }
 
@@ -667,7 +848,7 @@ mod tests {
             segments: vec![Segment { covers_from: 1, records: s1 }; MERGE_AFTER],
             ..Default::default()
         };
-        seen.insert(3, 30);
+        seen.insert(3, 30).expect("insert");
         let (file, body) = seen.segment_for(MERGE_AFTER as i64 + 1, "r", 2);
         assert_eq!(file.covers_from, 1);
         let records = check(&Bytes::from(body)).expect("valid");
@@ -676,7 +857,7 @@ mod tests {
         assert_eq!(ids.len(), 2 * MERGE_AFTER + 1);
 
         let mut scanned = SeenKeys::scanned();
-        scanned.insert(9, 90);
+        scanned.insert(9, 90).expect("insert");
         assert_eq!(scanned.segment_for(4, "r", 2).0.covers_from, 1);
     }
 
@@ -695,7 +876,7 @@ mod tests {
             };
             for k in 0..10u128 {
                 let id = u128::MAX - (sequence as u128) * 100 - k;
-                seen.insert(id, sequence as u64);
+                seen.insert(id, sequence as u64).expect("insert");
                 all.push((id, sequence as u64));
             }
             let taken = seen.merged();
@@ -751,9 +932,9 @@ mod tests {
             .collect();
         let mut seen = SeenKeys::default();
         let (first, rest) = keys.split_at(5_000);
-        let mut claimed = seen.claim_all(first);
+        let mut claimed = seen.claim_all(first).expect("claim");
         seen.reserve(100);
-        claimed.extend(seen.claim_all(rest));
+        claimed.extend(seen.claim_all(rest).expect("claim"));
         assert_eq!(claimed, expected);
         assert!(claimed.iter().any(Option::is_some) && model.contains_key(&0));
         let mut held: Vec<(u128, u64)> = seen.current.iter().collect();
@@ -797,13 +978,84 @@ mod tests {
             for threads in [1, 2, 3, 8] {
                 let mut seen = SeenKeys::default();
                 for &(id, payload) in &records {
-                    seen.insert(id, payload);
+                    seen.insert(id, payload).expect("insert");
                 }
                 let (_, want) = seen.segment_for(1, "r", threads);
                 let got = Records(seen.current.into_sorted(threads));
                 assert_eq!(got.as_ref(), &want[HEADER..], "{} keys, {threads} threads", records.len());
             }
         }
+    }
+
+    /// A table over its budget spills, again and again: claims answer as a
+    /// map does (tentative ones too, kept or forgotten), across the runs,
+    /// and the segment merged from the runs, the last table and the earlier
+    /// segments it takes in is the one an index without a budget writes.
+    #[test]
+    fn a_table_over_its_budget_spills_and_answers_as_before() {
+        let mut rng = fastrand::Rng::with_seed(0xB0D6_E7);
+        let mut next = || (rng.u64(..) as u128) << 64 | rng.u64(..) as u128;
+        let mut keys: Vec<(u128, u64)> = (0..12_000u64).map(|i| (if i == 77 { 0 } else { next() }, i % 5)).collect();
+        let repeats: Vec<(u128, u64)> = keys.iter().step_by(5).map(|(id, p)| (*id, p + (id % 2) as u64)).collect();
+        keys.extend(repeats);
+        let (_, earlier) = segment_of(&[(next(), 1), (next(), 2), (keys[10].0, 9)], 1);
+        let mut model: HashMap<u128, u64> = [(keys[10].0, 9)].into_iter().collect();
+        let expected: Vec<Option<u64>> = keys
+            .iter()
+            .map(|(id, p)| match model.get(id) {
+                Some(held) => Some(*held),
+                None => {
+                    model.insert(*id, *p);
+                    None
+                }
+            })
+            .collect();
+        let index = |budget: Option<usize>| {
+            let mut seen = SeenKeys {
+                segments: vec![Segment { covers_from: 1, records: earlier.clone() }],
+                ..Default::default()
+            };
+            seen.limit(budget, 2);
+            seen.reserve(5_000);
+            seen
+        };
+        let mut seen = index(Some(1024 * RECORD * 5 / 4));
+        let mut claimed = Vec::new();
+        for (i, part) in keys.chunks(1_000).enumerate() {
+            if i % 4 == 1 {
+                // An object read in parts: forgotten once, then kept.
+                seen.begin();
+                let forgotten: Vec<(u128, u64)> = (0..50).map(|_| (next(), 0)).collect();
+                seen.claim_all(&forgotten).expect("claim");
+                seen.rollback();
+                assert!(forgotten.iter().all(|(id, _)| seen.get(*id).is_none()));
+                seen.begin();
+                claimed.extend(seen.claim_all(part).expect("claim"));
+                seen.commit().expect("commit");
+            } else {
+                claimed.extend(seen.claim_all(part).expect("claim"));
+            }
+        }
+        assert_eq!(claimed, expected);
+        assert!(seen.spilled.keys() > 8_000 && seen.current.len <= 1024, "spilled {}, held {}", seen.spilled.keys(), seen.current.len);
+        for (id, payload) in &model {
+            assert_eq!(seen.get(*id), Some(*payload), "key {id}");
+        }
+
+        let mut whole = index(None);
+        whole.claim_all(&keys).expect("claim");
+        assert!(whole.spilled.is_empty());
+        let (want_file, want) = whole.segment_for(2, "r", 2);
+        let (file, sources, _dir) = seen.merge_sources(2, "r", 2);
+        let mut got = Vec::new();
+        merge(sources, file.count as usize, &mut |chunk| {
+            got.extend_from_slice(&chunk);
+            true
+        })
+        .expect("merge");
+        assert_eq!((file.covers_from, file.count), (want_file.covers_from, want_file.count));
+        assert_eq!(file.count as usize, model.len() + 2, "with the two other keys of the segment taken in");
+        assert!(got == want, "the merged segment differs");
     }
 
     #[test]
