@@ -220,7 +220,7 @@ impl SeenKeys {
         drop(sorted);
         let held = self.spilled.keys();
         self.current.max_slots = self.budget.map_or(0, KeyTable::slots_for);
-        self.current.reserve(self.expected.saturating_sub(held).max(1 << 10));
+        self.current.reserve(self.expected.saturating_sub(held).clamp(1 << 10, self.budget.unwrap_or(usize::MAX)));
         Ok(())
     }
 
@@ -527,9 +527,15 @@ impl KeyTable {
     fn reserve(&mut self, more: usize) {
         let wanted = Self::slots_for(self.len.saturating_add(more));
         if wanted > self.slots.len() {
-            let doubled = self.slots.len().saturating_mul(2);
-            let doubled = if self.max_slots > 0 { doubled.min(self.max_slots) } else { doubled };
-            self.resize(wanted.max(doubled));
+            let grown = wanted.max(self.slots.len().saturating_mul(2));
+            // Within the budget, and with room for one more key at least.
+            let grown = match self.max_slots {
+                0 => grown,
+                max => grown.min(max.max(Self::slots_for(self.len + 1))),
+            };
+            if grown > self.slots.len() {
+                self.resize(grown);
+            }
         }
     }
 
@@ -1016,7 +1022,7 @@ mod tests {
                 ..Default::default()
             };
             seen.limit(budget, 2);
-            seen.reserve(5_000);
+            seen.reserve(20_000);
             seen
         };
         let mut seen = index(Some(1024 * RECORD * 5 / 4));
@@ -1038,6 +1044,7 @@ mod tests {
         }
         assert_eq!(claimed, expected);
         assert!(seen.spilled.keys() > 8_000 && seen.current.len <= 1024, "spilled {}, held {}", seen.spilled.keys(), seen.current.len);
+        assert!(seen.current.slots.len() <= KeyTable::slots_for(1024), "{} slots for a budget of 1024 keys", seen.current.slots.len());
         for (id, payload) in &model {
             assert_eq!(seen.get(*id), Some(*payload), "key {id}");
         }
