@@ -477,7 +477,9 @@ impl Run<'_> {
             parallelism: config.parallelism,
             limits: config.ingest_limits,
             progress: stage.bar(),
-            key_memory: config.engine_memory,
+            // Half the models' pool: ingest's own buffers (objects being
+            // decoded, row groups being encoded) come on top of the index.
+            key_memory: config.engine_memory.map(|bytes| bytes / 2),
             late_before: history::latest_as_of(runs),
         };
         let ingest_report = ingest_exclusively(self.raw, self.warehouse, &opts, config.scheduler.lease_ttl, self.clock.clone()).await?;
