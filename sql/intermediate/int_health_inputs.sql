@@ -53,7 +53,7 @@ snapshot_months as (
 
 surveys as (
     select customer_id, event_type, score, local_date, occurred_at, event_id
-    from stg_account_events
+    from stg_survey_payment_events
     -- the date first: a batch of kept rows wholly before it is dropped
     -- without its event types being compared
     where local_date >= tenure_rebuild_from() - 179

@@ -33,7 +33,7 @@ retention as (
 
 account_events as (
     select customer_id, event_type, amount, score, local_date
-    from stg_account_events
+    from stg_survey_payment_events
     -- the widest window read below (365 days) first: a batch of older rows is
     -- dropped without its event types being compared
     where local_date > tenure_as_of() - 365

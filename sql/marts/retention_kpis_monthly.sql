@@ -32,7 +32,7 @@ customer_months as (
 
 surveys as (
     select event_type, score, cast(date_trunc('month', local_date) as date) as month
-    from stg_account_events
+    from stg_survey_payment_events
     -- the date first: a batch of kept rows wholly before it is dropped
     -- without its event types being compared
     where local_date >= tenure_rebuild_from()

@@ -300,6 +300,7 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
             "retention_kpis_monthly",
             "stg_account_events",
             "stg_billing_events",
+            "stg_survey_payment_events",
         ],
         "{}",
         report["state"]
