@@ -319,7 +319,8 @@ fn incremental_runs_publish_what_a_full_rebuild_publishes() {
     let id = next["run_id"].as_str().unwrap_or("-").to_string();
     let parts: Vec<Value> = next["state"].as_array().cloned().unwrap_or_default().iter().flat_map(|s| s["parts"].as_array().cloned().unwrap_or_default()).collect();
     let written = parts.iter().filter(|p| p["path"].as_str().is_some_and(|x| x.contains(&id))).count();
-    assert!((1..=14).contains(&written), "at most one month of each model: {}", next["state"]);
+    let models_with_state = next["state"].as_array().map_or(0, Vec::len);
+    assert!((1..=models_with_state).contains(&written), "at most one month of each model: {written} files of {models_with_state} models");
     for part in &parts {
         let recomputed = part["month"].as_str().is_some_and(|m| m >= "2026-11-01");
         assert_eq!(part["path"].as_str().is_some_and(|x| x.contains(&id)), recomputed, "{part}");
