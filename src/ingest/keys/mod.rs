@@ -806,6 +806,20 @@ mod tests {
         (file, check(&Bytes::from(body)).expect("valid segment"))
     }
 
+    /// What claiming `keys` in order answers, by a map that `model` starts
+    /// as and ends holding every key with its first payload.
+    fn claims_of_a_map(keys: &[(u128, u64)], model: &mut HashMap<u128, u64>) -> Vec<Option<u64>> {
+        keys.iter()
+            .map(|(id, p)| match model.get(id) {
+                Some(held) => Some(*held),
+                None => {
+                    model.insert(*id, *p);
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// Tentative claims see the kept ones and each other; rolled back, they
     /// are gone, as if never made; committed, they are kept.
     #[test]
@@ -925,17 +939,8 @@ mod tests {
             .collect();
         let repeats: Vec<(u128, u64)> = keys.iter().step_by(7).map(|(id, p)| (*id, p + (next() % 2))).collect();
         keys.extend(repeats);
-        let mut model = std::collections::HashMap::new();
-        let expected: Vec<Option<u64>> = keys
-            .iter()
-            .map(|(id, p)| match model.get(id) {
-                Some(held) => Some(*held),
-                None => {
-                    model.insert(*id, *p);
-                    None
-                }
-            })
-            .collect();
+        let mut model = HashMap::new();
+        let expected = claims_of_a_map(&keys, &mut model);
         let mut seen = SeenKeys::default();
         let (first, rest) = keys.split_at(5_000);
         let mut claimed = seen.claim_all(first).expect("claim");
@@ -1006,16 +1011,7 @@ mod tests {
         keys.extend(repeats);
         let (_, earlier) = segment_of(&[(next(), 1), (next(), 2), (keys[10].0, 9)], 1);
         let mut model: HashMap<u128, u64> = [(keys[10].0, 9)].into_iter().collect();
-        let expected: Vec<Option<u64>> = keys
-            .iter()
-            .map(|(id, p)| match model.get(id) {
-                Some(held) => Some(*held),
-                None => {
-                    model.insert(*id, *p);
-                    None
-                }
-            })
-            .collect();
+        let expected = claims_of_a_map(&keys, &mut model);
         let index = |budget: Option<usize>| {
             let mut seen = SeenKeys {
                 segments: vec![Segment { covers_from: 1, records: earlier.clone() }],
