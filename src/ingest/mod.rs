@@ -686,16 +686,14 @@ fn select_new(found: Vec<Discovered>, ingested: &HashMap<String, ObjectId>, repo
 /// The keys of the events of earlier runs: from their key index, or read back
 /// from `events` where a sequence has no segment of this version.
 async fn load_keys(opened: &Opened, tables: &Tables, opts: &IngestOptions<'_>) -> Result<SeenKeys, IngestError> {
-    Ok(match SeenKeys::load(&opened.manifest, opened.committed, &opened.prior.keys).await? {
-        Some(mut keys) => {
-            keys.limit(opts.key_memory, opts.parallelism);
-            keys
-        }
-        None => {
-            tracing::info!(table = %tables.events.display(), "reading the keys of earlier events back from events (no key index of this version yet)");
-            load_seen(&opened.events, &tables.events, opts).await?
-        }
-    })
+    let loaded = SeenKeys::load(&opened.manifest, opened.committed, &opened.prior.keys).await?;
+    let mut seen = loaded.unwrap_or_else(SeenKeys::scanned);
+    seen.limit(opts.key_memory, opts.parallelism);
+    if seen.is_scanned() {
+        tracing::info!(table = %tables.events.display(), "reading the keys of earlier events back from events (no key index of this version yet)");
+        load_seen(&opened.events, &tables.events, &mut seen).await?;
+    }
+    Ok(seen)
 }
 
 /// Decoded objects in object order, from the task that fetches and decodes
@@ -1429,12 +1427,11 @@ fn spill_err(seen: &SeenKeys, source: std::io::Error) -> IngestError {
     IngestError::KeySpill { dir: seen.spilled().1, source }
 }
 
-/// Keys of every event already in `events` (for de-duplication across runs).
-async fn load_seen(events: &DeltaTable, location: &Location, opts: &IngestOptions<'_>) -> Result<SeenKeys, IngestError> {
-    let mut seen = SeenKeys::scanned();
-    seen.limit(opts.key_memory, opts.parallelism);
+/// Put the keys of every event already in `events` in `seen` (for
+/// de-duplication across runs).
+async fn load_seen(events: &DeltaTable, location: &Location, seen: &mut SeenKeys) -> Result<(), IngestError> {
     if events.snapshot().map(|s| s.log_data().num_files()).unwrap_or(0) == 0 {
-        return Ok(seen);
+        return Ok(());
     }
     let query_err = |source| IngestError::Query {
         table: location.display(),
@@ -1455,10 +1452,10 @@ async fn load_seen(events: &DeltaTable, location: &Location, opts: &IngestOption
             table: location.display(),
             source,
         })? {
-            seen.insert(key.id, key.payload).map_err(|source| spill_err(&seen, source))?;
+            seen.insert(key.id, key.payload).map_err(|source| spill_err(seen, source))?;
         }
     }
-    Ok(seen)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -122,6 +122,12 @@ impl SeenKeys {
         }
     }
 
+    /// Whether the caller reads the keys of earlier runs back from `events`
+    /// ([`SeenKeys::scanned`]).
+    pub fn is_scanned(&self) -> bool {
+        self.scanned
+    }
+
     /// Follow the chain of segments back from sequence `committed`. `None` when
     /// an entry of the chain has no segment (an older warehouse) or a segment
     /// of an older version.
@@ -173,6 +179,12 @@ impl SeenKeys {
     pub fn limit(&mut self, bytes: Option<usize>, threads: usize) {
         self.budget = bytes.map(|b| (b / RECORD * 4 / 5).max(1 << 10));
         self.threads = threads.max(1);
+        self.current.max_slots = self.max_slots();
+    }
+
+    /// The most slots `current` may grow to (0: no limit).
+    fn max_slots(&self) -> usize {
+        self.budget.map_or(0, KeyTable::slots_for)
     }
 
     /// Accept `id` unless it was accepted before: `None` when it is new (and
@@ -214,12 +226,15 @@ impl SeenKeys {
     /// Write `current` as a run and start a new table, of the keys still
     /// expected (within the budget).
     fn spill(&mut self) -> io::Result<()> {
-        let table = std::mem::take(&mut self.current);
+        let within = KeyTable {
+            max_slots: self.max_slots(),
+            ..Default::default()
+        };
+        let table = std::mem::replace(&mut self.current, within);
         let sorted = table.into_sorted(self.threads.max(1));
         self.spilled.add(&sorted, self.expected)?;
         drop(sorted);
         let held = self.spilled.keys();
-        self.current.max_slots = self.budget.map_or(0, KeyTable::slots_for);
         self.current.reserve(self.expected.saturating_sub(held).clamp(1 << 10, self.budget.unwrap_or(usize::MAX)));
         Ok(())
     }
@@ -267,9 +282,6 @@ impl SeenKeys {
     /// the budget ([`SeenKeys::limit`]).
     pub fn reserve(&mut self, n: usize) {
         self.expected = self.expected.saturating_add(n);
-        if let Some(budget) = self.budget {
-            self.current.max_slots = KeyTable::slots_for(budget);
-        }
         self.current.reserve(n.min(self.budget.unwrap_or(usize::MAX).saturating_sub(self.current.len)));
     }
 
@@ -284,9 +296,21 @@ impl SeenKeys {
         (self.spilled.keys(), self.spilled.dir())
     }
 
+    /// The first sequence the segment of `sequence` covers, when it takes
+    /// in `taken` (the newest earlier segments).
+    fn covers_from(&self, taken: &[Segment], sequence: i64) -> i64 {
+        match taken.last() {
+            _ if self.scanned => 1,
+            Some(oldest) => oldest.covers_from,
+            None => sequence,
+        }
+    }
+
     /// The segment this run writes for `sequence`, sorted on `threads`
-    /// threads: its own keys and those of the newest segments it takes in
-    /// ([`SeenKeys::merged`]).
+    /// threads in one buffer: its own keys and those of the newest segments
+    /// it takes in ([`SeenKeys::merged`]). The reference the written
+    /// segments are tested against.
+    #[cfg(test)]
     pub fn segment_for(&self, sequence: i64, run_id: &str, threads: usize) -> (KeysFile, Vec<u8>) {
         let merged = &self.segments[..self.merged()];
         let records = || {
@@ -294,11 +318,7 @@ impl SeenKeys {
             self.current.iter().chain(earlier)
         };
         let body = sorted_segment(records, threads);
-        let covers_from = match merged.last() {
-            _ if self.scanned => 1,
-            Some(oldest) => oldest.covers_from,
-            None => sequence,
-        };
+        let covers_from = self.covers_from(merged, sequence);
         let file = KeysFile {
             file: KeysFile::name(sequence, run_id),
             covers_from,
@@ -327,36 +347,29 @@ impl SeenKeys {
     }
 
     /// Write the segment of `sequence` (before its manifest entry). Where
-    /// it takes in no earlier segment (a first or a large ingest), its records
-    /// are this run's table, sorted where it lies, without a second copy of
-    /// the index ([`KeyTable::into_sorted`]).
+    /// it is only this run's table (nothing spilled, no earlier segment
+    /// taken in: a first or a large ingest), its records are the table
+    /// sorted where it lies, without a second copy of the index
+    /// ([`KeyTable::into_sorted`]); else the merge of its sorted parts
+    /// ([`SeenKeys::write_merged`]).
     pub async fn write(self, manifest: &Manifest, sequence: i64, run_id: &str, threads: usize) -> Result<KeysFile, IngestError> {
         let t = std::time::Instant::now();
-        if !self.spilled.is_empty() {
+        if !(self.spilled.is_empty() && self.merged() == 0 && cfg!(target_endian = "little")) {
             let file = self.write_merged(manifest, sequence, run_id, threads).await?;
-            tracing::debug!(seconds = t.elapsed().as_secs_f64(), keys = file.count, "key segment merged from spilled runs and written");
+            tracing::debug!(seconds = t.elapsed().as_secs_f64(), keys = file.count, "key segment merged and written");
             return Ok(file);
         }
-        let (file, body) = match self.merged() {
-            0 if cfg!(target_endian = "little") => {
-                let covers_from = if self.scanned { 1 } else { sequence };
-                let records = self.current.into_sorted(threads);
-                let file = KeysFile {
-                    file: KeysFile::name(sequence, run_id),
-                    covers_from,
-                    count: records.len() as u64,
-                };
-                let mut header = Vec::with_capacity(HEADER);
-                header.extend_from_slice(MAGIC);
-                header.extend_from_slice(&file.count.to_le_bytes());
-                let body = object_store::PutPayload::from_iter([Bytes::from(header), Bytes::from_owner(Records(records))]);
-                (file, body)
-            }
-            _ => {
-                let (file, body) = self.segment_for(sequence, run_id, threads);
-                (file, object_store::PutPayload::from(body))
-            }
+        let covers_from = self.covers_from(&[], sequence);
+        let records = self.current.into_sorted(threads);
+        let file = KeysFile {
+            file: KeysFile::name(sequence, run_id),
+            covers_from,
+            count: records.len() as u64,
         };
+        let mut header = Vec::with_capacity(HEADER);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&file.count.to_le_bytes());
+        let body = object_store::PutPayload::from_iter([Bytes::from(header), Bytes::from_owner(Records(records))]);
         tracing::debug!(seconds = t.elapsed().as_secs_f64(), keys = file.count, "key segment sorted");
         manifest.write_payload(&file.file, body).await?;
         Ok(file)
@@ -366,7 +379,8 @@ impl SeenKeys {
 impl SeenKeys {
     /// Write the segment of `sequence` as the merge of the spilled runs,
     /// the last table (sorted where it lies) and the newest segments it
-    /// takes in, uploaded in parts as the merge makes them.
+    /// takes in, uploaded in parts as the merge makes them: memory holds a
+    /// few chunks of it, however large it is.
     async fn write_merged(self, manifest: &Manifest, sequence: i64, run_id: &str, threads: usize) -> Result<KeysFile, IngestError> {
         let spill_dir = self.spilled.dir();
         let (file, sources, dir) = self.merge_sources(sequence, run_id, threads);
@@ -392,11 +406,7 @@ impl SeenKeys {
     /// folder of the runs (removed when dropped).
     fn merge_sources(self, sequence: i64, run_id: &str, threads: usize) -> (KeysFile, Vec<Sorted>, Option<tempfile::TempDir>) {
         let taken: Vec<Segment> = self.segments[..self.merged()].to_vec();
-        let covers_from = match taken.last() {
-            _ if self.scanned => 1,
-            Some(oldest) => oldest.covers_from,
-            None => sequence,
-        };
+        let covers_from = self.covers_from(&taken, sequence);
         let sorted = self.current.into_sorted(threads);
         let count = sorted.len() + self.spilled.keys() + taken.iter().map(Segment::keys).sum::<usize>();
         let (runs, dir) = self.spilled.readers();
@@ -707,6 +717,7 @@ fn check(bytes: &Bytes) -> Result<Bytes, SegmentError> {
 /// thousand records of a large index) is then sorted on its own, in the
 /// cache, where one comparison sort of all the records would miss it at
 /// nearly every step. Any ids come out sorted; uniform ones come out fast.
+#[cfg(test)]
 fn sorted_segment<I: Iterator<Item = (u128, u64)>>(records: impl Fn() -> I, threads: usize) -> Vec<u8> {
     const BITS: u32 = 12;
     let bucket = |id: u128| (id >> (128 - BITS)) as usize;
@@ -754,6 +765,7 @@ fn sorted_segment<I: Iterator<Item = (u128, u64)>>(records: impl Fn() -> I, thre
 }
 
 /// Sort each bucket `(start, end)` (in records from `offset`) of `bytes` by id.
+#[cfg(test)]
 fn sort_buckets(bytes: &mut [u8], buckets: &[(usize, usize)], offset: usize) {
     let mut scratch = Vec::new();
     for &(start, end) in buckets {
